@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Prefect keeps its state (SQLite, results) inside the project, and stays quiet on the console.
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL := WARNING
+
+.PHONY: install demo test lock benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# requirements.lock pins every package we tested with; overrides.txt relaxes prefect 3.9's
+# certifi floor, which no published certifi meets yet (see docs/decisions.md).
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/loyalty generate-sample --out extracts
+	$(BIN)/loyalty run
+
+test: install
+	$(BIN)/python -m pytest
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test --override overrides.txt --python-version 3.11 -o requirements.lock
+
+benchmark: install
+	$(BIN)/python benchmarks/nightly.py
+
+clean:
+	rm -rf $(VENV) .prefect data outbox extracts

@@ -1,0 +1,142 @@
+"""config.yaml -> typed settings. Every error names the file, the line and the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loyalty_engine.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExtractSettings(_Section):
+    path: Path
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    # The password itself never sits in the config file, only the name of the variable holding it.
+    password_env: str = "LOYALTY_SMTP_PASSWORD"
+    timeout_seconds: float = 30
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env)
+
+
+class EmailSettings(_Section):
+    mode: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    sender: str
+    smtp: SmtpSettings = SmtpSettings()
+
+
+class DigestSettings(_Section):
+    language: Literal["de", "en"] = "de"
+
+
+class ScheduleSettings(_Section):
+    cron: str = "0 6 * * *"
+    timezone: str = "UTC"
+
+
+class Settings(_Section):
+    extracts: ExtractSettings
+    database: Path
+    rules: Path
+    email: EmailSettings
+    digest: DigestSettings = DigestSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    # Where the file came from; relative paths above are already resolved against its folder.
+    source: Path = Field(default=Path("config.yaml"), exclude=True)
+
+
+def config_path(explicit: Path | None = None) -> Path:
+    """The config file to use: --config, else $LOYALTY_CONFIG, else ./config.yaml."""
+    if explicit is not None:
+        return explicit
+    return Path(os.environ.get("LOYALTY_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and check config.yaml; relative paths resolve against the file's folder.
+
+    >>> load_settings(Path("config.yaml")).digest.language
+    'de'
+    """
+    path = config_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(_describe(path, node, first)) from None
+    base = path.resolve().parent
+    return settings.model_copy(
+        update={
+            "extracts": settings.extracts.model_copy(update={"path": base / settings.extracts.path}),
+            "database": base / settings.database,
+            "rules": base / settings.rules,
+            "email": settings.email.model_copy(update={"outbox_dir": base / settings.email.outbox_dir}),
+            "source": path,
+        }
+    )
+
+
+def _describe(path: Path, root: yaml.Node | None, error: dict) -> str:
+    """One line for a pydantic error: file:line: key: problem."""
+    loc = [part for part in error["loc"] if isinstance(part, (str, int))]
+    key = ".".join(str(part) for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown key"
+    elif kind == "missing":
+        problem = "required key is missing"
+    elif kind == "literal_error":
+        problem = f"must be one of {error['ctx']['expected']}, got {error['input']!r}"
+    else:
+        problem = f"{error['msg'].lower()}, got {error['input']!r}"
+    line = _line_of(root, loc)
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {key}: {problem}"
+
+
+def _line_of(node: yaml.Node | None, loc: list) -> int | None:
+    """The line of the deepest YAML node on the error's path (the parent for a missing key)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
