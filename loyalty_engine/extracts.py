@@ -1,0 +1,112 @@
+"""Extract files -> DuckDB staging tables, with DuckDB's own CSV and Parquet readers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from loyalty_engine.contract import TABLES, Table
+from loyalty_engine.errors import ExtractError
+
+_DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    table: str
+    source: Path
+    rows: int
+
+
+def extract_folder(root: Path, night: date) -> Path:
+    """The folder holding the night's files: <root>/<YYYY-MM-DD>/ if it exists, else <root>/ itself."""
+    dated = root / night.isoformat()
+    return dated if dated.is_dir() else root
+
+
+def newest_extract_date(root: Path) -> date | None:
+    """The latest <YYYY-MM-DD> folder under root, or None when the files lie flat (or nothing is there)."""
+    if not root.is_dir():
+        return None
+    nights = sorted(p.name for p in root.iterdir() if p.is_dir() and _DATE_FOLDER.match(p.name))
+    return date.fromisoformat(nights[-1]) if nights else None
+
+
+def find_table_file(folder: Path, table: str) -> Path:
+    for suffix in (".csv", ".parquet"):
+        candidate = folder / f"{table}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ExtractError(f"{folder}: missing required table {table} ({table}.csv or {table}.parquet)")
+
+
+def stage_extracts(con: duckdb.DuckDBPyConnection, root: Path, night: date) -> dict[str, StagedTable]:
+    """Read every contract table of the night into a staging table `stage_<name>` of text columns.
+
+    Values stay text here so that one bad value costs one row, not the whole column's type:
+    validation (validate.py) parses them and quarantines the rows that do not parse.
+    """
+    if not root.exists():
+        raise ExtractError(f"{root}: extracts folder does not exist")
+    folder = extract_folder(root, night)
+    # Find every file first, so a missing table stops the night before anything is read.
+    files = {name: find_table_file(folder, name) for name in TABLES}
+    return {name: _stage(con, TABLES[name], path) for name, path in files.items()}
+
+
+def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTable:
+    reader = _reader_sql(path)
+    # DuckDB keeps CSV rejects in TEMP tables that accumulate; start each file with empty ones.
+    con.execute("DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS csv_reject_scans")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE read_{table.name} AS SELECT * FROM {reader}", [str(path)])
+    except duckdb.Error as err:
+        raise ExtractError(f"{path}: cannot read ({_first_line(err)})") from None
+    if path.suffix == ".csv":
+        _refuse_broken_lines(con, path)
+    found = {c.lower().strip(): c for c in con.sql(f"SELECT * FROM read_{table.name} LIMIT 0").columns}
+    for column in table.required:
+        if column not in found:
+            shown = ", ".join(found.values()) or "none"
+            raise ExtractError(f"{path}: missing required column '{column}' (found: {shown})")
+    # CSV line numbers count the header; Parquet rows count from 1. rowid is insertion order,
+    # which DuckDB keeps equal to file order (preserve_insertion_order).
+    first = 2 if path.suffix == ".csv" else 1
+    selected = [
+        f'CAST("{found[c.name]}" AS VARCHAR) AS {c.name}' if c.name in found else f"CAST(NULL AS VARCHAR) AS {c.name}"
+        for c in table.columns
+    ]
+    con.execute(
+        f"CREATE OR REPLACE TABLE stage_{table.name} AS "
+        f"SELECT rowid + {first} AS _line, {', '.join(selected)} FROM read_{table.name} ORDER BY rowid"
+    )
+    con.execute(f"DROP TABLE read_{table.name}")
+    rows = con.execute(f"SELECT count(*) FROM stage_{table.name}").fetchone()[0]
+    return StagedTable(table.name, path, rows)
+
+
+def _reader_sql(path: Path) -> str:
+    if path.suffix == ".parquet":
+        return "read_parquet(?)"
+    # all_varchar: typing happens in validation, where a bad value quarantines its row only.
+    return (
+        "read_csv(?, header=true, all_varchar=true, store_rejects=true, "
+        "rejects_table='csv_rejects', rejects_scan='csv_reject_scans')"
+    )
+
+
+def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A line with the wrong number of fields means a broken export, not a bad row: stop the night."""
+    broken = con.execute("SELECT line, error_message FROM csv_rejects ORDER BY line LIMIT 1").fetchone()
+    if broken:
+        total = con.execute("SELECT count(*) FROM csv_rejects").fetchone()[0]
+        more = f" ({total - 1} more broken lines)" if total > 1 else ""
+        raise ExtractError(f"{path}:{broken[0]}: broken CSV line: {broken[1]}{more}")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]

@@ -1,0 +1,132 @@
+"""Staged extract -> clean tables + quarantine, checked by the pandera schemas.
+
+Rows that fail any check are kept out of the evaluation and stored in `quarantine` with the
+line, the row's id, the column, the check and the value as written; the good rows go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import duckdb
+import pandera.polars as pa
+import polars as pl
+
+from loyalty_engine.contract import TABLES, Table
+from loyalty_engine.extracts import StagedTable
+from loyalty_engine.schemas import SCHEMAS
+
+BATCH_ROWS = 500_000
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    table: str
+    source: str
+    rows_loaded: int
+    rows_quarantined: int
+
+    @property
+    def rows_clean(self) -> int:
+        return self.rows_loaded - self.rows_quarantined
+
+
+def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
+    """Check every staged table and publish the night's clean tables, all in one transaction."""
+    con.begin()
+    try:
+        results = [_validate_table(con, TABLES[name], staged[name], night) for name in TABLES]
+        for name in TABLES:
+            con.execute(f"DROP TABLE IF EXISTS stage_{name}")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return results
+
+
+def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: StagedTable, night: date) -> TableCheck:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_{table.name} AS {_typed_sql(table)}")
+    failures = _failures(con, table.name, SCHEMAS[table.name](night))
+    con.execute("DELETE FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name])
+    if failures.height:
+        con.register("failed_rows", failures.to_arrow())
+        raw_value = " ".join(f"WHEN '{c.name}' THEN s.{c.name}" for c in table.columns)
+        # One quarantine row per bad cell: an unparseable required date fails both `is_date` and
+        # `not_nullable`; the first says more.
+        con.execute(
+            f"""
+            INSERT INTO quarantine
+            SELECT ?, ?, f._line, s.{table.key}, f.column_name, f.check_name,
+                   CASE f.column_name {raw_value} END, ?
+            FROM failed_rows f JOIN stage_{table.name} s USING (_line)
+            QUALIFY row_number() OVER (
+                PARTITION BY f._line, f.column_name ORDER BY f.check_name = 'not_nullable', f.check_name) = 1
+            """,
+            [night, table.name, str(staged.source)],
+        )
+        con.unregister("failed_rows")
+    keep = ", ".join(c.name for c in table.columns)
+    derived = ", round(date_diff('day', start_date, end_date) / 30.4375) AS term_months" if table.name == "contracts" else ""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {table.name} AS
+        SELECT {keep}{derived} FROM typed_{table.name}
+        WHERE _line NOT IN (SELECT line FROM quarantine WHERE night = ? AND table_name = ?)
+        ORDER BY _line
+        """,
+        [night, table.name],
+    )
+    con.execute(f"DROP TABLE typed_{table.name}")
+    quarantined = con.execute(
+        "SELECT count(DISTINCT line) FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name]
+    ).fetchone()[0]
+    con.execute(
+        "INSERT OR REPLACE INTO loads VALUES (?, ?, ?, ?, ?, ?)",
+        [night, table.name, str(staged.source), staged.rows, quarantined, datetime.now(timezone.utc).replace(tzinfo=None)],
+    )
+    return TableCheck(table.name, str(staged.source), staged.rows, quarantined)
+
+
+def _typed_sql(table: Table) -> str:
+    """Parse dates and numbers in SQL; keep the text beside them; add the whole-table facts."""
+    columns = ["_line"]
+    for column in table.columns:
+        text = f"nullif(trim({column.name}), '')"
+        if column.kind == "date":
+            # Accept a timestamp too ('2026-03-01 14:05'): an ERP often exports one where a date is meant.
+            columns += [f"TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE) AS {column.name}", f"{text} AS _raw_{column.name}"]
+        elif column.kind == "number":
+            columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
+        else:
+            columns.append(f"{text} AS {column.name}")
+    columns.append(f"count(*) OVER (PARTITION BY nullif(trim({table.key}), '')) AS _key_count")
+    if table.name != "accounts":
+        columns.append(
+            "nullif(trim(account_id), '') IN (SELECT nullif(trim(account_id), '') FROM stage_accounts) AS _account_known"
+        )
+    return f"SELECT {', '.join(columns)} FROM stage_{table.name}"
+
+
+def _failures(con: duckdb.DuckDBPyConnection, name: str, schema: pa.DataFrameSchema) -> pl.DataFrame:
+    """Validate the typed table batch by batch (lazily: every failure, not just the first)."""
+    found = [pl.DataFrame(schema={"_line": pl.Int64, "column_name": pl.String, "check_name": pl.String})]
+    reader = con.sql(f"SELECT * FROM typed_{name}").to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        frame = pl.from_arrow(batch)
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as err:
+            cases = err.failure_cases
+            whole_column = cases.filter(pl.col("index").is_null())
+            if whole_column.height:
+                raise RuntimeError(f"{name}: schema failure without a row: {whole_column.row(0, named=True)}")
+            found.append(
+                cases.select(
+                    frame["_line"].gather(cases["index"]).alias("_line"),
+                    pl.col("column").alias("column_name"),
+                    pl.col("check").str.replace(r"\(.*$", "").alias("check_name"),
+                )
+            )
+    return pl.concat(found)
