@@ -1,0 +1,1 @@
+"""Warning rules: YAML files (loader) -> SQL (compiler) -> warnings per account (evaluate)."""
