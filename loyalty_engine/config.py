@@ -40,6 +40,9 @@ class EmailSettings(_Section):
     outbox_dir: Path = Path("outbox")
     sender: str
     smtp: SmtpSettings = SmtpSettings()
+    # A failed delivery is retried within the run (Prefect task retries), doubling the wait each time.
+    retries: int = Field(default=3, ge=0)
+    retry_delay_seconds: float = Field(default=10, ge=0)
 
 
 class DigestSettings(_Section):

@@ -1,0 +1,143 @@
+"""The nightly flow: stage → validate → evaluate → render → deliver.
+
+The flow only composes; each task wraps one plain function from `loyalty_engine`, opens the
+DuckDB file itself (connections do not travel between tasks) and closes it when done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from loyalty_engine import store
+from loyalty_engine.config import Settings, load_settings
+from loyalty_engine.deliver import DeliveryReport, deliver_digests
+from loyalty_engine.digest import Digest, render_digests
+from loyalty_engine.errors import DeliveryError
+from loyalty_engine.extracts import StagedTable, newest_extract_date, stage_extracts
+from loyalty_engine.notify import warnings_for_digest
+from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules
+from loyalty_engine.rules.loader import load_rules
+from loyalty_engine.validate import TableCheck, validate_night
+
+
+@dataclass
+class NightSummary:
+    night: date
+    tables: list[TableCheck] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it fired for
+    delivery: DeliveryReport | None = None
+    mode: str = "outbox"
+    outbox: Path | None = None
+
+
+@task(name="stage extracts", cache_policy=NO_CACHE)
+def stage_task(settings: Settings, night: date) -> dict[str, StagedTable]:
+    with store.connect(settings.database) as con:
+        return stage_extracts(con, settings.extracts.path, night)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(settings: Settings, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
+    with store.connect(settings.database) as con:
+        return validate_night(con, staged, night)
+
+
+@task(name="evaluate rules", cache_policy=NO_CACHE)
+def evaluate_task(settings: Settings, night: date) -> list[FiredRule]:
+    ruleset = load_rules(settings.rules)
+    with store.connect(settings.database) as con:
+        return evaluate_rules(con, ruleset, night)
+
+
+@task(name="render digests", cache_policy=NO_CACHE)
+def render_task(settings: Settings, night: date) -> list[Digest]:
+    ruleset = load_rules(settings.rules)
+    with store.connect(settings.database) as con:
+        items = warnings_for_digest(con, ruleset, night, settings.digest.language)
+    return render_digests(items, night, settings.email.sender, settings.digest.language)
+
+
+@task(name="deliver digests", cache_policy=NO_CACHE)
+def deliver_task(settings: Settings, digests: list[Digest]) -> DeliveryReport:
+    with store.connect(settings.database) as con:
+        report = deliver_digests(con, digests, settings.email)
+    if report.failed:
+        # Raising makes Prefect retry; the ledger makes the retry send only what is still missing.
+        raise DeliveryError(report)
+    return report
+
+
+def night_to_run(settings: Settings, night: date | None) -> date:
+    """The given night, else the newest extract folder, else today in the schedule's time zone."""
+    if night is not None:
+        return night
+    newest = newest_extract_date(settings.extracts.path)
+    return newest or datetime.now(ZoneInfo(settings.schedule.timezone)).date()
+
+
+@flow(name="nightly", log_prints=False)
+def nightly(config_path: str = "config.yaml", night: date | None = None) -> NightSummary:
+    """Load the night's extracts, check them, evaluate the warning rules and mail the digests."""
+    logger = get_run_logger()
+    settings = load_settings(Path(config_path))
+    night = night_to_run(settings, night)
+    summary = NightSummary(night=night, mode=settings.email.mode)
+    logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
+
+    staged = stage_task(settings, night)
+    summary.tables = validate_task(settings, staged, night)
+    for check in summary.tables:
+        logger.info(
+            "%-10s %8d rows loaded, %6d quarantined  (%s)",
+            check.table, check.rows_loaded, check.rows_quarantined, check.source,
+        )
+
+    fired = evaluate_task(settings, night)
+    for rule in load_rules(settings.rules).rules:
+        if rule.enabled:
+            summary.warnings[rule.id] = sum(1 for f in fired if f.rule_id == rule.id)
+    logger.info("Rules: %d warnings for %d accounts", len(fired), len({f.account_id for f in fired}))
+
+    digests = render_task(settings, night)
+    logger.info("Digests: %d owners to notify", len(digests))
+    retries = settings.email.retries
+    delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
+    state = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
+        settings, digests, return_state=True
+    )
+    outcome = state.result(raise_on_failure=False)
+    summary.delivery = outcome.args[0] if isinstance(outcome, DeliveryError) else outcome
+    if settings.email.mode == "outbox":
+        summary.outbox = settings.email.outbox_dir / night.isoformat()
+    publish_summary(summary)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return summary
+
+
+def publish_summary(summary: NightSummary) -> None:
+    """The night's figures as Prefect artifacts: a table and a short report."""
+    rows = [
+        {"table": c.table, "rows loaded": c.rows_loaded, "rows quarantined": c.rows_quarantined, "file": c.source}
+        for c in summary.tables
+    ]
+    create_table_artifact(key="nightly-tables", table=rows, description=f"Extracts of {summary.night}")
+    create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(summary), description=f"Night {summary.night}")
+
+
+def summary_markdown(summary: NightSummary) -> str:
+    lines = [f"# Night {summary.night}", "", "| rule | accounts warned |", "|---|---:|"]
+    lines += [f"| {rule} | {count} |" for rule, count in summary.warnings.items()]
+    report = summary.delivery
+    if report is not None:
+        lines += ["", f"Digests: {len(report.sent)} sent, {len(report.skipped)} already sent earlier, {len(report.failed)} failed."]
+        lines += [f"- failed: {who}: {why}" for who, why in report.failed.items()]
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""The `loyalty` command: a thin layer; each command opens the store and calls one library function.
+
+Exit codes (scripts can rely on them):
+  0  done
+  1  internal error (a bug: the traceback is printed)
+  2  usage or configuration error
+  3  the night's extract cannot be loaded (missing file or column, broken CSV)
+  4  a rule file cannot be read or compiled
+  5  some digests could not be delivered (they are retried on the next run)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loyalty_engine.config import Settings, config_path, load_settings
+from loyalty_engine.errors import DeliveryError, UserError
+
+EPILOG = "Exit codes: 0 done, 1 internal error, 2 usage/config error, 3 bad extract, 4 bad rule, 5 delivery failed."
+app = typer.Typer(
+    name="loyalty",
+    help="Nightly early warning for B2B accounts that are drifting away.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
+]
+DateOption = Annotated[
+    Optional[datetime],
+    typer.Option("--date", "-d", formats=["%Y-%m-%d"], help="Business date (YYYY-MM-DD).", show_default=False),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _settings(path: Path | None) -> Settings:
+    return load_settings(config_path(path))
+
+
+def _prefect_environment(settings: Settings) -> None:
+    """Prefect's state lives beside the config; quiet console, no telemetry. Set before importing prefect."""
+    os.environ.setdefault("PREFECT_HOME", str(settings.source.resolve().parent / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Our own handler below prints progress; Prefect's console handler would print tracebacks of user errors.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+class _Progress(logging.Handler):
+    """Prints the flow's own progress lines on stderr (Prefect still stores every log for its UI)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.filename == "nightly.py":
+            err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {record.getMessage()}")
+
+
+@app.command()
+def run(config: ConfigOption = None, night: DateOption = None) -> None:
+    """Run the nightly job once: load, validate, evaluate the rules, mail the digests.
+
+    The night defaults to the newest <YYYY-MM-DD> folder under extracts.path, else today.
+    Re-running a night replaces its data and warnings but never mails a digest twice.
+
+    Example:
+
+        loyalty run --date 2026-11-23 --config /etc/loyalty/config.yaml
+    """
+    settings = _settings(config)
+    _prefect_environment(settings)
+    from flows.nightly import nightly  # Prefect is imported only by the commands that run the flow
+
+    logging.getLogger("prefect.flow_runs").addHandler(_Progress())
+    summary = nightly(config_path=str(settings.source), night=night.date() if night else None)
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"Night {summary.night}", title_justify="left")
+    for heading in ("table", "rows loaded", "quarantined"):
+        table.add_column(heading, justify="left" if heading == "table" else "right")
+    for check in summary.tables:
+        table.add_row(check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}")
+    out.print(table)
+    for rule, count in summary.warnings.items():
+        out.print(f"{rule:<28} {count:>5} accounts warned")
+    report = summary.delivery
+    where = f" to {summary.outbox}" if summary.outbox else " via SMTP"
+    out.print(f"digests: {len(report.sent)} written{where}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed"
+              if summary.mode == "outbox" else
+              f"digests: {len(report.sent)} sent{where}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """Serve the nightly flow on the configured cron schedule and time zone (runs until stopped).
+
+    Uses the Prefect server named by PREFECT_API_URL; without one, starts a local
+    `prefect server start` with its SQLite database under .prefect/ beside the config.
+
+    Example:
+
+        PREFECT_API_URL=http://127.0.0.1:4200/api loyalty serve --config config.yaml
+    """
+    settings = _settings(config)
+    _prefect_environment(settings)
+    from flows.serving import serve_nightly
+
+    serve_nightly(settings, say=err.print)
+
+
+@app.command()
+def alerts(
+    config: ConfigOption = None,
+    night: DateOption = None,
+    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = Format.table,
+) -> None:
+    """Print a night's warnings (default: the latest evaluated night). Reads the database only.
+
+    Example:
+
+        loyalty alerts --date 2026-11-23 --format csv > warnings.csv
+    """
+    from loyalty_engine.report import night_warnings
+
+    settings = _settings(config)
+    rows = night_warnings(settings.database, night.date() if night else None)
+    if format is Format.json:
+        out.print_json(json.dumps(rows, default=str)) if rows else print("[]")
+    elif format is Format.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["night"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(show_lines=False)
+        for column in ("night", "account_id", "account_name", "rule_id", "severity", "owner_email"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(row[c]) for c in ("night", "account_id", "account_name", "rule_id", "severity", "owner_email")))
+        out.print(table)
+        err.print(f"{len(rows)} warnings")
+
+
+@app.command("generate-sample")
+def generate_sample(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write <end-date>/<table>.csv and ground_truth.csv into.")],
+    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
+    end_date: Annotated[
+        Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day of the three years [default: today].", show_default=False)
+    ] = None,
+) -> None:
+    """Write realistic sample extracts: stable accounts and a share that drift away.
+
+    Example:
+
+        loyalty generate-sample --out extracts --accounts 500 --seed 1 --end-date 2026-11-23
+    """
+    from loyalty_engine.sample import generate_sample as generate
+
+    summary = generate(out_dir, accounts=accounts, seed=seed, end_date=end_date.date() if end_date else None)
+    counts = ", ".join(f"{rows:,} {table}" for table, rows in summary.rows.items())
+    out.print(f"Sample for {summary.end_date} in {summary.folder}: {counts}")
+    out.print(f"{summary.drifting} accounts drift away ({summary.lost} lost by then); see {out_dir / 'ground_truth.csv'}")
+
+
+def main() -> None:
+    """Entry point: user mistakes get one line and their exit code, never a traceback."""
+    try:
+        app()
+    except UserError as error:
+        err.print(f"error: {error}", markup=False)
+        raise SystemExit(error.exit_code) from None
+    except DeliveryError as error:
+        report = error.args[0]
+        err.print(f"error: {len(report.failed)} digests not delivered; they are retried on the next run", markup=False)
+        for who, why in report.failed.items():
+            err.print(f"  {who}: {why}", markup=False)
+        raise SystemExit(error.exit_code) from None

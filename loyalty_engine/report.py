@@ -1,0 +1,38 @@
+"""Reading stored results back for people and scripts: no Prefect, read-only database access."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from loyalty_engine.errors import UserError
+
+
+def night_warnings(database: Path, night: date | None = None) -> list[dict]:
+    """A night's warnings with account and owner (default: the latest evaluated night)."""
+    if not database.exists():
+        raise UserError(f"{database}: no database yet; run `loyalty run` first")
+    try:
+        con = duckdb.connect(str(database), read_only=True)
+    except duckdb.IOException as error:  # the nightly run holds the write lock
+        raise UserError(f"{database}: cannot open ({str(error).splitlines()[0]})") from None
+    with con:
+        if night is None:
+            night = con.execute("SELECT max(night) FROM warnings").fetchone()[0]
+            if night is None:
+                return []
+        result = con.execute(
+            """
+            SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity,
+                   a.owner_email, a.owner_name, w.evidence
+            FROM warnings w LEFT JOIN accounts a USING (account_id)
+            WHERE w.night = ?
+            ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
+                     WHEN 'low' THEN 3 ELSE 4 END, a.owner_email, w.account_id, w.rule_id
+            """,
+            [night],
+        )
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]

@@ -1,0 +1,83 @@
+"""Shared test fixtures: hand-made extracts, a settings file, Prefect's test harness (once per session)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+# Before anything imports prefect: its state in a throwaway folder, no telemetry, a patient start.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="loyalty-prefect-"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("LOYALTY_CONFIG", None)
+
+try:
+    from tests.conftest_smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers on loopback)
+except ImportError:  # TEMP
+    pass
+
+ROOT = Path(__file__).resolve().parent.parent
+NIGHT = date(2026, 11, 23)
+COLUMNS = {
+    "accounts": ["account_id", "name", "owner_email", "owner_name", "status"],
+    "orders": ["order_id", "account_id", "order_date", "amount", "currency"],
+    "complaints": ["complaint_id", "account_id", "opened_at", "closed_at"],
+    "contracts": ["contract_id", "account_id", "start_date", "end_date", "annual_value", "previous_contract_id"],
+}
+
+
+def write_table(folder: Path, table: str, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Write one extract table as a UTF-8 CSV; missing cells stay empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{table}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns or COLUMNS[table], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_extract(root: Path, night: date = NIGHT, **tables: list[dict]) -> Path:
+    """A night's folder <root>/<night>/ with all four tables (empty ones where none are given)."""
+    folder = root / night.isoformat()
+    for table in COLUMNS:
+        write_table(folder, table, tables.get(table, []))
+    return folder
+
+
+def write_config(folder: Path, **email) -> Path:
+    """A config.yaml in the folder, pointing at extracts/, data/, the shipped rules and outbox/."""
+    smtp = email.pop("smtp", None)
+    lines = [
+        "extracts: {path: extracts}",
+        "database: data/loyalty.duckdb",
+        f"rules: {ROOT / 'rules'}",
+        "email:",
+        f"  mode: {email.get('mode', 'outbox')}",
+        "  outbox_dir: outbox",
+        '  sender: "Frühwarnsystem <fruehwarnung@example.com>"',
+        "  retries: 0",
+    ]
+    if smtp:
+        lines.append(f"  smtp: {smtp}")
+    lines += ["digest: {language: de}", "schedule: {cron: '0 6 * * *', timezone: Europe/Berlin}"]
+    path = folder / "config.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (it takes ~18 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
