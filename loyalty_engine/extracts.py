@@ -65,7 +65,10 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE read_{table.name} AS SELECT * FROM {reader}", [str(path)])
     except duckdb.Error as err:
-        raise ExtractError(f"{path}: cannot read ({_first_line(err)})") from None
+        reason = _first_line(err)
+        if "sniffing" in reason:  # DuckDB's own text names neither the cause nor a line
+            reason = "cannot tell its CSV layout (delimiter, quoting, line ends differ between lines)"
+        raise ExtractError(f"{path}: cannot read: {reason}") from None
     if path.suffix == ".csv":
         _refuse_broken_lines(con, path)
     found = {c.lower().strip(): c for c in con.sql(f"SELECT * FROM read_{table.name} LIMIT 0").columns}

@@ -1,0 +1,132 @@
+"""Loading and validating extracts: bad rows go to quarantine, a broken extract stops the night."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+
+from loyalty_engine import store
+from loyalty_engine.errors import ExtractError
+from loyalty_engine.extracts import extract_folder, newest_extract_date, stage_extracts
+from loyalty_engine.validate import validate_night
+from tests.conftest import NIGHT, write_extract, write_table
+
+ACCOUNTS = [
+    {"account_id": "A1", "name": "Müller Metallbau GmbH", "owner_email": "anna@example.com", "owner_name": "Anna", "status": "active"},
+    {"account_id": "A2", "name": "Bäckerei Größ KG", "owner_email": "anna@example.com", "owner_name": "Anna", "status": ""},
+]
+
+
+def order(order_id, account_id="A1", order_date="2026-11-01", amount="10.50", currency="EUR"):
+    return {"order_id": order_id, "account_id": account_id, "order_date": order_date, "amount": amount, "currency": currency}
+
+
+def load(tmp_path, night=NIGHT):
+    with store.connect(tmp_path / "db.duckdb") as con:
+        return validate_night(con, stage_extracts(con, tmp_path / "extracts", night), night)
+
+
+def quarantine(tmp_path) -> set[tuple]:
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        return set(con.execute("SELECT table_name, line, row_key, column_name, check_name, value FROM quarantine").fetchall())
+
+
+def test_bad_rows_go_to_quarantine_and_the_good_ones_go_on(tmp_path):
+    write_extract(
+        tmp_path / "extracts",
+        accounts=ACCOUNTS,
+        orders=[
+            order("O1"),
+            order("O2", amount="-5"),                  # negative amount
+            order("O3", account_id="A9"),              # unknown account
+            order("O4", order_date="2026-11-24"),      # after the business date
+            order("O5", order_date="2026-13-01"),      # malformed date
+            order("O6"), order("O6"),                  # duplicate id: both rows
+            order("O7", amount="zehn"),                # not a number
+            order("O8", order_date="2026-10-01 14:05:00"),  # a timestamp is a date too
+        ],
+        complaints=[{"complaint_id": "C1", "account_id": "A1", "opened_at": "2026-03-05", "closed_at": "2026-03-01"}],
+        contracts=[{"contract_id": "K1", "account_id": "A2", "start_date": "2026-01-01", "end_date": "2025-12-31"}],
+    )
+    checks = {c.table: c for c in load(tmp_path)}
+    assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (9, 7)
+    assert (checks["accounts"].rows_loaded, checks["accounts"].rows_quarantined) == (2, 0)
+    assert quarantine(tmp_path) == {
+        ("orders", 3, "O2", "amount", "amount_never_negative", "-5"),
+        ("orders", 4, "O3", "account_id", "account_exists", "A9"),
+        ("orders", 5, "O4", "order_date", "not_after_business_date", "2026-11-24"),
+        ("orders", 6, "O5", "order_date", "is_date", "2026-13-01"),
+        ("orders", 7, "O6", "order_id", "unique", "O6"),
+        ("orders", 8, "O6", "order_id", "unique", "O6"),
+        ("orders", 9, "O7", "amount", "is_number", "zehn"),
+        ("complaints", 2, "C1", "closed_at", "closed_not_before_opened", "2026-03-01"),
+        ("contracts", 2, "K1", "end_date", "end_after_start", "2025-12-31"),
+    }
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT order_id, order_date::VARCHAR, amount FROM orders ORDER BY 1").fetchall() == [
+            ("O1", "2026-11-01", 10.5),
+            ("O8", "2026-10-01", 10.5),
+        ]
+
+
+def test_a_required_value_left_empty_is_quarantined_once(tmp_path):
+    write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1", order_date="", amount="")])
+    load(tmp_path)
+    assert quarantine(tmp_path) == {
+        ("orders", 2, "O1", "order_date", "not_nullable", None),
+        ("orders", 2, "O1", "amount", "not_nullable", None),
+    }
+
+
+def test_loading_a_night_again_replaces_it(tmp_path):
+    write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1"), order("O2", amount="-1")])
+    load(tmp_path)
+    load(tmp_path)
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM loads WHERE table_name = 'orders'").fetchone() == (1,)
+
+
+def test_missing_required_column_names_file_and_column_and_changes_nothing(tmp_path):
+    write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1")])
+    load(tmp_path)
+    folder = tmp_path / "extracts" / NIGHT.isoformat()
+    write_table(folder, "orders", [order("O9")], columns=["order_id", "account_id", "order_date", "currency"])
+    with pytest.raises(ExtractError) as error:
+        load(tmp_path)
+    assert str(error.value).startswith(f"{folder / 'orders.csv'}: missing required column 'amount'")
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:  # the earlier load stands
+        assert con.execute("SELECT order_id FROM orders").fetchall() == [("O1",)]
+
+
+def test_missing_table_file_is_named(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
+    (folder / "contracts.csv").unlink()
+    with pytest.raises(ExtractError, match=r"missing required table contracts \(contracts.csv or contracts.parquet\)"):
+        load(tmp_path)
+
+
+def test_broken_csv_line_stops_the_night_with_its_line(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1")])
+    with (folder / "orders.csv").open("a", encoding="utf-8") as handle:
+        handle.write("O2,A1,2026-11-01,10,EUR,surplus\r\n")
+    with pytest.raises(ExtractError, match=r"orders.csv:3: broken CSV line"):
+        load(tmp_path)
+
+
+def test_parquet_and_flat_folder_and_extra_columns(tmp_path):
+    flat = tmp_path / "extracts"
+    write_extract(tmp_path / "unused", accounts=ACCOUNTS)
+    for table in ("accounts", "complaints", "contracts"):
+        flat.mkdir(exist_ok=True)
+        (tmp_path / "unused" / NIGHT.isoformat() / f"{table}.csv").rename(flat / f"{table}.csv")
+    pl.DataFrame(
+        {"order_id": ["O1", "O2"], "account_id": ["A1", "A2"], "order_date": [NIGHT, NIGHT],
+         "amount": [1.5, -2.0], "currency": ["EUR", "EUR"], "warehouse": ["Nord", "Süd"]}
+    ).write_parquet(flat / "orders.parquet")
+    assert extract_folder(flat, NIGHT) == flat and newest_extract_date(flat) is None
+    checks = {c.table: c for c in load(tmp_path)}
+    assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (2, 1)
+    assert ("orders", 2, "O2", "amount", "amount_never_negative", "-2.0") in quarantine(tmp_path)
