@@ -119,7 +119,8 @@ def _parse(text: str, place: Where, names: set[str], what: str) -> exp.Expressio
                 )
         elif not isinstance(node, ALLOWED_NODES):
             shown = node.sql(DIALECT) if not isinstance(node, exp.Block) else ";"
-            raise RuleError(f"{_inside(place, text, _find(text, shown.split('(')[0]))}: not allowed in {what}: {shown}")
+            first_word = re.split(r"[\s(]+", shown.lstrip("("))[0]
+            raise RuleError(f"{_inside(place, text, _find(text, first_word))}: not allowed in {what}: {shown}")
     return tree
 
 

@@ -129,7 +129,7 @@ def load_rules(folder: Path) -> RuleSet:
             continue
         file_metrics, file_rules = _load_file(path)
         for name, metric in file_metrics.items():
-            if name in metrics and metrics[name] != _same_place(metrics[name], metric):
+            if name in metrics and _same_place(metrics[name], metric) != metric:
                 raise RuleError(f"{metric.where}: metric '{name}' is already defined differently at {metrics[name].where}")
             metrics.setdefault(name, metric)
         for rule in file_rules:
