@@ -28,7 +28,14 @@ from rich.table import Table
 from loyalty_engine.config import Settings, config_path, load_settings
 from loyalty_engine.errors import DeliveryError, UserError
 
-EPILOG = "Exit codes: 0 done, 1 internal error, 2 usage/config error, 3 bad extract, 4 bad rule, 5 delivery failed."
+EPILOG = """\b
+Exit codes:
+  0  done
+  1  internal error (a bug; the traceback is printed)
+  2  usage or configuration error
+  3  the night's extract cannot be loaded
+  4  a rule file cannot be read or compiled
+  5  some digests could not be delivered (retried on the next run)"""
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -38,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
@@ -47,7 +54,7 @@ ConfigOption = Annotated[
 ]
 DateOption = Annotated[
     Optional[datetime],
-    typer.Option("--date", "-d", formats=["%Y-%m-%d"], help="Business date (YYYY-MM-DD).", show_default=False),
+    typer.Option("--date", "-d", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Business date.", show_default=False),
 ]
 
 
@@ -81,7 +88,9 @@ class _Progress(logging.Handler):
 
 @app.command()
 def run(config: ConfigOption = None, night: DateOption = None) -> None:
-    """Run the nightly job once: load, validate, evaluate the rules, mail the digests.
+    """Run the nightly job once.
+
+    Loads the night's extracts, validates them, evaluates the rules and mails the digests.
 
     The night defaults to the newest <YYYY-MM-DD> folder under extracts.path, else today.
     Re-running a night replaces its data and warnings but never mails a digest twice.
@@ -117,7 +126,9 @@ def _print_summary(summary) -> None:
 
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """Serve the nightly flow on the configured cron schedule and time zone (runs until stopped).
+    """Run the nightly job on its schedule.
+
+    Serves the flow on the configured cron and time zone until stopped.
 
     Uses the Prefect server named by PREFECT_API_URL; without one, starts a local
     `prefect server start` with its SQLite database under .prefect/ beside the config.
@@ -139,7 +150,9 @@ def alerts(
     night: DateOption = None,
     format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = Format.table,
 ) -> None:
-    """Print a night's warnings (default: the latest evaluated night). Reads the database only.
+    """Print a night's warnings.
+
+    The latest evaluated night unless --date names one. Reads the database only.
 
     Example:
 
@@ -171,10 +184,13 @@ def generate_sample(
     accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
     end_date: Annotated[
-        Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day of the three years [default: today].", show_default=False)
+        Optional[datetime], typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last day of the three years [default: today].", show_default=False)
     ] = None,
 ) -> None:
-    """Write realistic sample extracts: stable accounts and a share that drift away.
+    """Write realistic sample extracts.
+
+    Three years of accounts, orders, complaints and contracts: most accounts stable,
+    a share drifting away (recorded in ground_truth.csv).
 
     Example:
 

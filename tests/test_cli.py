@@ -1,0 +1,97 @@
+"""The `loyalty` command as a user runs it: help, exit codes, one-line errors, alerts without Prefect."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loyalty_engine import store
+from loyalty_engine.extracts import stage_extracts
+from loyalty_engine.rules.evaluate import evaluate_rules
+from loyalty_engine.rules.loader import load_rules
+from loyalty_engine.validate import validate_night
+from tests.conftest import NIGHT, ROOT, write_config, write_extract
+from tests.test_rules import Extract, baseline
+
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))
+
+
+def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LOYALTY_CONFIG"}
+    return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "alerts", "generate-sample"])
+def test_every_command_has_help_with_an_example(command):
+    result = loyalty(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Example:" in result.stdout and f"loyalty {command}" in result.stdout
+
+
+def test_top_level_help_lists_commands_and_exit_codes():
+    result = loyalty("--help")
+    assert result.returncode == 0
+    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes"):
+        assert word in result.stdout
+
+
+def test_bad_config_is_one_line_with_exit_2(tmp_path):
+    (tmp_path / "config.yaml").write_text("extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\n")
+    result = loyalty("alerts", "--config", str(tmp_path / "config.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'config.yaml'}:4: email.mode: must be one of 'outbox' or 'smtp', got 'fax'"
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> Path:
+    """A project folder whose database holds one evaluated night (built without Prefect)."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = write_config(folder)
+    x = Extract()
+    x.order_on(x.account("A1"), *baseline(8))
+    x.order_on(x.account("A2", owner="bernd"), *baseline(8), 5, 6)
+    write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
+    with store.connect(folder / "data" / "loyalty.duckdb") as con:
+        validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
+        evaluate_rules(con, load_rules(ROOT / "rules"), NIGHT)
+    return config
+
+
+def test_alerts_as_csv_and_json(evaluated):
+    result = loyalty("alerts", "--config", str(evaluated), "--date", NIGHT.isoformat(), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["owner_email"]) for r in rows] == [
+        ("A1", "Kunde A1", "falling_order_frequency", "high", "anna@example.com")
+    ]
+    as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
+    assert as_json[0]["night"] == NIGHT.isoformat() and json.loads(as_json[0]["evidence"])["orders_recent"] == 0
+
+
+def test_alerts_does_not_import_prefect(evaluated):
+    """Ops commands answer fast: they read the database and never start Prefect."""
+    code = (
+        "import sys; from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', 'alerts', '--config', {str(evaluated)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "assert not [m for m in sys.modules if m.startswith('prefect')], 'prefect was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "A1" in result.stdout
+
+
+def test_alerts_without_a_database_says_so(tmp_path):
+    config = write_config(tmp_path)
+    result = loyalty("alerts", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'data' / 'loyalty.duckdb'}: no database yet; run `loyalty run` first"

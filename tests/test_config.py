@@ -1,0 +1,67 @@
+"""config.yaml: the documented keys work; mistakes get one line naming the file, line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from loyalty_engine.config import load_settings
+from loyalty_engine.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_shipped_config_loads_and_resolves_paths_against_its_folder():
+    settings = load_settings(ROOT / "config.yaml")
+    assert settings.extracts.path == ROOT / "extracts"
+    assert settings.database == ROOT / "data" / "loyalty.duckdb"
+    assert settings.email.outbox_dir == ROOT / "outbox"
+    assert settings.email.smtp.security == "none" and settings.email.smtp.password_env == "LOYALTY_SMTP_PASSWORD"
+    assert (settings.digest.language, settings.schedule.cron, settings.schedule.timezone) == ("de", "0 6 * * *", "Europe/Berlin")
+
+
+def test_loyalty_config_variable_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text((ROOT / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("LOYALTY_CONFIG", str(path))
+    assert load_settings().database == tmp_path / "data" / "loyalty.duckdb"
+
+
+BASE = """\
+extracts:
+  path: extracts
+database: data/loyalty.duckdb
+rules: rules
+email:
+  mode: outbox
+  outbox_dir: outbox
+  sender: a@example.com
+  smtp:
+    host: localhost
+    port: 25
+    security: none
+digest:
+  language: de
+"""
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  mode: outbox\n", "  mode: outbox\n  colour: blue\n", "7: email.colour: unknown key"),
+        ("port: 25", "port: twenty-five",
+         "11: email.smtp.port: input should be a valid integer, unable to parse string as an integer, got 'twenty-five'"),
+        ("security: none", "security: tls", "12: email.smtp.security: must be one of 'none', 'starttls' or 'ssl', got 'tls'"),
+        ("database: data/loyalty.duckdb\n", "", "1: database: required key is missing"),
+        ("language: de", "language: fr", "14: digest.language: must be one of 'de' or 'en', got 'fr'"),
+    ],
+)
+def test_config_mistakes_name_line_and_key(tmp_path, old, new, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE.replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert str(error.value) == f"{path}:{message}"
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope.yaml: cannot read config file \(No such file or directory\)"):
+        load_settings(tmp_path / "nope.yaml")
