@@ -19,10 +19,7 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("LOYALTY_CONFIG", None)
 
-try:
-    from tests.conftest_smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers on loopback)
-except ImportError:  # TEMP
-    pass
+from tests.conftest_smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers on loopback)
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = date(2026, 11, 23)
