@@ -1,0 +1,119 @@
+"""The whole night as Prefect runs it: extracts → DuckDB → pandera → rules → digests over real SMTP.
+
+One Prefect test server serves the whole session (it takes ~18 s to start); stage functions are
+tested on their own elsewhere, so only what needs a real flow run is here.
+"""
+
+from __future__ import annotations
+
+import email
+from email import policy
+
+import duckdb
+import pytest
+
+from loyalty_engine.errors import ExtractError
+from tests.conftest import NIGHT, write_config, write_extract, write_table
+from tests.test_rules import Extract, baseline
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def night_extract(root):
+    """Two owners with warnings (one with two accounts), one owner without, and one bad row."""
+    x = Extract()
+    x.order_on(x.account("A1", owner="anna"), *baseline(8))                       # falling orders
+    x.complaint_on(x.account("A2", owner="anna"), 200, 300, 400)                   # resignation
+    x.order_on("A2", 30)
+    x.account("B1", owner="bernd")
+    x.contract("B1", "2024-01-01", "2025-12-31")                                  # 24 → 12 months
+    x.contract("B1", "2026-01-01", "2026-12-31")
+    x.order_on(x.account("C1", owner="carla"), *baseline(8), 1, 2, 3, 4, 5)       # steady: quiet
+    x.accounts[0]["name"] = "<script>alert('Müller')</script> GmbH"
+    orders = x.orders + [{"order_id": "BAD", "account_id": "A1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"}]
+    return write_extract(root, accounts=x.accounts, orders=orders, complaints=x.complaints, contracts=x.contracts)
+
+
+@pytest.fixture
+def smtp_project(tmp_path, smtp_server):
+    night_extract(tmp_path / "extracts")
+    config = write_config(tmp_path, mode="smtp", smtp=f"{{host: {smtp_server.host}, port: {smtp_server.port}, security: none}}")
+    return config, smtp_server
+
+
+def test_a_night_mails_one_digest_per_owner_with_warnings_and_nothing_on_a_rerun(smtp_project):
+    from flows.nightly import nightly
+
+    config, server = smtp_project
+    summary = nightly(config_path=str(config), night=NIGHT)
+
+    assert {c.table: (c.rows_loaded, c.rows_quarantined) for c in summary.tables}["orders"] == (23, 1)
+    assert summary.warnings == {"falling_order_frequency": 1, "shorter_contracts": 1, "sudden_zero_complaints": 1}
+    assert sorted(summary.delivery.sent) == ["anna@example.com", "bernd@example.com"]
+    assert sorted(server.recipients()) == ["anna@example.com", "bernd@example.com"]
+
+    anna = next(email.message_from_bytes(m.content, policy=policy.default) for m in server.messages if m.rcpt_tos == ["anna@example.com"])
+    assert anna["Subject"] == "Frühwarnung 23.11.2026: 2 Kunden mit Warnsignalen"
+    assert anna.get_content_type() == "multipart/alternative"
+    text = anna.get_body(("plain",)).get_content()
+    html = anna.get_body(("html",)).get_content()
+    assert "Bestellfrequenz sinkt" in text and "0 Bestellungen in den letzten 90 Tagen, etwa 2 erwartet" in text
+    assert "Beschwerden bleiben plötzlich aus" in text
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+    again = nightly(config_path=str(config), night=NIGHT)
+    assert again.delivery.sent == [] and sorted(again.delivery.skipped) == ["anna@example.com", "bernd@example.com"]
+    assert len(server.messages) == 2
+
+
+def test_a_missing_column_stops_the_night_before_any_mail(tmp_path, smtp_server):
+    from flows.nightly import nightly
+
+    folder = night_extract(tmp_path / "extracts")
+    write_table(folder, "orders", [], columns=["order_id", "account_id", "order_date", "currency"])
+    config = write_config(tmp_path, mode="smtp", smtp=f"{{host: {smtp_server.host}, port: {smtp_server.port}}}")
+    with pytest.raises(ExtractError, match=r"orders.csv: missing required column 'amount'"):
+        nightly(config_path=str(config), night=NIGHT)
+    assert smtp_server.messages == []
+    with duckdb.connect(str(tmp_path / "data" / "loyalty.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM warnings").fetchone() == (0,)
+
+
+def test_outbox_mode_writes_eml_files_for_the_newest_extract_night(tmp_path):
+    from flows.nightly import nightly
+
+    night_extract(tmp_path / "extracts")
+    config = write_config(tmp_path)
+    summary = nightly(config_path=str(config))
+    assert summary.night == NIGHT
+    files = sorted(p.name for p in (tmp_path / "outbox" / NIGHT.isoformat()).glob("*.eml"))
+    assert files == ["anna@example.com.eml", "bernd@example.com.eml"]
+
+
+def test_the_summary_is_published_as_artifacts(tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.nightly import nightly
+
+    night_extract(tmp_path / "extracts")
+    nightly(config_path=str(write_config(tmp_path)), night=NIGHT)
+    with get_client(sync_client=True) as client:
+        [summary] = client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
+    assert "| falling_order_frequency | 1 |" in summary.data and "Digests: 2 sent" in summary.data
+
+
+def test_the_served_deployment_carries_the_configured_cron_and_time_zone(tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.serving import nightly_deployment
+    from loyalty_engine.config import load_settings
+
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("cron: '0 6 * * *'", "cron: '30 2 * * 1-5'"))
+    deployment_id = nightly_deployment(load_settings(config)).apply()
+    with get_client(sync_client=True) as client:
+        stored = client.read_deployment(deployment_id)
+    [schedule] = stored.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 2 * * 1-5", "Europe/Berlin")
+    assert stored.parameters == {"config_path": str(config.resolve())}
