@@ -101,14 +101,16 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
     """
     settings = _settings(config)
     _prefect_environment(settings)
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print("[dim]Starting Prefect's local API for this run (about 20 s) …[/dim]")
     from flows.nightly import nightly  # Prefect is imported only by the commands that run the flow
 
     logging.getLogger("prefect.flow_runs").addHandler(_Progress())
     summary = nightly(config_path=str(settings.source), night=night.date() if night else None)
-    _print_summary(summary)
+    _print_summary(summary, settings)
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, settings: Settings) -> None:
     table = Table(title=f"Night {summary.night}", title_justify="left")
     for heading in ("table", "rows loaded", "quarantined"):
         table.add_column(heading, justify="left" if heading == "table" else "right")
@@ -118,10 +120,9 @@ def _print_summary(summary) -> None:
     for rule, count in summary.warnings.items():
         out.print(f"{rule:<28} {count:>5} accounts warned")
     report = summary.delivery
-    where = f" to {summary.outbox}" if summary.outbox else " via SMTP"
-    out.print(f"digests: {len(report.sent)} written{where}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed"
-              if summary.mode == "outbox" else
-              f"digests: {len(report.sent)} sent{where}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
+    done = f"{len(report.sent)} written to {summary.outbox}" if summary.outbox else f"{len(report.sent)} sent via SMTP"
+    out.print(f"digests: {done}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
+    out.print(f"database: {settings.database}  (see `loyalty alerts`)")
 
 
 @app.command()
