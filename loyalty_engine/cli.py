@@ -99,7 +99,11 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
 
         loyalty run --date 2026-11-23 --config /etc/loyalty/config.yaml
     """
+    from loyalty_engine.rules.compiler import check_rules
+    from loyalty_engine.rules.loader import load_rules
+
     settings = _settings(config)
+    check_rules(load_rules(settings.rules))  # answer a broken rule at once, before Prefect starts
     _prefect_environment(settings)
     if not os.environ.get("PREFECT_API_URL"):
         err.print("[dim]Starting Prefect's local API for this run (about 20 s) …[/dim]")
@@ -209,12 +213,15 @@ def main() -> None:
     """Entry point: user mistakes get one line and their exit code, never a traceback."""
     try:
         app()
-    except UserError as error:
-        err.print(f"error: {error}", markup=False)
-        raise SystemExit(error.exit_code) from None
-    except DeliveryError as error:
-        report = error.args[0]
-        err.print(f"error: {len(report.failed)} digests not delivered; they are retried on the next run", markup=False)
-        for who, why in report.failed.items():
-            err.print(f"  {who}: {why}", markup=False)
+    except (UserError, DeliveryError) as error:
+        # The traceback's frames still hold DuckDB objects; dropping them lets the interpreter
+        # shut down without nanobind's leak report.
+        error.__traceback__ = error.__context__ = None
+        if isinstance(error, DeliveryError):
+            report = error.args[0]
+            err.print(f"error: {len(report.failed)} digests not delivered; they are retried on the next run", markup=False)
+            for who, why in report.failed.items():
+                err.print(f"  {who}: {why}", markup=False)
+        else:
+            err.print(f"error: {error}", markup=False)
         raise SystemExit(error.exit_code) from None

@@ -95,3 +95,17 @@ def test_alerts_without_a_database_says_so(tmp_path):
     result = loyalty("alerts", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'data' / 'loyalty.duckdb'}: no database yet; run `loyalty run` first"
+
+
+def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "falling_order_frequency.yaml").read_text(encoding="utf-8")
+    (rules / "falling.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6"), encoding="utf-8")
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(f"rules: {ROOT / 'rules'}", "rules: rules"))
+    result = loyalty("run", "--config", str(config))
+    assert result.returncode == 4
+    assert result.stderr.startswith(f"error: {rules / 'falling.yaml'}:10:11: unknown name 'orders_baselin' in when")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
