@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import email
 import io
 import json
 import os
 import subprocess
 import sys
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,20 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
     assert result.stderr.startswith(f"error: {rules / 'falling.yaml'}:10:11: unknown name 'orders_baselin' in when")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_the_demo_path_sample_to_outbox(tmp_path):
+    """What `make demo` does, in a fresh folder: generate the sample, run the newest night."""
+    config = write_config(tmp_path)
+    sample = loyalty("generate-sample", "--out", str(tmp_path / "extracts"), "--end-date", "2026-11-23")
+    assert sample.returncode == 0, sample.stderr
+    assert "Sample for 2026-11-23" in sample.stdout and "ground_truth.csv" in sample.stdout
+    result = loyalty("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "Rules:" in result.stderr and "Night 2026-11-23" in result.stdout
+    emls = sorted((tmp_path / "outbox" / "2026-11-23").glob("*.eml"))
+    assert len(emls) >= 3
+    assert f"digests: {len(emls)} written to {tmp_path / 'outbox' / '2026-11-23'}" in result.stdout
+    message = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
+    assert message["Subject"].startswith("Frühwarnung 23.11.2026:")
+    assert "Kundennummer K-" in message.get_body(("plain",)).get_content()
