@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 from datetime import date, datetime
 from enum import Enum
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -46,7 +48,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: a table in a file or a pager keeps its rows whole.
+out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size((200, 24)).columns)
 
 ConfigOption = Annotated[
     Optional[Path],
@@ -168,13 +171,13 @@ def alerts(
     settings = _settings(config)
     rows = night_warnings(settings.database, night.date() if night else None)
     if format is Format.json:
-        out.print_json(json.dumps(rows, default=str)) if rows else print("[]")
+        print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
     elif format is Format.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["night"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, "evidence": json.dumps(row["evidence"], ensure_ascii=False)} for row in rows)
     else:
-        table = Table(show_lines=False)
+        table = Table(box=box.SIMPLE_HEAD)
         for column in ("night", "account_id", "account_name", "rule_id", "severity", "owner_email"):
             table.add_column(column)
         for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -35,4 +36,7 @@ def night_warnings(database: Path, night: date | None = None) -> list[dict]:
             [night],
         )
         names = [d[0] for d in result.description]
-        return [dict(zip(names, row)) for row in result.fetchall()]
+        rows = [dict(zip(names, row)) for row in result.fetchall()]
+    for row in rows:
+        row["evidence"] = json.loads(row["evidence"])
+    return rows

@@ -75,8 +75,9 @@ def test_alerts_as_csv_and_json(evaluated):
     assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["owner_email"]) for r in rows] == [
         ("A1", "Kunde A1", "falling_order_frequency", "high", "anna@example.com")
     ]
+    assert json.loads(rows[0]["evidence"]) == {"expected": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
-    assert as_json[0]["night"] == NIGHT.isoformat() and json.loads(as_json[0]["evidence"])["orders_recent"] == 0
+    assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
 
 
 def test_alerts_does_not_import_prefect(evaluated):
