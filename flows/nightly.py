@@ -29,6 +29,9 @@ from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.validate import TableCheck, validate_night
 
 
+STALE_DAYS = 30
+
+
 @dataclass
 class NightSummary:
     night: date
@@ -99,9 +102,17 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     summary.tables = validate_task(settings, staged, night)
     for check in summary.tables:
         logger.info(
-            "%-10s %8d rows loaded, %6d quarantined  (%s)",
-            check.table, check.rows_loaded, check.rows_quarantined, check.source,
+            "%-10s %9s rows loaded, %7s quarantined  (%s)",
+            check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}", check.source,
         )
+        for reason in check.reasons:
+            logger.info("%-10s   quarantined: %s", "", reason)
+        # Orders are the heartbeat: none for a month usually means an old or wrong extract.
+        if check.table == "orders" and check.newest and (night - check.newest).days > STALE_DAYS:
+            logger.warning(
+                "%s: the newest row is from %s, %d days before the night %s; is --date right?",
+                check.table, check.newest, (night - check.newest).days, night,
+            )
 
     fired = evaluate_task(settings, night)
     for rule in load_rules(settings.rules).rules:

@@ -25,6 +25,7 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.config import Settings, config_path, load_settings
@@ -86,7 +87,8 @@ class _Progress(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.filename == "nightly.py":
-            err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {record.getMessage()}")
+            warning = "[bold yellow]warning:[/bold yellow] " if record.levelno >= logging.WARNING else ""
+            err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {warning}{escape(record.getMessage())}")
 
 
 @app.command()

@@ -6,7 +6,7 @@ line, the row's id, the column, the check and the value as written; the good row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import duckdb
@@ -21,11 +21,27 @@ BATCH_ROWS = 500_000
 
 
 @dataclass(frozen=True)
+class QuarantineReason:
+    """One kind of failure in a table: how many rows, and the first one as an example."""
+
+    column: str
+    check: str
+    rows: int
+    first_line: int
+    first_value: str | None
+
+    def __str__(self) -> str:
+        return f"{self.rows:,} × {self.column} {self.check} (first: line {self.first_line}, {self.first_value!r})"
+
+
+@dataclass(frozen=True)
 class TableCheck:
     table: str
     source: str
     rows_loaded: int
     rows_quarantined: int
+    reasons: list[QuarantineReason] = field(default_factory=list)  # the most frequent first
+    newest: date | None = None  # latest event date among the clean rows (orders: order_date …)
 
     @property
     def rows_clean(self) -> int:
@@ -86,7 +102,20 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
         "INSERT OR REPLACE INTO loads VALUES (?, ?, ?, ?, ?, ?)",
         [night, table.name, str(staged.source), staged.rows, quarantined, datetime.now(timezone.utc).replace(tzinfo=None)],
     )
-    return TableCheck(table.name, str(staged.source), staged.rows, quarantined)
+    reasons = [
+        QuarantineReason(*row)
+        for row in con.execute(
+            """
+            SELECT column_name, check_name, count(*), min(line), arg_min(value, line) FROM quarantine
+            WHERE night = ? AND table_name = ? GROUP BY column_name, check_name ORDER BY 3 DESC, 4 LIMIT 3
+            """,
+            [night, table.name],
+        ).fetchall()
+    ]
+    newest = None
+    if table.event_date:
+        newest = con.execute(f"SELECT max({table.event_date}) FROM {table.name}").fetchone()[0]
+    return TableCheck(table.name, str(staged.source), staged.rows, quarantined, reasons, newest)
 
 
 def _typed_sql(table: Table) -> str:

@@ -51,6 +51,8 @@ def test_bad_rows_go_to_quarantine_and_the_good_ones_go_on(tmp_path):
     )
     checks = {c.table: c for c in load(tmp_path)}
     assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (9, 7)
+    assert str(checks["orders"].reasons[0]) == "2 × order_id unique (first: line 7, 'O6')"
+    assert checks["orders"].newest.isoformat() == "2026-11-01"
     assert (checks["accounts"].rows_loaded, checks["accounts"].rows_quarantined) == (2, 0)
     assert quarantine(tmp_path) == {
         ("orders", 3, "O2", "amount", "amount_never_negative", "-5"),
