@@ -66,7 +66,7 @@ def render_task(settings: Settings, night: date) -> list[Digest]:
     ruleset = load_rules(settings.rules)
     with store.connect(settings.database) as con:
         items = warnings_for_digest(con, ruleset, night, settings.digest.language)
-    return render_digests(items, night, settings.email.sender, settings.digest.language)
+    return render_digests(items, night, settings.email.sender, settings.digest.language, settings.digest.max_accounts)
 
 
 @task(name="deliver digests", cache_policy=NO_CACHE)

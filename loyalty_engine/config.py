@@ -47,6 +47,7 @@ class EmailSettings(_Section):
 
 class DigestSettings(_Section):
     language: Literal["de", "en"] = "de"
+    max_accounts: int = Field(default=25, ge=1)  # listed per digest, most urgent first; the rest counted
 
 
 class ScheduleSettings(_Section):

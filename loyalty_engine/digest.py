@@ -58,6 +58,8 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "account_id": "Kundennummer",
         "evidence": "Befund",
         "action": "Empfehlung",
+        "more_one": "Ein weiterer Kunde mit weniger dringenden Warnsignalen ist hier nicht aufgeführt.",
+        "more_many": "{count} weitere Kunden mit weniger dringenden Warnsignalen sind hier nicht aufgeführt.",
         "footer": (
             "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "
             "und berücksichtigt Daten bis einschließlich {night}."
@@ -78,6 +80,8 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "account_id": "Account ID",
         "evidence": "Evidence",
         "action": "Suggested action",
+        "more_one": "One more account with less urgent warning signs is not listed here.",
+        "more_many": "{count} more accounts with less urgent warning signs are not listed here.",
         "footer": (
             "This message was generated automatically by the loyalty early-warning system "
             "and covers data up to and including {night}."
@@ -122,10 +126,15 @@ class Digest:
     message: EmailMessage
 
 
+# A digest is read in a minute: past this many accounts, the rest are counted, not listed.
+MAX_ACCOUNTS = 25
+
+
 def render_digests(
-    warnings: Iterable[AccountWarning], night: date, sender: str, language: str
+    warnings: Iterable[AccountWarning], night: date, sender: str, language: str, max_accounts: int = MAX_ACCOUNTS
 ) -> list[Digest]:
-    """One digest per owner with at least one warning, sorted by recipient.
+    """One digest per owner with at least one warning, sorted by recipient; the most urgent
+    `max_accounts` accounts are listed, the others counted.
 
     Owners are grouped by their email address, compared case-insensitively; the digest's
     ``recipient`` is that address lower-cased.
@@ -144,7 +153,7 @@ def render_digests(
     for warning in warnings:
         by_owner.setdefault(warning.owner_email.strip().lower(), []).append(warning)
     return [
-        Digest(night, recipient, _render(recipient, owned, night, sender, sender_domain, language))
+        Digest(night, recipient, _render(recipient, owned, night, sender, sender_domain, language, max_accounts))
         for recipient, owned in sorted(by_owner.items())
     ]
 
@@ -166,11 +175,14 @@ def _render(
     sender: str,
     sender_domain: str,
     language: str,
+    max_accounts: int,
 ) -> EmailMessage:
     ui = UI_STRINGS[language]
     night_label = format_date(night, "medium", locale=LOCALES[language])
     accounts = _accounts(warnings, ui)
     count = len(accounts)
+    hidden = max(count - max_accounts, 0)
+    more = ui["more_one" if hidden == 1 else "more_many"].format(count=format_decimal(hidden, locale=LOCALES[language]))
     count_label = format_decimal(count, locale=LOCALES[language])
     # Names should agree across one owner's rows; if the extract disagrees, pick one stably.
     owner_name = min((w.owner_name.strip() for w in warnings if w.owner_name.strip()), default="")
@@ -183,7 +195,8 @@ def _render(
         "greeting": ui["greeting"].format(name=owner_name or recipient),
         "intro": ui[f"intro_{which}"].format(count=count_label),
         "footer": ui["footer"].format(night=night_label),
-        "accounts": accounts,
+        "accounts": accounts[:max_accounts],
+        "more": more if hidden else "",
         "severity_colours": SEVERITY_COLOURS,
     }
     text = _environment().get_template("digest.txt.j2").render(context)

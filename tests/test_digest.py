@@ -239,3 +239,17 @@ def test_sender_without_address_is_a_config_error() -> None:
 def test_owner_without_a_valid_address_is_named() -> None:
     with pytest.raises(ValueError, match="owner email 'nobody' of account K-1"):
         render_digests([warning("K-1", "Bäckerei Kühn", "high", owner_email="nobody")], NIGHT, SENDER, "de")
+
+
+def test_a_long_digest_lists_the_most_urgent_accounts_and_counts_the_rest():
+    warnings = [
+        AccountWarning(f"K-{i:03}", f"Kunde {i:03}", "anna@example.com", "Anna", "r", "high" if i < 2 else "low", "T", "M", "A")
+        for i in range(5)
+    ]
+    [digest] = render_digests(warnings, date(2026, 11, 23), "a@example.com", "de", max_accounts=3)
+    text = digest.message.get_body(("plain",)).get_content()
+    assert "Kunde 000" in text and "Kunde 001" in text and "Kunde 002" in text and "Kunde 004" not in text
+    assert "2 weitere Kunden mit weniger dringenden Warnsignalen sind hier nicht aufgeführt." in text
+    assert "5 Kunden mit Warnsignalen" in digest.message["Subject"]
+    html = digest.message.get_body(("html",)).get_content()
+    assert "2 weitere Kunden" in html and "Kunde 004" not in html
