@@ -68,6 +68,9 @@ class Format(str, Enum):
     json = "json"
 
 
+FormatOption = Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")]
+
+
 def _settings(path: Path | None) -> Settings:
     return load_settings(config_path(path))
 
@@ -158,7 +161,7 @@ def serve(config: ConfigOption = None) -> None:
 def alerts(
     config: ConfigOption = None,
     night: DateOption = None,
-    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = Format.table,
+    format: FormatOption = Format.table,
 ) -> None:
     """Print a night's warnings.
 
@@ -172,20 +175,48 @@ def alerts(
 
     settings = _settings(config)
     rows = night_warnings(settings.database, night.date() if night else None)
+    _print_rows(rows, format, ("night", "account_id", "account_name", "rule_id", "severity", "owner_email"), "warnings")
+
+
+@app.command()
+def quarantine(
+    config: ConfigOption = None,
+    night: DateOption = None,
+    table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this extract table.", show_default=False)] = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Print the rows a night's validation kept out, and why.
+
+    One row per bad cell: table, line in the file, the row's id, the column, the check that
+    failed and the value as written. The latest loaded night unless --date names one.
+
+    Example:
+
+        loyalty quarantine --date 2026-11-23 --table orders --format csv
+    """
+    from loyalty_engine.report import night_quarantine
+
+    rows = night_quarantine(_settings(config).database, night.date() if night else None, table)
+    _print_rows(rows, format, ("table_name", "line", "row_key", "column_name", "check_name", "value"), "quarantined cells")
+
+
+def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:
+    """Rows as JSON, CSV (all columns) or a table of the `shown` columns, for people and scripts."""
     if format is Format.json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
     elif format is Format.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["night"], lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else list(shown), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({**row, "evidence": json.dumps(row["evidence"], ensure_ascii=False)} for row in rows)
+        writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
     else:
         table = Table(box=box.SIMPLE_HEAD)
-        for column in ("night", "account_id", "account_name", "rule_id", "severity", "owner_email"):
+        for column in shown:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(str(row[c]) for c in ("night", "account_id", "account_name", "rule_id", "severity", "owner_email")))
-        out.print(table)
-        err.print(f"{len(rows)} warnings")
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in shown))
+        if rows:
+            out.print(table)
+        err.print(f"{len(rows)} {what}")
 
 
 @app.command("generate-sample")

@@ -11,15 +11,39 @@ import duckdb
 from loyalty_engine.errors import UserError
 
 
-def night_warnings(database: Path, night: date | None = None) -> list[dict]:
-    """A night's warnings with account and owner (default: the latest evaluated night)."""
+def _open(database: Path) -> duckdb.DuckDBPyConnection:
     if not database.exists():
         raise UserError(f"{database}: no database yet; run `loyalty run` first")
     try:
-        con = duckdb.connect(str(database), read_only=True)
+        return duckdb.connect(str(database), read_only=True)
     except duckdb.IOException as error:  # the nightly run holds the write lock
         raise UserError(f"{database}: cannot open ({str(error).splitlines()[0]})") from None
-    with con:
+
+
+def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def night_quarantine(database: Path, night: date | None = None, table: str | None = None) -> list[dict]:
+    """The rows a night's validation kept out, with why (default: the latest loaded night)."""
+    with _open(database) as con:
+        night = night or con.execute("SELECT max(night) FROM loads").fetchone()[0]
+        return _rows(
+            con.execute(
+                """
+                SELECT night, table_name, line, row_key, column_name, check_name, value, source_file
+                FROM quarantine WHERE night = ? AND (? IS NULL OR table_name = ?)
+                ORDER BY table_name, line, column_name
+                """,
+                [night, table, table],
+            )
+        )
+
+
+def night_warnings(database: Path, night: date | None = None) -> list[dict]:
+    """A night's warnings with account and owner (default: the latest evaluated night)."""
+    with _open(database) as con:
         if night is None:
             night = con.execute("SELECT max(night) FROM warnings").fetchone()[0]
             if night is None:
@@ -35,8 +59,7 @@ def night_warnings(database: Path, night: date | None = None) -> list[dict]:
             """,
             [night],
         )
-        names = [d[0] for d in result.description]
-        rows = [dict(zip(names, row)) for row in result.fetchall()]
+        rows = _rows(result)
     for row in rows:
         row["evidence"] = json.loads(row["evidence"])
     return rows

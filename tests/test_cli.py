@@ -30,7 +30,7 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "alerts", "generate-sample"])
+@pytest.mark.parametrize("command", ["run", "serve", "alerts", "quarantine", "generate-sample"])
 def test_every_command_has_help_with_an_example(command):
     result = loyalty(command, "--help")
     assert result.returncode == 0, result.stderr
@@ -61,6 +61,7 @@ def evaluated(tmp_path_factory) -> Path:
     x = Extract()
     x.order_on(x.account("A1"), *baseline(8))
     x.order_on(x.account("A2", owner="bernd"), *baseline(8), 5, 6)
+    x.orders.append({"order_id": "X", "account_id": "A9", "order_date": "2026-11-01", "amount": "1", "currency": "EUR"})
     write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
     with store.connect(folder / "data" / "loyalty.duckdb") as con:
         validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
@@ -78,6 +79,14 @@ def test_alerts_as_csv_and_json(evaluated):
     assert json.loads(rows[0]["evidence"]) == {"expected": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
     assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
+
+
+def test_quarantine_lists_the_bad_cells(evaluated):
+    result = loyalty("quarantine", "--config", str(evaluated), "--table", "orders", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert (row["line"], row["row_key"], row["column_name"], row["check_name"], row["value"]) == (
+        20, "X", "account_id", "account_exists", "A9")
 
 
 def test_alerts_does_not_import_prefect(evaluated):
