@@ -58,8 +58,8 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "account_id": "Kundennummer",
         "evidence": "Befund",
         "action": "Empfehlung",
-        "more_one": "Ein weiterer Kunde mit weniger dringenden Warnsignalen ist hier nicht aufgeführt.",
-        "more_many": "{count} weitere Kunden mit weniger dringenden Warnsignalen sind hier nicht aufgeführt.",
+        "more_one": "Ein weiterer Kunde mit Warnsignalen ist hier nicht aufgeführt.",
+        "more_many": "{count} weitere Kunden mit Warnsignalen sind hier nicht aufgeführt.",
         "footer": (
             "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "
             "und berücksichtigt Daten bis einschließlich {night}."
@@ -80,8 +80,8 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "account_id": "Account ID",
         "evidence": "Evidence",
         "action": "Suggested action",
-        "more_one": "One more account with less urgent warning signs is not listed here.",
-        "more_many": "{count} more accounts with less urgent warning signs are not listed here.",
+        "more_one": "One more account with warning signs is not listed here.",
+        "more_many": "{count} more accounts with warning signs are not listed here.",
         "footer": (
             "This message was generated automatically by the loyalty early-warning system "
             "and covers data up to and including {night}."
@@ -230,7 +230,7 @@ def _render(
 
 
 def _accounts(warnings: list[AccountWarning], ui: dict[str, str]) -> list[dict]:
-    """Accounts with their warnings, most severe account first, then by name."""
+    """Accounts with their warnings, most severe account first, then most warnings, then by name."""
     by_account: dict[str, list[AccountWarning]] = {}
     for warning in warnings:
         by_account.setdefault(warning.account_id, []).append(warning)
@@ -254,7 +254,8 @@ def _accounts(warnings: list[AccountWarning], ui: dict[str, str]) -> list[dict]:
                 ],
             }
         )
-    accounts.sort(key=lambda a: (a["rank"], a["name"].casefold(), a["name"], a["id"]))
+    # Most severe first; among equals, the account showing more warning signs first.
+    accounts.sort(key=lambda a: (a["rank"], -len(a["warnings"]), a["name"].casefold(), a["name"], a["id"]))
     return accounts
 
 

@@ -124,8 +124,10 @@ def _typed_sql(table: Table) -> str:
     for column in table.columns:
         text = f"nullif(trim({column.name}), '')"
         if column.kind == "date":
-            # Accept a timestamp too ('2026-03-01 14:05'): an ERP often exports one where a date is meant.
-            columns += [f"TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE) AS {column.name}", f"{text} AS _raw_{column.name}"]
+            # ISO dates, timestamps where a date is meant ('2026-03-01 14:05'), and the compact
+            # 20260301 that SAP and many ERPs export: all unambiguous.
+            parsed = f"coalesce(TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE), CAST(TRY_STRPTIME({text}, '%Y%m%d') AS DATE))"
+            columns += [f"{parsed} AS {column.name}", f"{text} AS _raw_{column.name}"]
         elif column.kind == "number":
             columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
         else:

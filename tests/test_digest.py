@@ -249,7 +249,7 @@ def test_a_long_digest_lists_the_most_urgent_accounts_and_counts_the_rest():
     [digest] = render_digests(warnings, date(2026, 11, 23), "a@example.com", "de", max_accounts=3)
     text = digest.message.get_body(("plain",)).get_content()
     assert "Kunde 000" in text and "Kunde 001" in text and "Kunde 002" in text and "Kunde 004" not in text
-    assert "2 weitere Kunden mit weniger dringenden Warnsignalen sind hier nicht aufgeführt." in text
+    assert "2 weitere Kunden mit Warnsignalen sind hier nicht aufgeführt." in text
     assert "5 Kunden mit Warnsignalen" in digest.message["Subject"]
     html = digest.message.get_body(("html",)).get_content()
     assert "2 weitere Kunden" in html and "Kunde 004" not in html

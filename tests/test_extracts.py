@@ -45,12 +45,13 @@ def test_bad_rows_go_to_quarantine_and_the_good_ones_go_on(tmp_path):
             order("O6"), order("O6"),                  # duplicate id: both rows
             order("O7", amount="zehn"),                # not a number
             order("O8", order_date="2026-10-01 14:05:00"),  # a timestamp is a date too
+            order("O9", order_date="20261002"),             # so is SAP's compact form
         ],
         complaints=[{"complaint_id": "C1", "account_id": "A1", "opened_at": "2026-03-05", "closed_at": "2026-03-01"}],
         contracts=[{"contract_id": "K1", "account_id": "A2", "start_date": "2026-01-01", "end_date": "2025-12-31"}],
     )
     checks = {c.table: c for c in load(tmp_path)}
-    assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (9, 7)
+    assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (10, 7)
     assert str(checks["orders"].reasons[0]) == "2 × order_id unique (first: line 7, 'O6')"
     assert checks["orders"].newest.isoformat() == "2026-11-01"
     assert (checks["accounts"].rows_loaded, checks["accounts"].rows_quarantined) == (2, 0)
@@ -69,6 +70,7 @@ def test_bad_rows_go_to_quarantine_and_the_good_ones_go_on(tmp_path):
         assert con.execute("SELECT order_id, order_date::VARCHAR, amount FROM orders ORDER BY 1").fetchall() == [
             ("O1", "2026-11-01", 10.5),
             ("O8", "2026-10-01", 10.5),
+            ("O9", "2026-10-02", 10.5),
         ]
 
 
