@@ -25,7 +25,7 @@ from loyalty_engine.extracts import StagedTable, newest_extract_date, stage_extr
 from loyalty_engine.notify import warnings_for_digest
 from loyalty_engine.rules.compiler import check_rules
 from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules
-from loyalty_engine.rules.loader import load_rules
+from loyalty_engine.rules.loader import RuleSet, load_rules
 from loyalty_engine.validate import TableCheck, validate_night
 
 
@@ -55,15 +55,13 @@ def validate_task(settings: Settings, staged: dict[str, StagedTable], night: dat
 
 
 @task(name="evaluate rules", cache_policy=NO_CACHE)
-def evaluate_task(settings: Settings, night: date) -> list[FiredRule]:
-    ruleset = load_rules(settings.rules)
+def evaluate_task(settings: Settings, ruleset: RuleSet, night: date) -> list[FiredRule]:
     with store.connect(settings.database) as con:
         return evaluate_rules(con, ruleset, night)
 
 
 @task(name="render digests", cache_policy=NO_CACHE)
-def render_task(settings: Settings, night: date) -> list[Digest]:
-    ruleset = load_rules(settings.rules)
+def render_task(settings: Settings, ruleset: RuleSet, night: date) -> list[Digest]:
     with store.connect(settings.database) as con:
         items = warnings_for_digest(con, ruleset, night, settings.digest.language)
     return render_digests(items, night, settings.email.sender, settings.digest.language, settings.digest.max_accounts)
@@ -95,7 +93,8 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     night = night_to_run(settings, night)
     summary = NightSummary(night=night, mode=settings.email.mode)
     # A broken rule stops the night before any data is replaced.
-    check_rules(load_rules(settings.rules))
+    ruleset = load_rules(settings.rules)
+    check_rules(ruleset)
     logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
 
     staged = stage_task(settings, night)
@@ -114,13 +113,13 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
                 check.table, check.newest, (night - check.newest).days, night,
             )
 
-    fired = evaluate_task(settings, night)
-    for rule in load_rules(settings.rules).rules:
+    fired = evaluate_task(settings, ruleset, night)
+    for rule in ruleset.rules:
         if rule.enabled:
             summary.warnings[rule.id] = sum(1 for f in fired if f.rule_id == rule.id)
     logger.info("Rules: %d warnings for %d accounts", len(fired), len({f.account_id for f in fired}))
 
-    digests = render_task(settings, night)
+    digests = render_task(settings, ruleset, night)
     logger.info("Digests: %d owners to notify", len(digests))
     retries = settings.email.retries
     delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
@@ -128,6 +127,8 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
         settings, digests, return_state=True
     )
     outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException) and not isinstance(outcome, DeliveryError):
+        raise outcome
     summary.delivery = outcome.args[0] if isinstance(outcome, DeliveryError) else outcome
     if settings.email.mode == "outbox":
         summary.outbox = settings.email.outbox_dir / night.isoformat()
