@@ -85,7 +85,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
     ]
     con.execute(
         f"CREATE OR REPLACE TABLE stage_{table.name} AS "
-        f"SELECT rowid + {first} AS _line, {', '.join(selected)} FROM read_{table.name} ORDER BY rowid"
+        f"SELECT rowid + {first} AS _line, {', '.join(selected)} FROM read_{table.name}"
     )
     con.execute(f"DROP TABLE read_{table.name}")
     rows = con.execute(f"SELECT count(*) FROM stage_{table.name}").fetchone()[0]

@@ -7,7 +7,7 @@ pandera's ibis backend runs in DuckDB but silently ignores `unique`, see STACK.m
 
 The frames arrive typed by validate.py: dates and numbers were parsed in SQL with TRY_CAST, the
 text as written sits beside them in `_raw_<column>`, and facts that need the whole table
-(`_key_count`, `_account_known`) were computed in SQL, so every check here is row-local.
+(`_duplicate_key`, `_account_known`) were computed in SQL, so every check here is row-local.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def parses(column: str, kind: str) -> pa.Check:
 
 
 def unique_key() -> pa.Check:
-    return pa.Check(lambda data: data.lazyframe.select(pl.col("_key_count") <= 1), name="unique")
+    return pa.Check(lambda data: data.lazyframe.select(~pl.col("_duplicate_key").fill_null(False)), name="unique")
 
 
 def account_exists() -> pa.Check:

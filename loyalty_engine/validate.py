@@ -90,7 +90,6 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
         CREATE OR REPLACE TABLE {table.name} AS
         SELECT {keep}{derived} FROM typed_{table.name}
         WHERE _line NOT IN (SELECT line FROM quarantine WHERE night = ? AND table_name = ?)
-        ORDER BY _line
         """,
         [night, table.name],
     )
@@ -132,7 +131,9 @@ def _typed_sql(table: Table) -> str:
             columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
         else:
             columns.append(f"{text} AS {column.name}")
-    columns.append(f"count(*) OVER (PARTITION BY nullif(trim({table.key}), '')) AS _key_count")
+    key = f"nullif(trim({table.key}), '')"
+    # A semi-join against the few duplicated keys is much cheaper than a window over every row.
+    columns.append(f"{key} IN (SELECT {key} FROM stage_{table.name} GROUP BY 1 HAVING count(*) > 1) AS _duplicate_key")
     if table.name != "accounts":
         columns.append(
             "nullif(trim(account_id), '') IN (SELECT nullif(trim(account_id), '') FROM stage_accounts) AS _account_known"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import duckdb
+import pyarrow as pa
 
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import RuleSet
@@ -33,13 +34,20 @@ def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date
             if values[f"{rule.id}.fired"]:
                 evidence = {n: _plain(values.get(n, values.get(f"{rule.id}.{n}"))) for n in compiled.evidence[rule.id]}
                 fired.append(FiredRule(values["account_id"], rule.id, rule.severity, evidence))
+    rows = pa.table(
+        {
+            "account_id": pa.array([f.account_id for f in fired], pa.string()),
+            "rule_id": pa.array([f.rule_id for f in fired], pa.string()),
+            "severity": pa.array([f.severity for f in fired], pa.string()),
+            "evidence": pa.array([json.dumps(f.evidence) for f in fired], pa.string()),
+        }
+    )
     con.begin()
     con.execute("DELETE FROM warnings WHERE night = ?", [night])
-    if fired:
-        con.executemany(
-            "INSERT INTO warnings VALUES (?, ?, ?, ?, ?)",
-            [[night, f.account_id, f.rule_id, f.severity, json.dumps(f.evidence)] for f in fired],
-        )
+    # One insert from Arrow: executemany costs a round trip per warning (1.5 s for 8,000).
+    con.register("fired_rules", rows)
+    con.execute("INSERT INTO warnings SELECT ?, account_id, rule_id, severity, evidence FROM fired_rules", [night])
+    con.unregister("fired_rules")
     con.commit()
     return fired
 
