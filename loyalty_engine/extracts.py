@@ -55,7 +55,16 @@ def stage_extracts(con: duckdb.DuckDBPyConnection, root: Path, night: date) -> d
     folder = extract_folder(root, night)
     # Find every file first, so a missing table stops the night before anything is read.
     files = {name: find_table_file(folder, name) for name in TABLES}
-    return {name: _stage(con, TABLES[name], path) for name, path in files.items()}
+    try:
+        return {name: _stage(con, TABLES[name], path) for name, path in files.items()}
+    except BaseException:
+        drop_staged(con)  # leave no half-staged night behind
+        raise
+
+
+def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+    for name in TABLES:
+        con.execute(f"DROP TABLE IF EXISTS stage_{name}")
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTable:
@@ -80,7 +89,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
     # which DuckDB keeps equal to file order (preserve_insertion_order).
     first = 2 if path.suffix == ".csv" else 1
     selected = [
-        f'CAST("{found[c.name]}" AS VARCHAR) AS {c.name}' if c.name in found else f"CAST(NULL AS VARCHAR) AS {c.name}"
+        f"CAST({_quoted(found[c.name])} AS VARCHAR) AS {c.name}" if c.name in found else f"CAST(NULL AS VARCHAR) AS {c.name}"
         for c in table.columns
     ]
     con.execute(
@@ -109,6 +118,11 @@ def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         total = con.execute("SELECT count(*) FROM csv_rejects").fetchone()[0]
         more = f" ({total - 1} more broken lines)" if total > 1 else ""
         raise ExtractError(f"{path}:{broken[0]}: broken CSV line: {broken[1]}{more}")
+
+
+def _quoted(name: str) -> str:
+    """A column name from a file header as a SQL identifier, whatever characters it holds."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _first_line(err: Exception) -> str:

@@ -14,7 +14,7 @@ import pandera.polars as pa
 import polars as pl
 
 from loyalty_engine.contract import TABLES, Table
-from loyalty_engine.extracts import StagedTable
+from loyalty_engine.extracts import StagedTable, drop_staged
 from loyalty_engine.schemas import SCHEMAS
 
 BATCH_ROWS = 500_000
@@ -53,8 +53,7 @@ def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable
     con.begin()
     try:
         results = [_validate_table(con, TABLES[name], staged[name], night) for name in TABLES]
-        for name in TABLES:
-            con.execute(f"DROP TABLE IF EXISTS stage_{name}")
+        drop_staged(con)
         con.commit()
     except BaseException:
         con.rollback()
