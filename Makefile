@@ -2,12 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Prefect keeps its state (SQLite, results) inside the project, and stays quiet on the console.
-export PREFECT_HOME := $(CURDIR)/.prefect
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export DO_NOT_TRACK := 1
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
-export PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL := WARNING
+# Prefect's settings (state under .prefect/, no telemetry, quiet console) are set by the
+# `loyalty` command itself and, for the tests, by tests/conftest.py.
 
 .PHONY: install browser demo test lock benchmark clean
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 # Before anything imports prefect: its state in a throwaway folder, no telemetry, a patient start.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="loyalty-prefect-"))
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="loyalty-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
