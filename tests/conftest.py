@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 # Before anything imports prefect: its state in a throwaway folder, no telemetry, a patient start.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="loyalty-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
