@@ -115,9 +115,12 @@ def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """A line with the wrong number of fields means a broken export, not a bad row: stop the night."""
     broken = con.execute("SELECT line, error_message FROM csv_rejects ORDER BY line LIMIT 1").fetchone()
     if broken:
+        line, problem = broken
+        if "not utf-8 encoded" in problem:
+            raise ExtractError(f"{path}:{line}: the file is not UTF-8 (export it as UTF-8; Latin-1 is not read yet)")
         total = con.execute("SELECT count(*) FROM csv_rejects").fetchone()[0]
         more = f" ({total - 1} more broken lines)" if total > 1 else ""
-        raise ExtractError(f"{path}:{broken[0]}: broken CSV line: {broken[1]}{more}")
+        raise ExtractError(f"{path}:{line}: broken CSV line: {problem}{more}")
 
 
 def _quoted(name: str) -> str:

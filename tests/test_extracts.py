@@ -121,6 +121,14 @@ def test_broken_csv_line_stops_the_night_with_its_line(tmp_path):
         load(tmp_path)
 
 
+def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_line(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
+    text = (folder / "accounts.csv").read_text(encoding="utf-8")
+    (folder / "accounts.csv").write_bytes(text.encode("cp1252"))
+    with pytest.raises(ExtractError, match=r"accounts.csv:2: the file is not UTF-8 \(export it as UTF-8"):
+        load(tmp_path)
+
+
 def test_parquet_and_flat_folder_and_extra_columns(tmp_path):
     flat = tmp_path / "extracts"
     write_extract(tmp_path / "unused", accounts=ACCOUNTS)
