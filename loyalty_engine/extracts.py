@@ -68,6 +68,8 @@ def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTable:
+    if path.stat().st_size == 0:
+        raise ExtractError(f"{path}: the file is empty (a table without rows still needs its header line)")
     reader = _reader_sql(path)
     # DuckDB keeps CSV rejects in TEMP tables that accumulate; start each file with empty ones.
     con.execute("DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS csv_reject_scans")

@@ -121,6 +121,17 @@ def test_broken_csv_line_stops_the_night_with_its_line(tmp_path):
         load(tmp_path)
 
 
+def test_an_empty_file_is_named_and_header_only_semicolon_bom_files_load(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
+    (folder / "contracts.csv").write_bytes("\ufeffcontract_id;account_id;start_date;end_date\nK1;A1;2026-01-01;2026-12-31\n".encode())
+    (folder / "complaints.csv").write_bytes(b"")
+    with pytest.raises(ExtractError, match=r"complaints.csv: the file is empty \(a table without rows still needs its header line\)"):
+        load(tmp_path)
+    (folder / "complaints.csv").write_text("complaint_id,account_id,opened_at\n", encoding="utf-8")
+    checks = {c.table: c for c in load(tmp_path)}
+    assert (checks["contracts"].rows_loaded, checks["complaints"].rows_loaded, checks["orders"].rows_loaded) == (1, 0, 0)
+
+
 def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_line(tmp_path):
     folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
     text = (folder / "accounts.csv").read_text(encoding="utf-8")
