@@ -32,8 +32,15 @@ def newest_extract_date(root: Path) -> date | None:
     """The latest <YYYY-MM-DD> folder under root, or None when the files lie flat (or nothing is there)."""
     if not root.is_dir():
         return None
-    nights = sorted(p.name for p in root.iterdir() if p.is_dir() and _DATE_FOLDER.match(p.name))
-    return date.fromisoformat(nights[-1]) if nights else None
+    nights = [_as_date(p.name) for p in root.iterdir() if p.is_dir() and _DATE_FOLDER.match(p.name)]
+    return max((n for n in nights if n), default=None)
+
+
+def _as_date(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name)
+    except ValueError:  # 2026-02-30: looks like a night, is not one
+        return None
 
 
 def find_table_file(folder: Path, table: str) -> Path:
@@ -120,7 +127,7 @@ def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         line, problem = broken
         if "not utf-8 encoded" in problem:
             raise ExtractError(f"{path}:{line}: the file is not UTF-8 (export it as UTF-8; Latin-1 is not read yet)")
-        total = con.execute("SELECT count(*) FROM csv_rejects").fetchone()[0]
+        total = con.execute("SELECT count(DISTINCT line) FROM csv_rejects").fetchone()[0]
         more = f" ({total - 1} more broken lines)" if total > 1 else ""
         raise ExtractError(f"{path}:{line}: broken CSV line: {problem}{more}")
 

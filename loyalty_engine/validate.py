@@ -135,7 +135,9 @@ def _typed_sql(table: Table) -> str:
     columns.append(f"{key} IN (SELECT {key} FROM stage_{table.name} GROUP BY 1 HAVING count(*) > 1) AS _duplicate_key")
     if table.name != "accounts":
         columns.append(
-            "nullif(trim(account_id), '') IN (SELECT nullif(trim(account_id), '') FROM stage_accounts) AS _account_known"
+            # A blank id among the accounts must not make every lookup unknown (x IN (…, NULL) is NULL).
+            "nullif(trim(account_id), '') IN (SELECT nullif(trim(account_id), '') FROM stage_accounts "
+            "WHERE nullif(trim(account_id), '') IS NOT NULL) AS _account_known"
         )
     return f"SELECT {', '.join(columns)} FROM stage_{table.name}"
 

@@ -74,6 +74,13 @@ def test_bad_rows_go_to_quarantine_and_the_good_ones_go_on(tmp_path):
         ]
 
 
+def test_a_blank_account_line_does_not_switch_off_the_account_check(tmp_path):
+    write_extract(tmp_path / "extracts", accounts=ACCOUNTS + [{}], orders=[order("O1", account_id="NOPE")])
+    checks = {c.table: c for c in load(tmp_path)}
+    assert checks["orders"].rows_quarantined == 1
+    assert ("orders", 2, "O1", "account_id", "account_exists", "NOPE") in quarantine(tmp_path)
+
+
 def test_a_required_value_left_empty_is_quarantined_once(tmp_path):
     write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1", order_date="", amount="")])
     load(tmp_path)
@@ -151,6 +158,8 @@ def test_parquet_and_flat_folder_and_extra_columns(tmp_path):
          "amount": [1.5, -2.0], "currency": ["EUR", "EUR"], "warehouse": ["Nord", "Süd"]}
     ).write_parquet(flat / "orders.parquet")
     assert extract_folder(flat, NIGHT) == flat and newest_extract_date(flat) is None
+    (flat / "2026-02-30").mkdir()
+    assert newest_extract_date(flat) is None
     checks = {c.table: c for c in load(tmp_path)}
     assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (2, 1)
     assert ("orders", 2, "O2", "amount", "amount_never_negative", "-2.0") in quarantine(tmp_path)
