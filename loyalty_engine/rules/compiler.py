@@ -69,6 +69,9 @@ def check_rules(ruleset: RuleSet) -> dict[str, tuple[exp.Expression, dict[str, e
         when = _parse(rule.when, rule.places["when"], set(ruleset.metrics) | set(values), "when")
         if not isinstance(_unwrap(when), CONDITIONS):
             raise RuleError(f"{rule.places['when']}: when must be a condition (a comparison, and/or/not …), got '{rule.when}'")
+        _Types(rule.places["when"], rule.when, "when").expect(when, CONDITION)
+        for name, tree in values.items():
+            _Types(rule.places[f"values.{name}"], rule.values[name], f"values.{name}").expect(tree, NUMBER)
         known = set(ruleset.metrics) | set(values)
         for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
             for language, text in texts.items():
@@ -122,6 +125,58 @@ def _parse(text: str, place: Where, names: set[str], what: str) -> exp.Expressio
             first_word = re.split(r"[\s(]+", shown.lstrip("("))[0]
             raise RuleError(f"{_inside(place, text, _find(text, first_word))}: not allowed in {what}: {shown}")
     return tree
+
+
+NUMBER, CONDITION, UNKNOWN = "a number", "a condition", "null"
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+NUMERIC_FUNCTIONS = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Abs, exp.Round, exp.Coalesce, exp.Least, exp.Greatest)
+LARGEST_NUMBER = 1e15  # far beyond any count or amount; larger literals overflow DuckDB's decimals
+
+
+class _Types:
+    """Every metric and value is a number; and/or/not join conditions, comparisons compare
+    numbers. Checking this here turns what would fail mid-night in DuckDB into a file:line error."""
+
+    def __init__(self, place: Where, text: str, what: str):
+        self.place, self.text, self.what = place, text, what
+
+    def expect(self, node: exp.Expression, wanted: str) -> None:
+        found = self.kind(node)
+        if found not in (wanted, UNKNOWN):
+            shown = node.sql(DIALECT)
+            raise RuleError(f"{_inside(self.place, self.text, _find(self.text, shown))}: {self.what}: '{shown}' is {found} where {wanted} belongs")
+
+    def kind(self, node: exp.Expression) -> str:
+        if isinstance(node, exp.Paren):
+            return self.kind(node.this)
+        if isinstance(node, exp.Null):
+            return UNKNOWN
+        if isinstance(node, (exp.Boolean, exp.Is)):
+            return CONDITION
+        if isinstance(node, exp.Column):
+            return NUMBER
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                raise RuleError(f"{_inside(self.place, self.text, _find(self.text, node.sql()))}: {self.what}: text {node.sql()} where a number belongs")
+            if abs(float(node.this)) > LARGEST_NUMBER:
+                raise RuleError(f"{_inside(self.place, self.text, _find(self.text, node.this))}: {self.what}: number {node.this} is too large")
+            return NUMBER
+        if isinstance(node, (exp.And, exp.Or, exp.Not)):
+            for operand in (node.this, node.args.get("expression")):
+                if operand is not None:
+                    self.expect(operand, CONDITION)
+            return CONDITION
+        if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
+            for operand in (node.this, node.args.get("expression"), node.args.get("low"), node.args.get("high"), *node.expressions):
+                if operand is not None:
+                    self.expect(operand, NUMBER)
+            return CONDITION
+        if isinstance(node, NUMERIC_FUNCTIONS):
+            for operand in (node.this, node.args.get("expression"), node.args.get("decimals"), *node.expressions):
+                if operand is not None:
+                    self.expect(operand, NUMBER)
+            return NUMBER
+        raise RuleError(f"{self.place}: {self.what}: cannot tell what '{node.sql(DIALECT)}' is")
 
 
 def _inside(place: Where, text: str, offset: int) -> Where:

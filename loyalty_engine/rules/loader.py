@@ -34,6 +34,7 @@ AGGREGATES = ("count", "latest", "previous", "days_since_latest")
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_PER_YEAR = {"d": 366, "w": 53, "m": 12, "y": 1}
 TEXT_ENV = SandboxedEnvironment(autoescape=False)
 
 
@@ -58,8 +59,12 @@ class Span:
 
     @classmethod
     def parse(cls, text: str, pattern: re.Pattern = _SPAN) -> "Span | None":
+        """The span, or None when the text is not one or spans more than a century."""
         match = pattern.match(str(text))
-        return cls(int(match.group(1)), match.group(2)) if match else None
+        if not match:
+            return None
+        span = cls(int(match.group(1)), match.group(2))
+        return span if span.amount <= 100 * _PER_YEAR[span.unit] else None
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"
@@ -207,14 +212,16 @@ def _metric(path: Path, parent: _Located, name: str, spec) -> Metric:
     if "window" in spec:
         window = Span.parse(spec["window"])
         if window is None or window.amount == 0:
-            raise RuleError(f"{_at(path, spec, 'window')}: window must look like 90d, 12w, 6m or 1y, got {spec['window']!r}")
+            raise RuleError(
+                f"{_at(path, spec, 'window')}: window must look like 90d, 12w, 6m or 1y (at most 100 years), got {spec['window']!r}"
+            )
     elif aggregate == "count":
         raise RuleError(f"{here}: count metric '{name}' needs a window, e.g. window: 90d")
     ending = Span(0, "d")
     if "ending" in spec:
         ending = Span.parse(spec["ending"], _ENDING)
         if ending is None:
-            raise RuleError(f"{_at(path, spec, 'ending')}: ending must look like '90d ago', got {spec['ending']!r}")
+            raise RuleError(f"{_at(path, spec, 'ending')}: ending must look like '90d ago' (at most 100 years), got {spec['ending']!r}")
     return Metric(name, aggregate, table, column or None, window, ending, _where(path, parent, name))
 
 
