@@ -23,8 +23,7 @@ from loyalty_engine.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
 from loyalty_engine.extracts import StagedTable, newest_extract_date, stage_extracts
 from loyalty_engine.notify import warnings_for_digest
-from loyalty_engine.rules.compiler import check_rules
-from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules
+from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules, prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
 from loyalty_engine.validate import TableCheck, validate_night
 
@@ -94,7 +93,7 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     summary = NightSummary(night=night, mode=settings.email.mode)
     # A broken rule stops the night before any data is replaced.
     ruleset = load_rules(settings.rules)
-    check_rules(ruleset)
+    prove_rules(ruleset, night)
     logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
 
     staged = stage_task(settings, night)

@@ -107,11 +107,11 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
 
         loyalty run --date 2026-11-23 --config /etc/loyalty/config.yaml
     """
-    from loyalty_engine.rules.compiler import check_rules
+    from loyalty_engine.rules.evaluate import prove_rules
     from loyalty_engine.rules.loader import load_rules
 
     settings = _settings(config)
-    check_rules(load_rules(settings.rules))  # answer a broken rule at once, before Prefect starts
+    prove_rules(load_rules(settings.rules), night.date() if night else date.today())  # at once, before Prefect starts
     _prefect_environment(settings)
     if not os.environ.get("PREFECT_API_URL"):
         err.print("[dim]Starting Prefect's local API for this run (about 20 s) …[/dim]")

@@ -11,6 +11,7 @@ import pytest
 
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
+from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import load_rules
 from tests.conftest import ROOT
 
@@ -23,7 +24,7 @@ def test_bad_rule_file_gets_its_one_line_error(fixture, tmp_path):
     shutil.copy(fixture, path)
     expected = fixture.with_name(fixture.name.replace(".bad.yaml", ".error")).read_text(encoding="utf-8").strip()
     with pytest.raises(RuleError) as error:
-        compile_rules(load_rules(tmp_path), date(2026, 11, 23))
+        prove_rules(load_rules(tmp_path), date(2026, 11, 23))
     assert str(error.value) == expected.replace("FILE", str(path))
     assert "\n" not in str(error.value)
 

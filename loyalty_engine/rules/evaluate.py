@@ -9,8 +9,12 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
+from loyalty_engine.contract import TABLES
+from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import RuleSet
+
+SQL_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,24 @@ class FiredRule:
     rule_id: str
     severity: str
     evidence: dict[str, float | int | None]  # the numbers behind the warning, by metric/value name
+
+
+def prove_rules(ruleset: RuleSet, night: date) -> None:
+    """Check the rules and run each one's SQL on empty tables in memory, so that a rule that
+    cannot be evaluated stops the night before any data is replaced, with its file and line."""
+    with duckdb.connect() as scratch:
+        for table in TABLES.values():
+            columns = [f"{c.name} {SQL_TYPES[c.kind]}" for c in table.columns]
+            columns += ["term_months DOUBLE"] if table.name == "contracts" else []
+            scratch.execute(f"CREATE TABLE {table.name} ({', '.join(columns)})")
+        for rule in ruleset.rules:
+            if not rule.enabled:
+                continue
+            sql = compile_rules(RuleSet(ruleset.metrics, [rule]), night).sql
+            try:
+                scratch.execute(sql).fetchall()
+            except duckdb.Error as error:
+                raise RuleError(f"{rule.where}: rule '{rule.id}' cannot be evaluated: {str(error).splitlines()[0]}") from None
 
 
 def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date) -> list[FiredRule]:
