@@ -188,7 +188,9 @@ def quarantine(
     """Print the rows a night's validation kept out, and why.
 
     One row per bad cell: table, line in the file, the row's id, the column, the check that
-    failed and the value as written. The latest loaded night unless --date names one.
+    failed, the value as written, and whether the row was kept out (a bad required value) or
+    went on with the value cleared (a bad optional one). The latest loaded night unless --date
+    names one.
 
     Example:
 
@@ -197,7 +199,7 @@ def quarantine(
     from loyalty_engine.report import night_quarantine
 
     rows = night_quarantine(_settings(config).database, night.date() if night else None, table)
-    _print_rows(rows, format, ("table_name", "line", "row_key", "column_name", "check_name", "value"), "quarantined cells")
+    _print_rows(rows, format, ("table_name", "line", "row_key", "column_name", "check_name", "value", "row_kept_out"), "quarantined cells")
 
 
 def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:

@@ -14,6 +14,7 @@ class Column:
     name: str
     kind: str = "text"  # text | date | number
     required: bool = True
+    lowercase: bool = False  # a code like 'Active' or 'DE' means the same as 'active', 'de'
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ ACCOUNTS = Table(
         Column("name"),
         Column("owner_email"),
         Column("owner_name"),
-        Column("status", required=False),
+        Column("status", required=False, lowercase=True),
         Column("segment", required=False),
-        Column("language", required=False),
+        Column("language", required=False, lowercase=True),
         Column("supervisor_email", required=False),
         Column("customer_since", "date", required=False),
     ),

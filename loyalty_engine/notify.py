@@ -39,9 +39,10 @@ def warnings_for_digest(
         items.append(
             AccountWarning(
                 account_id=account_id,
-                account_name=name,
+                # A quoted cell may hold line breaks; a header or a digest line may not.
+                account_name=" ".join(name.split()),
                 owner_email=owner_email,
-                owner_name=owner_name,
+                owner_name=" ".join(owner_name.split()),
                 rule_id=rule_id,
                 severity=severity,
                 title=_text(rule.title, language, numbers),

@@ -32,7 +32,7 @@ def night_quarantine(database: Path, night: date | None = None, table: str | Non
         return _rows(
             con.execute(
                 """
-                SELECT night, table_name, line, row_key, column_name, check_name, value, source_file
+                SELECT night, table_name, line, row_key, column_name, check_name, value, row_kept_out, source_file
                 FROM quarantine WHERE night = ? AND (? IS NULL OR table_name = ?)
                 ORDER BY table_name, line, column_name
                 """,

@@ -17,7 +17,11 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# What an email header carries as it is: an ASCII dot-atom address (no quotes, no IDN), so
+# every owner address that passes here can be put into a digest's To header.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+EMAIL = rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+$"
 
 
 def parses(column: str, kind: str) -> pa.Check:

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     column_name VARCHAR NOT NULL,
     check_name VARCHAR NOT NULL,
     value VARCHAR,                  -- the offending value as written in the extract
-    source_file VARCHAR NOT NULL
+    source_file VARCHAR NOT NULL,
+    row_kept_out BOOLEAN NOT NULL   -- true: a required value, the row is out; false: an optional value, cleared
 );
 CREATE TABLE IF NOT EXISTS warnings (
     night DATE NOT NULL,

@@ -29,9 +29,11 @@ class QuarantineReason:
     rows: int
     first_line: int
     first_value: str | None
+    rows_kept_out: bool  # false: the values were cleared and the rows went on
 
     def __str__(self) -> str:
-        return f"{self.rows:,} × {self.column} {self.check} (first: line {self.first_line}, {self.first_value!r})"
+        outcome = "" if self.rows_kept_out else ", value cleared"
+        return f"{self.rows:,} × {self.column} {self.check} (first: line {self.first_line}, {self.first_value!r}{outcome})"
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,9 @@ class TableCheck:
     table: str
     source: str
     rows_loaded: int
-    rows_quarantined: int
+    rows_quarantined: int  # rows kept out of the evaluation
     reasons: list[QuarantineReason] = field(default_factory=list)  # the most frequent first
     newest: date | None = None  # latest event date among the clean rows (orders: order_date …)
-
-    @property
-    def rows_clean(self) -> int:
-        return self.rows_loaded - self.rows_quarantined
 
 
 def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
@@ -68,13 +66,14 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
     if failures.height:
         con.register("failed_rows", failures.to_arrow())
         raw_value = " ".join(f"WHEN '{c.name}' THEN s.{c.name}" for c in table.columns)
+        required = ", ".join(f"'{name}'" for name in table.required)
         # One quarantine row per bad cell: an unparseable required date fails both `is_date` and
         # `not_nullable`; the first says more.
         con.execute(
             f"""
             INSERT INTO quarantine
             SELECT ?, ?, f._line, s.{table.key}, f.column_name, f.check_name,
-                   CASE f.column_name {raw_value} END, ?
+                   CASE f.column_name {raw_value} END, ?, f.column_name IN ({required})
             FROM failed_rows f JOIN stage_{table.name} s USING (_line)
             QUALIFY row_number() OVER (
                 PARTITION BY f._line, f.column_name ORDER BY f.check_name = 'not_nullable', f.check_name) = 1
@@ -82,19 +81,35 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
             [night, table.name, str(staged.source)],
         )
         con.unregister("failed_rows")
-    keep = ", ".join(c.name for c in table.columns)
+    # A bad required value keeps the row out; a bad optional one (a typo in supervisor_email)
+    # is cleared, so the account still gets its warnings.
+    cleared = {
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT column_name FROM quarantine WHERE night = ? AND table_name = ? AND NOT row_kept_out",
+            [night, table.name],
+        ).fetchall()
+    }
+    keep = ", ".join(
+        f"CASE WHEN _line IN (SELECT line FROM quarantine WHERE night = $night AND table_name = $table "
+        f"AND column_name = '{c.name}') THEN NULL ELSE {c.name} END AS {c.name}"
+        if c.name in cleared
+        else c.name
+        for c in table.columns
+    )
     derived = ", round(date_diff('day', start_date, end_date) / 30.4375) AS term_months" if table.name == "contracts" else ""
     con.execute(
         f"""
         CREATE OR REPLACE TABLE {table.name} AS
         SELECT {keep}{derived} FROM typed_{table.name}
-        WHERE _line NOT IN (SELECT line FROM quarantine WHERE night = ? AND table_name = ?)
+        WHERE _line NOT IN (SELECT line FROM quarantine WHERE night = $night AND table_name = $table AND row_kept_out)
         """,
-        [night, table.name],
+        {"night": night, "table": table.name},
     )
     con.execute(f"DROP TABLE typed_{table.name}")
     quarantined = con.execute(
-        "SELECT count(DISTINCT line) FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name]
+        "SELECT count(DISTINCT line) FROM quarantine WHERE night = ? AND table_name = ? AND row_kept_out",
+        [night, table.name],
     ).fetchone()[0]
     con.execute(
         "INSERT OR REPLACE INTO loads VALUES (?, ?, ?, ?, ?, ?)",
@@ -104,8 +119,9 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
         QuarantineReason(*row)
         for row in con.execute(
             """
-            SELECT column_name, check_name, count(*), min(line), arg_min(value, line) FROM quarantine
-            WHERE night = ? AND table_name = ? GROUP BY column_name, check_name ORDER BY 3 DESC, 4 LIMIT 3
+            SELECT column_name, check_name, count(*), min(line), arg_min(value, line), bool_or(row_kept_out)
+            FROM quarantine WHERE night = ? AND table_name = ?
+            GROUP BY column_name, check_name ORDER BY 6 DESC, 3 DESC, 4 LIMIT 3
             """,
             [night, table.name],
         ).fetchall()
@@ -129,7 +145,7 @@ def _typed_sql(table: Table) -> str:
         elif column.kind == "number":
             columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
         else:
-            columns.append(f"{text} AS {column.name}")
+            columns.append(f"{'lower(' + text + ')' if column.lowercase else text} AS {column.name}")
     key = f"nullif(trim({table.key}), '')"
     # A semi-join against the few duplicated keys is much cheaper than a window over every row.
     columns.append(f"{key} IN (SELECT {key} FROM stage_{table.name} GROUP BY 1 HAVING count(*) > 1) AS _duplicate_key")

@@ -81,6 +81,19 @@ def test_a_blank_account_line_does_not_switch_off_the_account_check(tmp_path):
     assert ("orders", 2, "O1", "account_id", "account_exists", "NOPE") in quarantine(tmp_path)
 
 
+def test_a_bad_optional_value_is_cleared_and_the_account_stays(tmp_path):
+    accounts = [
+        {**ACCOUNTS[0], "status": "Active"},                     # a code in capitals is the same code
+        {**ACCOUNTS[1], "status": "weird"},                      # not a status: cleared, account kept
+    ]
+    write_extract(tmp_path / "extracts", accounts=accounts, orders=[order("O1", account_id="A2")])
+    checks = {c.table: c for c in load(tmp_path)}
+    assert checks["accounts"].rows_quarantined == 0 and checks["orders"].rows_quarantined == 0
+    assert str(checks["accounts"].reasons[0]) == "1 × status status_is_active_or_closed (first: line 3, 'weird', value cleared)"
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT account_id, status FROM accounts ORDER BY 1").fetchall() == [("A1", "active"), ("A2", None)]
+
+
 def test_a_required_value_left_empty_is_quarantined_once(tmp_path):
     write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1", order_date="", amount="")])
     load(tmp_path)
