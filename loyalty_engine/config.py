@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
+from email.utils import parseaddr
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loyalty_engine.errors import ConfigError
 
@@ -39,6 +43,13 @@ class EmailSettings(_Section):
     mode: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: Path = Path("outbox")
     sender: str
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError("not an email address such as 'Name <name@example.com>'")
+        return value
     smtp: SmtpSettings = SmtpSettings()
     # A failed delivery is retried within the run (Prefect task retries), doubling the wait each time.
     retries: int = Field(default=3, ge=0)
@@ -53,6 +64,24 @@ class DigestSettings(_Section):
 class ScheduleSettings(_Section):
     cron: str = "0 6 * * *"
     timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime(2026, 1, 1))
+        except CronSimError as error:
+            raise ValueError(f"not a cron expression ({error})") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone such as Europe/Berlin") from None
+        return value
 
 
 class Settings(_Section):
@@ -121,6 +150,8 @@ def _describe(path: Path, root: yaml.Node | None, error: dict) -> str:
         problem = "required key is missing"
     elif kind == "literal_error":
         problem = f"must be one of {error['ctx']['expected']}, got {error['input']!r}"
+    elif kind == "value_error":  # our own validators: the message is already for people
+        problem = f"{error['ctx']['error']}, got {error['input']!r}"
     else:
         problem = f"{error['msg'].lower()}, got {error['input']!r}"
     line = _line_of(root, loc)

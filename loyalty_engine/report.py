@@ -8,16 +8,14 @@ from pathlib import Path
 
 import duckdb
 
+from loyalty_engine import store
 from loyalty_engine.errors import UserError
 
 
 def _open(database: Path) -> duckdb.DuckDBPyConnection:
     if not database.exists():
         raise UserError(f"{database}: no database yet; run `loyalty run` first")
-    try:
-        return duckdb.connect(str(database), read_only=True)
-    except duckdb.IOException as error:  # the nightly run holds the write lock
-        raise UserError(f"{database}: cannot open ({str(error).splitlines()[0]})") from None
+    return store.connect(database, read_only=True)
 
 
 def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import duckdb
 
+from loyalty_engine.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loads (
     night DATE NOT NULL,            -- business date of the extract
@@ -40,9 +42,13 @@ CREATE TABLE IF NOT EXISTS warnings (
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database file, creating it and the shared tables when writing."""
-    if read_only:
-        return duckdb.connect(str(path), read_only=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    con.execute(SCHEMA)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        # One writer per file: another run, `loyalty serve` or a DuckDB shell has it open.
+        raise UserError(f"{path}: cannot open the database: {str(error).splitlines()[0]}") from None
+    if not read_only:
+        con.execute(SCHEMA)
     return con

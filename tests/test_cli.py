@@ -138,3 +138,17 @@ def test_the_demo_path_sample_to_outbox(tmp_path):
     message = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
     assert message["Subject"].startswith("Frühwarnung 23.11.2026:")
     assert "Kundennummer K-" in message.get_body(("plain",)).get_content()
+
+
+def test_a_database_in_use_is_one_line(evaluated):
+    import duckdb
+
+    with duckdb.connect(str(evaluated.parent / "data" / "loyalty.duckdb")):  # another process would hold the lock
+        code = (
+            "import sys; from loyalty_engine.cli import main\n"
+            f"sys.argv = ['loyalty', 'alerts', '--config', {str(evaluated)!r}]\nmain()\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {evaluated.parent / 'data' / 'loyalty.duckdb'}: cannot open the database: IO Error: Could not set lock")
+    assert len(result.stderr.strip().splitlines()) == 1
