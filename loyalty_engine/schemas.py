@@ -119,8 +119,9 @@ def contracts_schema(night: date) -> pa.DataFrameSchema:
         {
             "contract_id": text(checks=[unique_key()]),
             "account_id": text(checks=[account_exists()]),
-            "start_date": day("start_date", night),
-            # A running contract ends in the future: end_date is the one date allowed after the night.
+            # A renewal signed ahead starts, and a running contract ends, after the night: both are
+            # real. Rules only count contracts started by the night they evaluate.
+            "start_date": day("start_date", None),
             "end_date": day("end_date", None, extra=[not_before("start_date", "end_after_start", strictly=True)]),
             "annual_value": number("annual_value", required=False, extra=[pa.Check.ge(0, error="value_never_negative")]),
             "previous_contract_id": text(False),

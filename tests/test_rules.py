@@ -92,6 +92,9 @@ def fired(tmp_path_factory):
         x.contract(name, *previous)
         x.contract(name, *latest)
     x.contract(x.account("K_ONLY_ONE", owner="carla"), "2026-01-01", "2026-06-30")  # nothing to compare: quiet
+    x.account("K_SIGNED_AHEAD", owner="carla")                                     # the shorter one starts tomorrow: quiet
+    x.contract("K_SIGNED_AHEAD", "2024-11-24", "2026-11-23")
+    x.contract("K_SIGNED_AHEAD", "2026-11-24", "2027-11-23")
 
     root = tmp_path_factory.mktemp("rules")
     write_extract(root / "extracts", accounts=x.accounts, orders=x.orders, complaints=x.complaints, contracts=x.contracts)
@@ -147,12 +150,20 @@ def test_re_evaluating_a_night_replaces_its_warnings(tmp_path):
         assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 8
 
 
-def test_a_later_night_sees_the_same_orders_differently(tmp_path):
-    """Point in time: evaluated 200 days earlier, the baseline orders are recent and nothing fires."""
-    x = Extract()
-    x.order_on(x.account("A"), *baseline(8))
+def test_an_earlier_night_sees_nothing_that_happened_after_it(tmp_path):
+    """Point in time: evaluated 200 days before the extract's night, later orders and a later
+    contract do not count."""
     earlier = D - timedelta(days=200)
-    write_extract(tmp_path / "extracts", night=D, accounts=x.accounts, orders=x.orders)
+    x = Extract()
+    x.order_on(x.account("P"), *range(300, 460, 20), 100, 70, 40, 20, 10)  # 8 in the earlier baseline, 5 after it
+    x.account("Q")
+    x.contract("Q", "2023-01-01", "2024-12-31")
+    x.contract("Q", "2025-01-01", "2025-12-31")
+    x.contract("Q", "2026-06-01", "2028-05-31")  # starts after the earlier night
+    write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders, contracts=x.contracts)
     with store.connect(tmp_path / "db.duckdb") as con:
         validate_night(con, stage_extracts(con, tmp_path / "extracts", D), D)
-        assert evaluate_rules(con, load_rules(ROOT / "rules"), earlier) == []
+        fired = {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), earlier)}
+    assert fired[("P", "falling_order_frequency")]["orders_recent"] == 0
+    assert fired[("P", "falling_order_frequency")]["orders_baseline"] == 8
+    assert fired[("Q", "shorter_contracts")] == {"contract_months_latest": 12, "contract_months_previous": 24}
