@@ -89,7 +89,9 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
         raise ExtractError(f"{path}: cannot read: {reason}") from None
     if path.suffix == ".csv":
         _refuse_broken_lines(con, path)
-    found = {c.lower().strip(): c for c in con.sql(f"SELECT * FROM read_{table.name} LIMIT 0").columns}
+    header = con.sql(f"SELECT * FROM read_{table.name} LIMIT 0")
+    found = {c.lower().strip(): c for c in header.columns}
+    types = {c.lower().strip(): str(t) for c, t in zip(header.columns, header.types)}
     for column in table.required:
         if column not in found:
             shown = ", ".join(found.values()) or "none"
@@ -98,7 +100,9 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
     # which DuckDB keeps equal to file order (preserve_insertion_order).
     first = 2 if path.suffix == ".csv" else 1
     selected = [
-        f"CAST({_quoted(found[c.name])} AS VARCHAR) AS {c.name}" if c.name in found else f"CAST(NULL AS VARCHAR) AS {c.name}"
+        f"{_as_text(_quoted(found[c.name]), types[c.name], c.kind)} AS {c.name}"
+        if c.name in found
+        else f"CAST(NULL AS VARCHAR) AS {c.name}"
         for c in table.columns
     ]
     con.execute(
@@ -130,6 +134,14 @@ def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         total = con.execute("SELECT count(DISTINCT line) FROM csv_rejects").fetchone()[0]
         more = f" ({total - 1} more broken lines)" if total > 1 else ""
         raise ExtractError(f"{path}:{line}: broken CSV line: {problem}{more}")
+
+
+def _as_text(column: str, sql_type: str, kind: str) -> str:
+    """A column as text. Ids stored as floating point (pandas writes a column of ints with gaps
+    that way) become 17, not 17.0, so they still match the same id written as an integer."""
+    if kind == "text" and sql_type in ("FLOAT", "DOUBLE") or (kind == "text" and sql_type.startswith("DECIMAL")):
+        return f"CASE WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS HUGEINT) AS VARCHAR) ELSE CAST({column} AS VARCHAR) END"
+    return f"CAST({column} AS VARCHAR)"
 
 
 def _quoted(name: str) -> str:

@@ -176,3 +176,16 @@ def test_parquet_and_flat_folder_and_extra_columns(tmp_path):
     checks = {c.table: c for c in load(tmp_path)}
     assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (2, 1)
     assert ("orders", 2, "O2", "amount", "amount_never_negative", "-2.0") in quarantine(tmp_path)
+
+
+def test_parquet_ids_stored_as_floats_match_integer_ids(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=[{**ACCOUNTS[0], "account_id": "17"}])
+    (folder / "orders.csv").unlink()
+    pl.DataFrame(
+        {"order_id": [1.0, 2.0], "account_id": [17.0, None], "order_date": [NIGHT, NIGHT],
+         "amount": [1.5, 2.0], "currency": ["EUR", "EUR"]}
+    ).write_parquet(folder / "orders.parquet")
+    checks = {c.table: c for c in load(tmp_path)}
+    assert checks["orders"].rows_quarantined == 1  # only the order without an account
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT order_id, account_id FROM orders").fetchall() == [("1", "17")]
