@@ -227,8 +227,8 @@ class _SmtpTransport(_Transport):
         if self.broken:
             raise _ServerUnusable(self.broken)
         # A session can die between two digests (idle timeout, server restart): check it
-        # before handing over a message, because once a message was handed over a lost line
-        # leaves it unknown whether it arrived, and then we do not send it again.
+        # before handing over a message: once it is handed over, a lost line leaves it unknown
+        # whether it arrived; it is then marked failed and sent again by the next attempt.
         if self.session is not None and not _alive(self.session):
             self._drop()
         try:

@@ -24,9 +24,10 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 
 from loyalty_engine.errors import ConfigError
+from loyalty_engine.rules.loader import SEVERITIES as RULE_SEVERITIES
 
 # Most severe first: the order accounts and warnings appear in the digest.
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+SEVERITIES = tuple(reversed(RULE_SEVERITIES))
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 # Label colours (background, text). Contrast is at least 4.5:1 for each pair, and the label

@@ -139,7 +139,7 @@ def _refuse_broken_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def _as_text(column: str, sql_type: str, kind: str) -> str:
     """A column as text. Ids stored as floating point (pandas writes a column of ints with gaps
     that way) become 17, not 17.0, so they still match the same id written as an integer."""
-    if kind == "text" and sql_type in ("FLOAT", "DOUBLE") or (kind == "text" and sql_type.startswith("DECIMAL")):
+    if kind == "text" and (sql_type in ("FLOAT", "DOUBLE") or sql_type.startswith("DECIMAL")):
         return f"CASE WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS HUGEINT) AS VARCHAR) ELSE CAST({column} AS VARCHAR) END"
     return f"CAST({column} AS VARCHAR)"
 

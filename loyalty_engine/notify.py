@@ -10,10 +10,9 @@ import duckdb
 from babel.numbers import format_decimal
 from jinja2 import Template
 
-from loyalty_engine.digest import AccountWarning
+from loyalty_engine.digest import LOCALES, AccountWarning
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
 
-LOCALES = {"de": "de_DE", "en": "en_GB"}
 
 
 def warnings_for_digest(

@@ -3,7 +3,7 @@
 Why polars: the extracts live in DuckDB and reach millions of rows. DuckDB hands them to polars
 as Arrow batches without copying, pandera's polars backend checks each batch with vectorised
 expressions, and memory stays bounded by the batch size. (pandas would copy and box every value;
-pandera's ibis backend runs in DuckDB but silently ignores `unique`, see STACK.md.)
+pandera's ibis backend runs in DuckDB but silently ignores `Field(unique=True)`.)
 
 The frames arrive typed by validate.py: dates and numbers were parsed in SQL with TRY_CAST, the
 text as written sits beside them in `_raw_<column>`, and facts that need the whole table
