@@ -1,7 +1,8 @@
 """Staged extract -> clean tables + quarantine, checked by the pandera schemas.
 
-Rows that fail any check are kept out of the evaluation and stored in `quarantine` with the
-line, the row's id, the column, the check and the value as written; the good rows go on.
+Every failing cell is stored in `quarantine` with the line, the row's id, the column, the check
+and the value as written. A bad required value keeps its row out of the evaluation; a bad
+optional value is cleared and the row goes on.
 """
 
 from __future__ import annotations
