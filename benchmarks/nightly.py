@@ -257,13 +257,17 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
         check_rules(ruleset)  # a broken rule stops the night before any data is replaced
         return ruleset
 
+    # Stage and validate share one connection (TEMP staging), as the flow's load task does.
+    loading = contextlib.ExitStack()
+
     def stage():
-        with database() as con:
-            return stage_extracts(con, settings.extracts.path, night)
+        con = loading.enter_context(database())
+        return con, stage_extracts(con, settings.extracts.path, night)
 
     def validate():
-        with database() as con:
-            return validate_night(con, staged, night)
+        with loading:
+            con, staged_tables = staged
+            return validate_night(con, staged_tables, night)
 
     def evaluate():
         with database() as con:
@@ -324,7 +328,7 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
         "peak_rss": peak_rss(),
         "db_bytes": database_bytes(settings.database),
         "tables": {c.table: {"loaded": c.rows_loaded, "quarantined": c.rows_quarantined} for c in checks},
-        "staged_rows": {name: table.rows for name, table in staged.items()},
+        "staged_rows": {name: table.rows for name, table in staged[1].items()},
         "warnings": len(fired),
         "accounts_warned": len({f.account_id for f in fired}),
         "warnings_by_rule": dict(sorted(count_by(f.rule_id for f in fired).items())),

@@ -1,6 +1,6 @@
-"""The nightly flow: stage → validate → evaluate → render → deliver.
+"""The nightly flow: stage + validate → evaluate → render → deliver.
 
-The flow only composes; each task wraps one plain function from `loyalty_engine`, opens the
+The flow only composes; each task wraps plain functions from `loyalty_engine`, opens the
 DuckDB file itself (connections do not travel between tasks) and closes it when done.
 """
 
@@ -21,7 +21,7 @@ from loyalty_engine.config import Settings, load_settings
 from loyalty_engine.deliver import DeliveryReport, deliver_digests
 from loyalty_engine.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
-from loyalty_engine.extracts import StagedTable, newest_extract_date, stage_extracts
+from loyalty_engine.extracts import newest_extract_date, stage_extracts
 from loyalty_engine.notify import warnings_for_digest
 from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules, prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
@@ -41,16 +41,11 @@ class NightSummary:
     outbox: Path | None = None
 
 
-@task(name="stage extracts", cache_policy=NO_CACHE)
-def stage_task(settings: Settings, night: date) -> dict[str, StagedTable]:
+@task(name="load and validate extracts", cache_policy=NO_CACHE)
+def load_task(settings: Settings, night: date) -> list[TableCheck]:
+    # One connection for both stages: the staged text lives in TEMP tables, never in the file.
     with store.connect(settings.database) as con:
-        return stage_extracts(con, settings.extracts.path, night)
-
-
-@task(name="validate", cache_policy=NO_CACHE)
-def validate_task(settings: Settings, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
-    with store.connect(settings.database) as con:
-        return validate_night(con, staged, night)
+        return validate_night(con, stage_extracts(con, settings.extracts.path, night), night)
 
 
 @task(name="evaluate rules", cache_policy=NO_CACHE)
@@ -96,8 +91,7 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     prove_rules(ruleset, night)
     logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
 
-    staged = stage_task(settings, night)
-    summary.tables = validate_task(settings, staged, night)
+    summary.tables = load_task(settings, night)
     for check in summary.tables:
         logger.info(
             "%-10s %9s rows loaded, %7s quarantined  (%s)",

@@ -52,7 +52,10 @@ def find_table_file(folder: Path, table: str) -> Path:
 
 
 def stage_extracts(con: duckdb.DuckDBPyConnection, root: Path, night: date) -> dict[str, StagedTable]:
-    """Read every contract table of the night into a staging table `stage_<name>` of text columns.
+    """Read every contract table of the night into a TEMP table `stage_<name>` of text columns.
+
+    TEMP: the staged text never reaches the database file; validate_night, on the same
+    connection, turns it into the clean tables.
 
     Values stay text here so that one bad value costs one row, not the whole column's type:
     validation (validate.py) parses them and quarantines the rows that do not parse.
@@ -106,7 +109,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> StagedTa
         for c in table.columns
     ]
     con.execute(
-        f"CREATE OR REPLACE TABLE stage_{table.name} AS "
+        f"CREATE OR REPLACE TEMP TABLE stage_{table.name} AS "
         f"SELECT rowid + {first} AS _line, {', '.join(selected)} FROM read_{table.name}"
     )
     con.execute(f"DROP TABLE read_{table.name}")
