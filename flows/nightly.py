@@ -84,7 +84,11 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     """Load the night's extracts, check them, evaluate the warning rules and mail the digests."""
     logger = get_run_logger()
     settings = load_settings(Path(config_path))
-    night = night_to_run(settings, night)
+    defaulted, night = night is None, night_to_run(settings, night)
+    today = datetime.now(ZoneInfo(settings.schedule.timezone)).date()
+    if defaulted and (today - night).days > 1:
+        # A scheduled run picks the newest folder: if tonight's export is missing, say so.
+        logger.warning("the newest extract folder is %s, %d days before today; has an export failed?", night, (today - night).days)
     summary = NightSummary(night=night, mode=settings.email.mode)
     # A broken rule stops the night before any data is replaced.
     ruleset = load_rules(settings.rules)
