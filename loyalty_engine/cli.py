@@ -54,7 +54,7 @@ out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size((2
 
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", "-c", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
+    typer.Option("--config", "-c", metavar="PATH", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
 ]
 DateOption = Annotated[
     Optional[datetime],
@@ -105,6 +105,7 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
 
     Example:
 
+    \b
         loyalty run --date 2026-11-23 --config /etc/loyalty/config.yaml
     """
     from loyalty_engine.rules.evaluate import prove_rules
@@ -169,6 +170,7 @@ def alerts(
 
     Example:
 
+    \b
         loyalty alerts --date 2026-11-23 --format csv > warnings.csv
     """
     from loyalty_engine.report import night_warnings
@@ -182,10 +184,10 @@ def alerts(
 def quarantine(
     config: ConfigOption = None,
     night: DateOption = None,
-    table: Annotated[Optional[str], typer.Option("--table", "-t", help="Only this extract table.", show_default=False)] = None,
+    table: Annotated[Optional[str], typer.Option("--table", "-t", metavar="TABLE", help="Only this extract table.", show_default=False)] = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Print the rows a night's validation kept out, and why.
+    """Print a night's bad cells, and what became of their rows.
 
     One row per bad cell: table, line in the file, the row's id, the column, the check that
     failed, the value as written, and whether the row was kept out (a bad required value) or
@@ -194,6 +196,7 @@ def quarantine(
 
     Example:
 
+    \b
         loyalty quarantine --date 2026-11-23 --table orders --format csv
     """
     from loyalty_engine.report import night_quarantine
@@ -223,9 +226,9 @@ def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: 
 
 @app.command("generate-sample")
 def generate_sample(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write <end-date>/<table>.csv and ground_truth.csv into.")],
-    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write <end-date>/<table>.csv and ground_truth.csv into.")],
+    accounts: Annotated[int, typer.Option(min=1, metavar="N", help="Number of accounts.")] = 200,
+    seed: Annotated[int, typer.Option(metavar="S", help="Random seed; the same seed gives the same files.")] = 7,
     end_date: Annotated[
         Optional[datetime], typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last day of the three years [default: today].", show_default=False)
     ] = None,
@@ -237,6 +240,7 @@ def generate_sample(
 
     Example:
 
+    \b
         loyalty generate-sample --out extracts --accounts 500 --seed 1 --end-date 2026-11-23
     """
     from loyalty_engine.sample import generate_sample as generate
