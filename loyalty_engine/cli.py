@@ -149,6 +149,7 @@ def serve(config: ConfigOption = None) -> None:
 
     Example:
 
+    \b
         PREFECT_API_URL=http://127.0.0.1:4200/api loyalty serve --config config.yaml
     """
     settings = _settings(config)
