@@ -1,0 +1,1 @@
+"""Prefect flows: the nightly job and its schedule."""
