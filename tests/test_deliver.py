@@ -256,24 +256,16 @@ def test_smtp_connection_lost_mid_message_fails_that_digest_only(con, smtp_serve
     assert ledger(con)[OWNERS[1]][0] == "failed"
 
 
-def test_smtp_starttls_with_login(con, smtp_starttls_server, monkeypatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, smtp_starttls_server.password)
-    settings = smtp_settings(smtp_starttls_server, "starttls", smtp_starttls_server.username)
+@pytest.mark.parametrize("security, server_fixture", [("starttls", "smtp_starttls_server"), ("ssl", "smtp_ssl_server")])
+def test_smtp_tls_with_login(con, security, server_fixture, request, monkeypatch) -> None:
+    server = request.getfixturevalue(server_fixture)
+    monkeypatch.setenv(PASSWORD_ENV, server.password)
+    settings = smtp_settings(server, security, server.username)
 
-    report = deliver_digests(con, digests(), settings, ssl_context=smtp_starttls_server.client_context)
-
-    assert report.sent == OWNERS
-    assert smtp_starttls_server.recipients() == OWNERS
-
-
-def test_smtp_ssl_with_login(con, smtp_ssl_server, monkeypatch) -> None:
-    monkeypatch.setenv(PASSWORD_ENV, smtp_ssl_server.password)
-    settings = smtp_settings(smtp_ssl_server, "ssl", smtp_ssl_server.username)
-
-    report = deliver_digests(con, digests(), settings, ssl_context=smtp_ssl_server.client_context)
+    report = deliver_digests(con, digests(), settings, ssl_context=server.client_context)
 
     assert report.sent == OWNERS
-    assert smtp_ssl_server.recipients() == OWNERS
+    assert server.recipients() == OWNERS
 
 
 def test_smtp_wrong_password_fails_then_succeeds_with_the_right_one(con, smtp_starttls_server, monkeypatch) -> None:
