@@ -23,7 +23,7 @@ from loyalty_engine.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
 from loyalty_engine.extracts import newest_extract_date, stage_extracts
 from loyalty_engine.notify import warnings_for_digest
-from loyalty_engine.rules.evaluate import FiredRule, evaluate_rules, prove_rules
+from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules, prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
 from loyalty_engine.validate import TableCheck, validate_night
 
@@ -36,6 +36,8 @@ class NightSummary:
     night: date
     tables: list[TableCheck] = field(default_factory=list)
     warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it fired for
+    no_data: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it could not judge
+    skipped: dict[str, str] = field(default_factory=dict)  # rule id -> why it did not run
     delivery: DeliveryReport | None = None
     mode: str = "outbox"
     outbox: Path | None = None
@@ -49,9 +51,9 @@ def load_task(settings: Settings, night: date) -> list[TableCheck]:
 
 
 @task(name="evaluate rules", cache_policy=NO_CACHE)
-def evaluate_task(settings: Settings, ruleset: RuleSet, night: date) -> list[FiredRule]:
+def evaluate_task(settings: Settings, ruleset: RuleSet, night: date) -> NightOutcome:
     with store.connect(settings.database) as con:
-        return evaluate_rules(con, ruleset, night)
+        return evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
 
 
 @task(name="render digests", cache_policy=NO_CACHE)
@@ -97,6 +99,9 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
 
     summary.tables = load_task(settings, night)
     for check in summary.tables:
+        if not check.present:
+            logger.info("%-10s absent tonight (optional)", check.table)
+            continue
         logger.info(
             "%-10s %9s rows loaded, %7s quarantined  (%s)",
             check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}", check.source,
@@ -110,10 +115,14 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
                 check.table, check.newest, (night - check.newest).days, night,
             )
 
-    fired = evaluate_task(settings, ruleset, night)
+    outcome = evaluate_task(settings, ruleset, night)
+    fired = outcome.fired
     for rule in ruleset.rules:
-        if rule.enabled:
+        if rule.enabled and rule.id not in outcome.skipped:
             summary.warnings[rule.id] = sum(1 for f in fired if f.rule_id == rule.id)
+    summary.no_data, summary.skipped = outcome.no_data, outcome.skipped
+    for rule_id, why in outcome.skipped.items():
+        logger.info("Rule %s skipped: %s", rule_id, why)
     logger.info("Rules: %d warnings for %d accounts", len(fired), len({f.account_id for f in fired}))
 
     digests = render_task(settings, ruleset, night)
@@ -146,8 +155,9 @@ def publish_summary(summary: NightSummary) -> None:
 
 
 def summary_markdown(summary: NightSummary) -> str:
-    lines = [f"# Night {summary.night}", "", "| rule | accounts warned |", "|---|---:|"]
-    lines += [f"| {rule} | {count} |" for rule, count in summary.warnings.items()]
+    lines = [f"# Night {summary.night}", "", "| rule | accounts warned | accounts without data |", "|---|---:|---:|"]
+    lines += [f"| {rule} | {count} | {summary.no_data.get(rule, 0)} |" for rule, count in summary.warnings.items()]
+    lines += [f"| {rule} | skipped: {why} | |" for rule, why in summary.skipped.items()]
     report = summary.delivery
     if report is not None:
         lines += ["", f"Digests: {len(report.sent)} sent, {len(report.skipped)} already sent earlier, {len(report.failed)} failed."]

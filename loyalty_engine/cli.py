@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from datetime import date, datetime
@@ -50,7 +51,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Piped output is not cut to 80 columns: a table in a file or a pager keeps its rows whole.
-out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size((200, 24)).columns)
+out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 1000)
 
 ConfigOption = Annotated[
     Optional[Path],
@@ -128,10 +129,16 @@ def _print_summary(summary, settings: Settings) -> None:
     for heading in ("table", "rows loaded", "quarantined"):
         table.add_column(heading, justify="left" if heading == "table" else "right")
     for check in summary.tables:
-        table.add_row(check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}")
+        if check.present:
+            table.add_row(check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}")
+        else:
+            table.add_row(check.table, "absent", "")
     out.print(table)
     for rule, count in summary.warnings.items():
-        out.print(f"{rule:<28} {count:>5} accounts warned")
+        unknown = summary.no_data.get(rule, 0)
+        out.print(f"{rule:<28} {count:>5} accounts warned" + (f", {unknown:,} without data" if unknown else ""))
+    for rule, why in summary.skipped.items():
+        out.print(f"{rule:<28} skipped: {why}")
     report = summary.delivery
     done = f"{len(report.sent)} written to {summary.outbox}" if summary.outbox else f"{len(report.sent)} sent via SMTP"
     out.print(f"digests: {done}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
@@ -223,6 +230,169 @@ def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: 
         if rows:
             out.print(table)
         err.print(f"{len(rows)} {what}")
+
+
+rules_app = typer.Typer(
+    help="Check, test and list the warning rules (see docs/rules.md).",
+    epilog="""\b
+Exit codes:
+  0  every file is fine / every test passed
+  1  a rule file has errors / a test failed
+  2  usage or configuration error""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(rules_app, name="rules")
+PathsArgument = Annotated[
+    Optional[list[Path]],
+    typer.Argument(metavar="[PATH]...", help="Rule files or folders [default: the rules folder of the config].", show_default=False),
+]
+
+
+def _rules_paths(paths: list[Path] | None, config: Path | None) -> list[Path]:
+    return paths or [_settings(config).rules]
+
+
+@rules_app.command("check")
+def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> None:
+    """Check rule files without running anything.
+
+    Reads every rule file, checks every metric, condition, value and placeholder, and
+    compiles each rule once against empty tables. Prints every problem as
+    FILE:LINE:COLUMN: PROBLEM and exits 1 if there is any. The nightly run refuses
+    rules that fail this check.
+
+    Example:
+
+    \b
+        loyalty rules check rules/
+    """
+    from loyalty_engine.rules.evaluate import prove_rules
+    from loyalty_engine.rules.loader import check_rule_files, rule_files
+
+    files = rule_files(_rules_paths(paths, config))
+    ruleset, problems = check_rule_files(files)
+    prove_rules(ruleset, date.today(), problems)
+    for problem in sorted(problems, key=_file_order):
+        err.print(str(problem), markup=False)
+    if problems:
+        err.print(f"{_count(len(problems), 'problem')} in {_count(len(files), 'rule file')}")
+        raise typer.Exit(1)
+    out.print(f"{_count(len(files), 'rule file')}, {_count(len(ruleset.rules), 'rule')}, {_count(len(ruleset.metrics), 'metric')}: fine")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _file_order(problem: Exception) -> tuple:
+    """file, line, column of a 'file:line:column: problem' message, for printing in file order."""
+    match = re.match(r"^(.*?):(\d+):(\d+): ", str(problem))
+    return (match.group(1), int(match.group(2)), int(match.group(3))) if match else (str(problem), 0, 0)
+
+
+@rules_app.command("list")
+def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format: FormatOption = Format.table) -> None:
+    """List the rules with severity, state and what they say.
+
+    Example:
+
+    \b
+        loyalty rules list --format csv > rules.csv
+    """
+    from loyalty_engine.rules.loader import load_rules
+
+    ruleset = load_rules(_rules_paths(paths, config))
+    rows = [
+        {
+            "rule_id": rule.id,
+            "severity": rule.severity,
+            "enabled": "yes" if rule.enabled else "no",
+            "for": f"{rule.for_nights} nights" if rule.for_nights > 1 else "",
+            "title": rule.title.get("en") or next(iter(rule.title.values())),
+            "labels": " ".join(f"{k}={v}" for k, v in rule.labels.items()),
+            "file": f"{rule.where.file.name}:{rule.where.line}",
+        }
+        for rule in ruleset.rules
+    ]
+    _print_rows(rows, format, ("rule_id", "severity", "enabled", "for", "title", "labels", "file"), "rules")
+
+
+@rules_app.command("test")
+def rules_test(
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(metavar="[PATH]...", help="Test files (*.test.yaml) or folders [default: the rules folder of the config].", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the rule unit tests written in YAML beside the rules.
+
+    rules/orders.test.yaml tests the rules of rules/orders.yaml: small input tables,
+    one or more nights, and the warnings expected ([] means none may fire). Each case
+    runs in memory; the database is not touched. Prints PASS or FAIL per case, with
+    what fired and what was expected; exits 1 if any case fails.
+
+    Example:
+
+    \b
+        loyalty rules test rules/orders.test.yaml
+    """
+    from loyalty_engine.errors import RuleError
+    from loyalty_engine.rules.testing import find_test_files, run_rule_tests
+
+    passed = failed = 0
+    for path in find_test_files(_rules_paths(paths, config)):
+        try:
+            results = run_rule_tests(path)
+        except RuleError as problem:
+            err.print(f"ERROR {problem}", markup=False)
+            failed += 1
+            continue
+        for result in results:
+            out.print(f"{'PASS' if result.passed else 'FAIL'}  {result.where}  {result.name}", markup=False)
+            passed, failed = passed + result.passed, failed + (not result.passed)
+            for line in result.missing:
+                out.print(f"      - expected, did not fire: {line}", markup=False)
+            for line in result.unexpected:
+                out.print(f"      + fired, not expected:    {line}", markup=False)
+            for line in result.wrong_values:
+                out.print(f"      ≠ {line}", markup=False)
+    err.print(f"{passed} passed, {failed} failed")
+    if failed or not passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account to explain.")],
+    config: ConfigOption = None,
+    night: DateOption = None,
+) -> None:
+    """Show why each rule fires or not for one account.
+
+    For every rule: whether it fires, each part of its condition with the numbers it
+    compared, and every metric with the days it counts. Uses the data of the latest
+    loaded night, as of --date (default: that night). Reads the database only.
+
+    Example:
+
+    \b
+        loyalty explain K-00042 --date 2026-11-23
+    """
+    from loyalty_engine.report import open_database
+    from loyalty_engine.rules.explain import explain_account, render
+    from loyalty_engine.rules.loader import load_rules
+    from loyalty_engine.store import absent_tables
+
+    settings = _settings(config)
+    ruleset = load_rules(settings.rules)
+    with open_database(settings.database) as con:
+        loaded = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
+        if loaded is None:
+            raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
+        explained = explain_account(con, ruleset, account_id, night.date() if night else loaded, absent_tables(con, loaded))
+    out.print(render(explained), markup=False)
 
 
 @app.command("generate-sample")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str = "text"  # text | date | number
+    kind: str = "text"  # text | date | number | flag (yes/no)
     required: bool = True
     lowercase: bool = False  # a code like 'Active' or 'DE' means the same as 'active', 'de'
+    sql: str | None = None  # a derived column: how it is computed from the others
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,23 @@ class Table:
     key: str  # the id column, unique per table
     columns: tuple[Column, ...]
     event_date: str | None = None  # the date a row happened on; windows in rules count on it
+    optional: bool = False  # a night may come without this table; rules that need it are skipped
+    derived: tuple[Column, ...] = ()  # computed while loading (contracts.term_months)
 
     @property
     def required(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns + self.derived if c.name == name), None)
+
+    def create_sql(self) -> str:
+        """The clean table, empty: for a night without this optional table, and for proving rules."""
+        columns = ", ".join(f"{c.name} {SQL_TYPES[c.kind]}" for c in self.columns + self.derived)
+        return f"CREATE OR REPLACE TABLE {self.name} ({columns})"
+
+
+SQL_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "flag": "BOOLEAN"}
 
 
 ACCOUNTS = Table(
@@ -81,7 +95,39 @@ CONTRACTS = Table(
         Column("annual_value", "number", required=False),
         Column("previous_contract_id", required=False),
     ),
+    # Months as people count them: 2026-01-01 … 2026-12-31 is 12, whatever the month lengths.
+    derived=(Column("term_months", "number", sql="round(date_diff('day', start_date, end_date) / 30.4375)"),),
 )
 
+INTERACTIONS = Table(
+    "interactions",
+    key="interaction_id",
+    event_date="occurred_at",
+    optional=True,
+    columns=(
+        Column("interaction_id"),
+        Column("account_id"),
+        Column("occurred_at", "date"),
+        Column("kind", lowercase=True),  # visit | call | email | meeting | escalation
+        Column("contact_person", required=False),  # who at the customer
+        Column("by_owner", "flag", required=False),  # the account owner made the contact
+        Column("competitor_mentioned", "flag", required=False),
+    ),
+)
+SURVEYS = Table(
+    "surveys",
+    key="survey_id",
+    event_date="answered_at",
+    optional=True,
+    columns=(
+        Column("survey_id"),
+        Column("account_id"),
+        Column("answered_at", "date"),
+        Column("nps", "number"),  # 0-10: promoters 9-10, passives 7-8, detractors 0-6
+        Column("satisfaction", "number", required=False),
+    ),
+)
+INTERACTION_KINDS = ("visit", "call", "email", "meeting", "escalation")
+
 # Accounts first: the other tables are checked against the account ids it holds.
-TABLES: dict[str, Table] = {t.name: t for t in (ACCOUNTS, ORDERS, COMPLAINTS, CONTRACTS)}
+TABLES: dict[str, Table] = {t.name: t for t in (ACCOUNTS, ORDERS, COMPLAINTS, CONTRACTS, INTERACTIONS, SURVEYS)}

@@ -43,11 +43,13 @@ def _as_date(name: str) -> date | None:
         return None
 
 
-def find_table_file(folder: Path, table: str) -> Path:
+def find_table_file(folder: Path, table: str, missing_ok: bool = False) -> Path | None:
     for suffix in (".csv", ".parquet"):
         candidate = folder / f"{table}{suffix}"
         if candidate.is_file():
             return candidate
+    if missing_ok:
+        return None
     raise ExtractError(f"{folder}: missing required table {table} ({table}.csv or {table}.parquet)")
 
 
@@ -64,7 +66,12 @@ def stage_extracts(con: duckdb.DuckDBPyConnection, root: Path, night: date) -> d
         raise ExtractError(f"{root}: extracts folder does not exist")
     folder = extract_folder(root, night)
     # Find every file first, so a missing table stops the night before anything is read.
-    files = {name: find_table_file(folder, name) for name in TABLES}
+    # An optional table (interactions, surveys) may be absent; rules that need it are skipped.
+    files = {
+        name: find_table_file(folder, name)
+        for name, table in TABLES.items()
+        if not table.optional or find_table_file(folder, name, missing_ok=True)
+    }
     try:
         return {name: _stage(con, TABLES[name], path) for name, path in files.items()}
     except BaseException:

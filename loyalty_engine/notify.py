@@ -67,4 +67,6 @@ def _number(value, language: str) -> str:
     """Numbers as a reader of the language writes them: 1.234,5 in German, 1,234.5 in English."""
     if value is None:
         return "–"
+    if isinstance(value, str):  # a text metric: a contact person, a segment, the account's group
+        return value
     return format_decimal(value, format="#,##0.#", locale=LOCALES[language])

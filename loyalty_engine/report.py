@@ -12,7 +12,7 @@ from loyalty_engine import store
 from loyalty_engine.errors import UserError
 
 
-def _open(database: Path) -> duckdb.DuckDBPyConnection:
+def open_database(database: Path) -> duckdb.DuckDBPyConnection:
     if not database.exists():
         raise UserError(f"{database}: no database yet; run `loyalty run` first")
     return store.connect(database, read_only=True)
@@ -25,7 +25,7 @@ def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:
 
 def night_quarantine(database: Path, night: date | None = None, table: str | None = None) -> list[dict]:
     """The rows a night's validation kept out, with why (default: the latest loaded night)."""
-    with _open(database) as con:
+    with open_database(database) as con:
         night = night or con.execute("SELECT max(night) FROM loads").fetchone()[0]
         return _rows(
             con.execute(
@@ -41,7 +41,7 @@ def night_quarantine(database: Path, night: date | None = None, table: str | Non
 
 def night_warnings(database: Path, night: date | None = None) -> list[dict]:
     """A night's warnings with account and owner (default: the latest evaluated night)."""
-    with _open(database) as con:
+    with open_database(database) as con:
         if night is None:
             night = con.execute("SELECT max(night) FROM warnings").fetchone()[0]
             if night is None:

@@ -1,10 +1,36 @@
 """Sample extracts: a reproducible, realistic order book for the demo, the tests and the benchmarks.
 
-`generate_sample` writes one night's extracts (accounts, orders, complaints, contracts) covering
-three years, plus `ground_truth.csv` next to the date folder saying which accounts were really
-drifting away, so that backtests can measure the warning rules: `drift_started_on` is when an
-account's order rate began to fade, `lost_on` the day from which it orders nothing any more (it
-may lie after the night for accounts still drifting then). Stable accounts leave both empty.
+`generate_sample` writes three years of extracts (accounts, orders, complaints, contracts and the
+optional interactions and surveys) as they were exported on the last `nights` business days up
+to the end date, one folder `<out>/<YYYY-MM-DD>/` per night, plus `ground_truth.csv` beside the
+folders. Each night's folder holds only what was known that night: rows dated up to it (orders by
+order_date, complaints by opened_at, contracts by start_date, interactions by occurred_at, surveys
+by answered_at), complaints closed later still open, accounts won later left out, and accounts
+closed only once they were.
+
+Most accounts are stable. About a sixth drift away: their orders fade to nothing, complaints stop
+(inner resignation), renewals come shorter and smaller, inquiries thin out, and now and then a
+competitor comes up, the contact person changes or the customer escalates. A further ~1% of the
+accounts per shipped warning rule (at least 2 each) are built to show that rule's sign robustly
+on the end date, and little else; and ~1% per loyalty group (at least 2 each): apostles (frequent
+orders, NPS 9-10), opportunists (rare orders, satisfied), hostages (frequent orders, NPS <= 6 and
+many complaints), defectors (rare orders, NPS 4-6) and terrorists (rare orders, NPS <= 3).
+
+`ground_truth.csv` has one row per account, relative to the end date (the last night):
+
+- `pattern`: `stable`, `drifting`, `warning` (built to show the sign named in `scenario`) or
+  `noise` (built like a stable account, but some rule's condition holds by chance: the false
+  alarm a backtest has to live with). A `stable` account meets no rule's condition.
+- `drift_started_on`: when a drifting account's order rate began to fade; `lost_on`: the day from
+  which it orders nothing any more (it may lie after the end date). Empty for the others.
+- `signals`: the ids of the shipped rules (rules/*.yaml) whose condition holds for the account on
+  the end date, space-separated in the order of `RULES`, empty for none: for `warning` accounts
+  this includes `scenario`, for drifting ones it is what their drift shows by then. The conditions
+  are the shipped thresholds, computed here over the generated rows (falling_order_frequency, with
+  `for: 2 nights`, must hold on the end date and the day before). They ignore `status`; the
+  engine warns about active accounts only, so compare its warnings with the active ones.
+- `scenario`: for `warning` accounts, the rule the account was built to trigger.
+- `loyalty_group`: for the accounts built as one of the brief's groups, that group.
 
 Everything is drawn from one `numpy.random.default_rng(seed)`, vectorised over an
 accounts x days matrix (in blocks of accounts, to bound memory), so the same arguments give
@@ -35,6 +61,28 @@ TERM_CHANGE = 0.05  # chance that a stable account moves to another usual term a
 MONTHLY_NOISE = 30.0  # gamma shape of each account's month-to-month factor: about +-18%
 ORDER_SPREAD = 0.5  # lognormal sigma of an order's amount around the account's typical amount
 CLOSED_SHARE = 0.85  # lost accounts the ERP has already closed (the rest are forgotten there)
+SURVEYED_SHARE = 0.6  # accounts that answer the satisfaction survey (1-2 times a year)
+SCENARIO_SHARE = 0.01  # accounts built to show one warning rule's sign, per rule ...
+GROUP_SHARE = 0.01  # ... and built as one of the brief's loyalty groups, per group
+SCENARIO_MIN = 2  # at least this many of each, as long as half of the eligible accounts stay plain
+
+# The shipped rules (rules/*.yaml) whose conditions ground_truth.csv's `signals` reports.
+RULES = (
+    "falling_order_frequency", "falling_order_value", "order_gap_beyond_rhythm",
+    "sudden_zero_complaints", "complaint_spike",
+    "falling_inquiries", "escalation_to_supervisor", "contact_person_changed", "competitor_mentioned",
+    "owner_contact_thinning",
+    "shorter_contracts", "smaller_contract_value",
+    "nps_detractor",
+)
+GROUPS = ("apostle", "opportunist", "hostage", "defector", "terrorist")
+WARNING_GROUPS = ("hostage", "defector", "terrorist")  # their low scores trigger nps_detractor
+
+# Interactions: the owner's visits, calls and meetings; the customer's calls, emails and meetings.
+KINDS = ("visit", "call", "email", "meeting", "escalation")
+OWNER_KINDS, OWNER_KIND_WEIGHTS = (0, 1, 3), [0.45, 0.4, 0.15]
+INQUIRY_KINDS, INQUIRY_KIND_WEIGHTS = (1, 2, 3), [0.4, 0.45, 0.15]
+SATISFACTION_BLANK = 0.3  # surveys whose optional satisfaction question was skipped
 
 FIRST_NAMES = [
     "Anna", "Jonas", "Katrin", "Lukas", "Sabine", "Tobias", "Jürgen", "Sören", "Jörg", "Bärbel",
@@ -77,15 +125,22 @@ TERM_WEIGHTS = [0.45, 0.4, 0.15]
 
 
 @dataclass(frozen=True)
+
+
 class SampleSummary:
-    folder: Path  # where the night's extracts were written: <out>/<end_date>/
-    end_date: date
-    rows: dict[str, int]  # rows per extract table
+    folder: Path  # the last night's extracts: <out>/<end_date>/
+    end_date: date  # the last night: the end date, or the Friday before a weekend end date
+    rows: dict[str, int]  # rows per extract table in the last night's folder
     drifting: int  # accounts drifting away (ground truth)
     lost: int  # of those, lost on or before end_date
+    folders: list[Path]  # every night's folder, oldest first (folders[-1] == folder)
+    patterns: dict[str, int]  # accounts per ground-truth pattern: stable, drifting, warning, noise
+    signals: dict[str, int]  # accounts per rule whose condition holds on end_date (RULES order)
 
 
 @dataclass(frozen=True)
+
+
 class _Calendar:
     """The three-year window as day numbers (days since 1970-01-01), and how busy each day is."""
 
@@ -97,11 +152,7 @@ class _Calendar:
 
     @classmethod
     def ending(cls, end: date) -> _Calendar:
-        try:
-            three_years_back = end.replace(year=end.year - 3)
-        except ValueError:  # 29 February
-            three_years_back = end.replace(year=end.year - 3, day=28)
-        first, last = _day(three_years_back + timedelta(days=1)), _day(end)
+        first, last = _day(_years_before(end, 3)) + 1, _day(end)
         days = np.arange(first, last + 1)
         stamps = days.astype("datetime64[D]")
         months = stamps.astype("datetime64[M]")
@@ -117,6 +168,8 @@ class _Calendar:
 
 
 @dataclass
+
+
 class _Book:
     """Per-account parameters, one array entry per account."""
 
@@ -133,41 +186,111 @@ class _Book:
     complaints_per_year: np.ndarray
     typical_amount: np.ndarray  # median order amount (EUR)
     regularity: np.ndarray  # shape of the gamma gaps between orders: 1 erratic, 5 like clockwork
+    role: np.ndarray  # 'stable', 'drifting', a rule id from RULES or a group from GROUPS
+    # What the scenarios change (neutral values for everyone else):
+    orders_stop: np.ndarray  # day from which the account's order rhythm stops
+    boost_from: np.ndarray  # days boost_from .. boost_to: the order rate times `boost`
+    boost_to: np.ndarray
+    boost: np.ndarray
+    smaller_from: np.ndarray  # day from which orders are worth `smaller` times as much
+    smaller: np.ndarray
+    complaints_stop: np.ndarray  # day from which no complaint comes any more
+    inquiry_gap: np.ndarray  # days between the customer's own calls, emails and meetings
+    inquiries_stop: np.ndarray  # day from which the customer asks nothing any more
+    visit_gap: np.ndarray  # days between the owner's visits, calls and meetings
+    visits_stop: np.ndarray  # day after which the owner makes no contact any more
+    contact_change: np.ndarray  # day from which another person at the customer is in touch
+    escalation_on: np.ndarray  # day the customer escalates to the owner's supervisor
+    competitor_on: np.ndarray  # day the customer brings up a competitor's offer
+    surveyed: np.ndarray  # bool: answers the satisfaction survey
+    nps_level: np.ndarray  # the account's usual score
 
 
-def generate_sample(out: Path, accounts: int = 200, seed: int = 7, end_date: date | None = None) -> SampleSummary:
-    """Write sample extracts for `accounts` accounts over three years ending at end_date (default today).
+def generate_sample(
+    out: Path, accounts: int = 200, seed: int = 7, end_date: date | None = None, nights: int = 1
+) -> SampleSummary:
+    """Write sample extracts for `accounts` accounts over three years up to end_date (default today).
 
-    Files: <out>/<end_date>/{accounts,orders,complaints,contracts}.csv and <out>/ground_truth.csv.
+    Files: <out>/<night>/{accounts,orders,complaints,contracts,interactions,surveys}.csv for each of
+    the last `nights` business days (Mon-Fri) up to end_date (a weekend end date means the Friday
+    before), and <out>/ground_truth.csv relative to the last night. The data depends on (accounts,
+    seed, last night) only: more nights add earlier folders, they do not change the last one.
     """
     if accounts < 1:
         raise ValueError(f"accounts must be at least 1, not {accounts}")
-    end = end_date or date.today()
+    if nights < 1:
+        raise ValueError(f"nights must be at least 1, not {nights}")
+    dates = _business_days(end_date or date.today(), nights)
+    end = dates[-1]
     rng = np.random.default_rng(seed)
     calendar = _Calendar.ending(end)
     owners = _owners(rng)
     book = _book(rng, accounts, calendar, len(owners))
     orders, complaints, volume = _events(rng, book, calendar)
-    contracts = _contracts(rng, book, calendar)
     tables = {
         "accounts": _accounts_table(rng, book, calendar, owners, volume),
         "orders": orders,
         "complaints": complaints,
-        "contracts": contracts,
+        "contracts": _contracts(rng, book, calendar),
+        "interactions": _interactions(rng, book, calendar),
+        "surveys": _surveys(rng, book, calendar),
     }
+    fired = _fired(tables, accounts, calendar.last)
+    # falling_order_frequency waits `for: 2 nights`: it must hold on the day before, too.
+    fired["falling_order_frequency"] &= _fired(tables, accounts, calendar.last - 1, only="falling_order_frequency")[
+        "falling_order_frequency"
+    ]
+    truth = _ground_truth(book, fired)
+
     out = Path(out)
-    folder = out / end.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        _write_csv(table, folder / f"{name}.csv")
-    _write_csv(_ground_truth(book), out / "ground_truth.csv")
+    folders = []
+    for night in dates:
+        folder = out / night.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            _write_csv(_as_of(name, table, night), folder / f"{name}.csv")
+        folders.append(folder)
+    _write_csv(truth, out / "ground_truth.csv")
     return SampleSummary(
-        folder=folder,
+        folder=folders[-1],
         end_date=end,
-        rows={name: table.height for name, table in tables.items()},
+        rows={name: _as_of(name, table, end).height for name, table in tables.items()},
         drifting=int(book.drifting.sum()),
         lost=int((book.drifting & (book.lost_on <= calendar.last)).sum()),
+        folders=folders,
+        patterns={p: int((truth["pattern"] == p).sum()) for p in ("stable", "drifting", "warning", "noise")},
+        signals={rule: int(fired[rule].sum()) for rule in RULES},
     )
+
+
+def _business_days(end: date, count: int) -> list[date]:
+    """The last `count` Mondays-Fridays up to end, oldest first."""
+    last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
+    days = np.busday_offset(last, np.arange(-count + 1, 1))
+    return [d.item() for d in days]
+
+
+# Each table's event date: a night's extract holds the rows dated up to the night.
+EVENT_DATES = {
+    "orders": "order_date", "complaints": "opened_at", "contracts": "start_date",
+    "interactions": "occurred_at", "surveys": "answered_at",
+}
+
+
+def _as_of(name: str, table: pl.DataFrame, night: date) -> pl.DataFrame:
+    """The table as the night's extract shows it, without the generator's own columns (`_…`)."""
+    if name == "accounts":
+        closed = pl.col("_closed_from").is_not_null() & (pl.col("_closed_from") <= night)
+        table = table.filter(pl.col("customer_since") <= night).with_columns(
+            status=pl.when(closed).then(pl.lit("closed")).otherwise(pl.lit("active"))
+        )
+    elif name == "complaints":
+        table = table.filter(pl.col("opened_at") <= night).with_columns(
+            closed_at=pl.when(pl.col("_closed") <= night).then(pl.col("_closed"))
+        )
+    else:
+        table = table.filter(pl.col(EVENT_DATES[name]) <= night)
+    return table.select(c for c in table.columns if not c.startswith("_"))
 
 
 def _owners(rng: np.random.Generator) -> list[dict[str, str]]:
@@ -222,7 +345,7 @@ def _book(rng: np.random.Generator, n: int, calendar: _Calendar, owners: int) ->
     complaints_per_year = np.where(
         complainer, rng.lognormal(np.log(10.0), 0.3, n), rng.lognormal(np.log(0.4), 0.6, n)
     )
-    return _Book(
+    book = _Book(
         owner=owner,
         customer_since=customer_since,
         drifting=drifting,
@@ -236,7 +359,139 @@ def _book(rng: np.random.Generator, n: int, calendar: _Calendar, owners: int) ->
         complaints_per_year=complaints_per_year,
         regularity=np.where(small, 1.0, rng.uniform(1.5, 5.0, n)),
         typical_amount=np.clip(rng.lognormal(np.log(1500.0), 0.75, n), 120.0, 12_000.0),
+        role=np.where(drifting, "drifting", "stable").astype(object),
+        orders_stop=np.full(n, far),
+        boost_from=np.full(n, far),
+        boost_to=np.full(n, far),
+        boost=np.ones(n),
+        smaller_from=np.full(n, far),
+        smaller=np.ones(n),
+        complaints_stop=drift_start.copy(),  # inner resignation: complaints stop when the drift starts
+        inquiry_gap=rng.uniform(10.0, 20.0, n),  # about 1.5-3 a month
+        inquiries_stop=np.full(n, far),
+        visit_gap=rng.uniform(28.0, 56.0, n),  # every 4-8 weeks
+        visits_stop=lost_on - 1,
+        contact_change=np.full(n, far),
+        escalation_on=np.full(n, far),
+        competitor_on=np.full(n, far),
+        surveyed=rng.random(n) < SURVEYED_SHARE,
+        nps_level=rng.choice([8, 9], size=n, p=[0.55, 0.45]),
     )
+    _drift_signs(rng, book, calendar)
+    # Scenario and group accounts: long-standing regular customers (3+ years before the window),
+    # so every window of every rule sees their history.
+    eligible = np.flatnonzero(~drifting & ~small & (customer_since < calendar.first - 1100))
+    roles = RULES + GROUPS
+    wanted = [max(SCENARIO_MIN, round((SCENARIO_SHARE if r in RULES else GROUP_SHARE) * n)) for r in roles]
+    chosen = rng.permutation(eligible)
+    taken = 0
+    for role, count in zip(roles, _fair_shares(wanted, eligible.size // 2)):
+        book.role[chosen[taken:taken + count]] = role
+        taken += count
+    _scenarios(rng, book, calendar)
+    return book
+
+
+def _fair_shares(wanted: list[int], budget: int) -> list[int]:
+    """`wanted` as it is if the budget allows, else handed out one at a time in turn."""
+    if sum(wanted) <= budget:
+        return wanted
+    given = [0] * len(wanted)
+    while budget > 0:
+        for i, want in enumerate(wanted):
+            if budget > 0 and given[i] < want:
+                given[i] += 1
+                budget -= 1
+    return given
+
+
+def _drift_signs(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> None:
+    """What else drifting accounts show: fewer inquiries (in _interactions), lower scores (in
+    _surveys), and now and then an escalation before the drift, a new contact person around its
+    start, a competitor's offer during it."""
+    n, drifting = book.owner.size, book.drifting
+    end = np.minimum(book.lost_on, calendar.last + 1)  # the drift's days up to the night
+    book.escalation_on = np.where(drifting & (rng.random(n) < 0.2),
+                                  book.drift_start - rng.integers(5, 45, n, endpoint=True), book.escalation_on)
+    book.contact_change = np.where(drifting & (rng.random(n) < 0.25),
+                                   book.drift_start + rng.integers(-60, 30, n, endpoint=True), book.contact_change)
+    during = book.drift_start + (rng.random(n) * (end - book.drift_start)).astype(np.int64)
+    book.competitor_on = np.where(drifting & (rng.random(n) < 0.3), during, book.competitor_on)
+
+
+def _scenarios(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> None:
+    """Give each scenario account the sign of its rule, robustly on the night and nothing else
+    by design; and each group account its order rhythm and scores."""
+    n, night = book.owner.size, calendar.last
+    role = book.role
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        return rng.uniform(low, high, n)
+
+    def days_back(low: int, high: int) -> np.ndarray:
+        return night - rng.integers(low, high, n, endpoint=True)
+
+    # A steady business underneath (>= 3 orders a month, hardly seasonal, few complaints), so that
+    # chance does not add other signs to the one built in.
+    steady = np.isin(role, RULES)
+    book.orders_per_month = np.where(steady, np.maximum(book.orders_per_month, 3.0), book.orders_per_month)
+    book.regularity = np.where(steady, np.maximum(book.regularity, 2.5), book.regularity)
+    book.amplitude = np.where(steady, np.minimum(book.amplitude, 0.1), book.amplitude)
+    book.complaints_per_year = np.where(steady, np.minimum(book.complaints_per_year, 1.0), book.complaints_per_year)
+
+    # falling_order_frequency: a frequent customer (>= 3 orders a month) orders only twice in the
+    # last 100 days (placed in _events; one in the last week, so it is not overdue as well).
+    is_ = role == "falling_order_frequency"
+    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(3, 8)), book.orders_per_month)
+    book.orders_stop = np.where(is_, night - 100, book.orders_stop)
+    # falling_order_value: orders keep coming as often (>= 4 a month, steady), at 20-30% of the value.
+    is_ = role == "falling_order_value"
+    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(4, 10)), book.orders_per_month)
+    book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
+    book.smaller_from = np.where(is_, night - 100, book.smaller_from)
+    book.smaller = np.where(is_, uniform(0.2, 0.3), book.smaller)
+    # order_gap_beyond_rhythm: a weekly-or-more customer, silent for 36-45 days after stocking up
+    # (1.8 times the rate before), so its 90-day order count stays near the usual.
+    is_ = role == "order_gap_beyond_rhythm"
+    silence = rng.integers(36, 45, n, endpoint=True)
+    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(5, 10)), book.orders_per_month)
+    book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
+    book.boost_from = np.where(is_, night - 100, book.boost_from)
+    book.boost_to = np.where(is_, night - silence, book.boost_to)
+    book.boost = np.where(is_, 1.8, book.boost)
+    book.orders_stop = np.where(is_, night - silence + 1, book.orders_stop)
+    # sudden_zero_complaints: a complainer goes quiet 110 days before the night (three complaints
+    # in the year before are placed in _events), still ordering as before.
+    is_ = role == "sudden_zero_complaints"
+    book.complaints_per_year = np.where(is_, uniform(6, 12), book.complaints_per_year)
+    book.complaints_stop = np.where(is_, night - 110, book.complaints_stop)
+    # complaint_spike: a quiet customer (<= 1 complaint a year) files 4-6 in the last 26 days (_events).
+    # falling_inquiries: a customer who asked about twice a month or more asks nothing for 100 days.
+    is_ = role == "falling_inquiries"
+    book.inquiry_gap = np.where(is_, uniform(10, 15), book.inquiry_gap)
+    book.inquiries_stop = np.where(is_, night - 100, book.inquiries_stop)
+    # escalation_to_supervisor: one escalation 1-25 days before the night.
+    book.escalation_on = np.where(role == "escalation_to_supervisor", days_back(1, 25), book.escalation_on)
+    # contact_person_changed: someone new 30-70 days ago (the owner meets them: _interactions).
+    book.contact_change = np.where(role == "contact_person_changed", days_back(30, 70), book.contact_change)
+    # competitor_mentioned: 2-50 days ago.
+    book.competitor_on = np.where(role == "competitor_mentioned", days_back(2, 50), book.competitor_on)
+    # owner_contact_thinning: the owner's last visit or call was 120-170 days ago.
+    book.visits_stop = np.where(role == "owner_contact_thinning", days_back(120, 170), book.visits_stop)
+    # shorter_contracts, smaller_contract_value: at the latest renewal (_contracts).
+    # nps_detractor: the latest score falls 3-5 points (_surveys).
+    book.surveyed |= role == "nps_detractor"
+
+    # The loyalty groups: order rhythm x satisfaction (rules/groups.py has the engine's thresholds).
+    frequent = np.isin(role, ["apostle", "hostage"])
+    rare = np.isin(role, ["opportunist", "defector", "terrorist"])
+    book.orders_per_month = np.where(frequent, uniform(4, 12), book.orders_per_month)
+    book.orders_per_month = np.where(rare, uniform(1.5, 2.5) / 12, book.orders_per_month)
+    book.regularity = np.where(rare, uniform(2, 3), book.regularity)
+    quiet = np.isin(role, ["apostle", "opportunist", "defector", "terrorist"])
+    book.complaints_per_year = np.where(quiet, np.minimum(book.complaints_per_year, 1.0), book.complaints_per_year)
+    book.complaints_per_year = np.where(role == "hostage", uniform(8, 14), book.complaints_per_year)
+    book.surveyed |= frequent | rare
 
 
 def _events(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
@@ -257,12 +512,54 @@ def _events(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> tuple
         fade = (days - book.drift_start[a, None]) / np.maximum(book.lost_on - book.drift_start, 1)[a, None]
         remaining = np.clip(1 - fade, 0.0, 1.0) ** book.decay[a, None]
         order_rate = shape * remaining * (book.orders_per_month[a, None] / DAYS_PER_MONTH)
+        # Scenarios: a stretch of busier ordering, then none.
+        touched = np.flatnonzero((book.orders_stop[a] <= calendar.last) | (book.boost[a] != 1.0))
+        if touched.size:
+            t = touched + lo
+            boosted = (days >= book.boost_from[t, None]) & (days <= book.boost_to[t, None])
+            order_rate[touched] *= np.where(boosted, book.boost[t, None], 1.0) * (days < book.orders_stop[t, None])
         order_parts.append(_rhythm(rng, order_rate, book.regularity[a], lo))
         # Inner resignation: complaints stop when the drift starts.
-        complaint_rate = shape * (days < book.drift_start[a, None]) * (book.complaints_per_year[a, None] / DAYS_PER_YEAR)
+        complaint_rate = shape * (days < book.complaints_stop[a, None]) * (book.complaints_per_year[a, None] / DAYS_PER_YEAR)
         complaint_parts.append(_rhythm(rng, complaint_rate, np.full(size, COMPLAINT_REGULARITY), lo))
+    night = calendar.last
+
+    def members(role: str) -> np.ndarray:
+        return np.flatnonzero(book.role == role)
+
+    # Scenario events placed by hand: the few late orders of a fading customer (one in the last
+    # week, so it is not overdue as well), the complaints before a sudden silence, a spike of 4-6.
+    fading, smaller = members("falling_order_frequency"), members("falling_order_value")
+    order_parts.append(_placed(rng, calendar, [(fading, night - 5, night), (fading, night - 60, night - 30),
+                                               (smaller, night - 5, night)]))
+    silent, spike = members("sudden_zero_complaints"), members("complaint_spike")
+    more = spike[rng.random(spike.size) < 0.6]
+    complaint_parts.append(_placed(rng, calendar, [
+        (silent, night - 200, night - 120), (silent, night - 320, night - 220), (silent, night - 440, night - 330),
+        *[(spike, night - 26, night)] * 4, (more, night - 26, night), (more[: more.size // 2], night - 26, night),
+    ]))
     orders, volume = _orders_table(rng, book, calendar, order_parts)
     return orders, _complaints_table(rng, calendar, complaint_parts), volume
+
+
+def _placed(
+    rng: np.random.Generator, calendar: _Calendar, spans: list[tuple[np.ndarray, int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(account index, day offset): one event per account and (accounts, first day, last day),
+    on a random day of the span (the Friday before if that is a weekend)."""
+    account = np.concatenate([members for members, _, _ in spans])
+    low = np.concatenate([np.full(members.size, first) for members, first, _ in spans])
+    high = np.concatenate([np.full(members.size, last) for members, _, last in spans])
+    day = _working_day(rng.integers(low, high, endpoint=True), backward=True)
+    return account, day - calendar.first
+
+
+def _working_day(day: np.ndarray, backward: bool) -> np.ndarray:
+    """Saturdays and Sundays moved to the Friday before, or to the Monday after."""
+    weekday = (day + 3) % 7
+    if backward:
+        return day - np.select([weekday == 5, weekday == 6], [1, 2], 0)
+    return day + np.select([weekday == 5, weekday == 6], [2, 1], 0)
 
 
 def _rhythm(
@@ -303,7 +600,8 @@ def _chronological(parts: list[tuple[np.ndarray, np.ndarray]], calendar: _Calend
 
 def _orders_table(rng: np.random.Generator, book: _Book, calendar: _Calendar, parts) -> tuple[pl.DataFrame, np.ndarray]:
     account, day = _chronological(parts, calendar)
-    amount = np.round(book.typical_amount[account] * rng.lognormal(0.0, ORDER_SPREAD, account.size), 2)
+    worth = np.where(day >= book.smaller_from[account], book.smaller[account], 1.0)
+    amount = np.round(book.typical_amount[account] * worth * rng.lognormal(0.0, ORDER_SPREAD, account.size), 2)
     volume = np.bincount(account, weights=amount, minlength=book.owner.size)
     table = pl.DataFrame(
         {
@@ -312,6 +610,8 @@ def _orders_table(rng: np.random.Generator, book: _Book, calendar: _Calendar, pa
             "order_date": _dates(day),
             "amount": amount,
             "currency": pl.repeat("EUR", account.size, eager=True),
+            "_account": account,
+            "_day": day,
         }
     )
     return table, volume
@@ -320,15 +620,17 @@ def _orders_table(rng: np.random.Generator, book: _Book, calendar: _Calendar, pa
 def _complaints_table(rng: np.random.Generator, calendar: _Calendar, parts) -> pl.DataFrame:
     account, opened = _chronological(parts, calendar)
     closed = opened + np.round(rng.lognormal(np.log(6.0), 0.9, account.size)).astype(np.int64)
-    still_open = closed > calendar.last
     return pl.DataFrame(
         {
             "complaint_id": _ids("B-", np.arange(1, account.size + 1), 6),
             "account_id": _account_ids(account),
             "opened_at": _dates(opened),
-            "closed_at": _blank(_dates(closed), still_open),
+            "closed_at": _dates(closed),  # per night: empty while still open (_as_of)
             "category": np.array(CATEGORIES)[rng.choice(len(CATEGORIES), account.size, p=CATEGORY_WEIGHTS)],
             "severity": np.array(SEVERITIES)[rng.choice(len(SEVERITIES), account.size, p=SEVERITY_WEIGHTS)],
+            "_closed": _dates(closed),
+            "_account": account,
+            "_day": opened,
         }
     )
 
@@ -338,14 +640,21 @@ def _contracts(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl
 
     The chain covers the window from the customer's start; renewals stop after end_date and at
     lost_on. A renewal during a drift is signed shorter and smaller; now and then a stable account
-    changes its usual term for good (the noise a contract rule has to live with).
+    changes its usual term for good (the noise a contract rule has to live with). The contract
+    scenarios renewed 1-5 months before the night, shorter or smaller, and changed nothing before.
     """
     n = book.owner.size
     term = rng.choice(TERMS, size=n, p=TERM_WEIGHTS)
     since_month = book.customer_since.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     joined_late = book.customer_since > _month_start(since_month)
     first_month = calendar.month[0] - rng.integers(0, term)  # the contract running at window start
+    # Contract scenarios: a chain of the usual term whose latest renewal lies 1-5 months back.
+    shorter_now, smaller_now = book.role == "shorter_contracts", book.role == "smaller_contract_value"
+    renewed = calendar.month[-1] - rng.integers(1, 5, n, endpoint=True)
+    aligned = renewed - -(-(renewed - calendar.month[0]) // term) * term  # <= window start, > it - term
+    first_month = np.where(shorter_now | smaller_now, aligned, first_month)
     start = np.maximum(first_month, since_month + joined_late)
+    may_change = ~np.isin(book.role, RULES)  # scenario accounts keep their term: one sign each
     yearly_orders = book.orders_per_month * 12 * book.typical_amount * np.exp(ORDER_SPREAD**2 / 2)
     value = np.round(yearly_orders * rng.uniform(0.5, 0.9, n), -2)
     running = np.ones(n, dtype=bool)
@@ -359,11 +668,12 @@ def _contracts(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl
         running &= (renewal_day <= calendar.last) & (renewal_day < book.lost_on)
         # The decision to leave is made before the orders show it: renewals shortly before count too.
         in_drift = renewal_day >= book.drift_start - RENEWAL_LEAD
-        changes = rng.random(n) < TERM_CHANGE
+        changes = (rng.random(n) < TERM_CHANGE) & may_change
         usual = np.where(changes & ~in_drift, rng.choice(TERMS, size=n, p=TERM_WEIGHTS), usual)
         shorter = np.where(term >= 24, 12, 6)  # 36 or 24 -> 12, 12 -> 6
         growth = np.where(in_drift, rng.uniform(0.4, 0.75, n), 1 + rng.normal(0.03, 0.04, n))
-        term = np.where(in_drift, shorter, usual)
+        growth = np.where(smaller_now & (renewal == renewed), rng.uniform(0.5, 0.7, n), growth)
+        term = np.where(in_drift | (shorter_now & (renewal == renewed)), shorter, usual)
         value = np.round(value * growth, -2)
         start = renewal
         step += 1
@@ -380,8 +690,136 @@ def _contracts(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl
             "end_date": _dates(_month_start(start + term) - 1),
             "annual_value": value,
             "previous_contract_id": _blank(previous, step == 0),
+            "_account": account,
+            "_day": _month_start(start),
+            "_end": _month_start(start + term) - 1,
         }
     )
+
+
+def _interactions(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl.DataFrame:
+    """The contact history: the owner's visits, calls and meetings every 4-8 weeks, the customer's
+    own calls, emails and meetings 1.5-3 times a month (thinning out with a drift), and the
+    scenarios' escalations, competitor mentions and new contact persons. All on working days.
+    """
+    n, night = book.owner.size, calendar.last
+    begin = np.maximum(calendar.first, book.customer_since)
+    gone = np.minimum(night, book.lost_on - 1)
+    # The customer asks: steady, and fading like the orders during a drift.
+    asked, asked_on = _lattice(rng, begin, np.minimum(gone, book.inquiries_stop - 1), book.inquiry_gap, 0.25)
+    fade = (asked_on - book.drift_start[asked]) / np.maximum(book.lost_on - book.drift_start, 1)[asked]
+    keep = rng.random(asked.size) < np.clip(1 - fade, 0.0, 1.0) ** book.decay[asked]
+    asked, asked_on = asked[keep], asked_on[keep]
+    # The owner calls on the customer.
+    visited, visited_on = _lattice(rng, begin, np.minimum(gone, book.visits_stop), book.visit_gap, 0.2)
+    # One-off events: escalations, competitors' offers, the owner meeting a new contact person.
+    escalated = np.flatnonzero((book.escalation_on >= begin) & (book.escalation_on <= gone))
+    rival = np.flatnonzero((book.competitor_on >= begin) & (book.competitor_on <= gone))
+    met = np.flatnonzero(book.role == "contact_person_changed")
+    met_on = book.contact_change[met] + rng.integers(0, 10, met.size, endpoint=True)
+
+    parts = [  # (accounts, days, kinds, by the owner, a competitor mentioned)
+        (asked, asked_on, np.array(INQUIRY_KINDS)[rng.choice(3, asked.size, p=INQUIRY_KIND_WEIGHTS)], False, False),
+        (visited, visited_on, np.array(OWNER_KINDS)[rng.choice(3, visited.size, p=OWNER_KIND_WEIGHTS)], True, False),
+        (escalated, book.escalation_on[escalated], KINDS.index("escalation"), False, False),
+        (rival, book.competitor_on[rival], np.array([1, 3])[rng.integers(0, 2, rival.size)], False, True),  # call, meeting
+        (met, met_on, KINDS.index("meeting"), True, False),
+    ]
+    account = np.concatenate([accounts for accounts, *_ in parts])
+    day = np.concatenate([days for _, days, *_ in parts])
+    kind = np.concatenate([np.broadcast_to(kinds, accounts.shape) for accounts, _, kinds, *_ in parts])
+    by_owner = np.concatenate([np.full(accounts.size, owner) for accounts, _, _, owner, _ in parts])
+    competitor = np.concatenate([np.full(accounts.size, mentioned) for accounts, *_, mentioned in parts])
+    # Sales people work Monday to Friday: weekend dates move to the Monday (never after the night,
+    # which is a working day itself).
+    day = _working_day(day, backward=False)
+    order = np.lexsort((account, day))
+    account, day, kind, by_owner, competitor = account[order], day[order], kind[order], by_owner[order], competitor[order]
+    # One contact person per account, another one from the day of a change on.
+    contact = account + n * (day >= book.contact_change[account])
+    names = pl.Series(_person_names(rng, 2 * n))
+    return pl.DataFrame(
+        {
+            "interaction_id": _ids("I-", np.arange(1, account.size + 1), 7),
+            "account_id": _account_ids(account),
+            "occurred_at": _dates(day),
+            "kind": np.array(KINDS)[kind],
+            "contact_person": names.gather(contact),
+            "by_owner": by_owner,
+            "competitor_mentioned": competitor,
+            "_account": account,
+            "_day": day,
+            "_kind": kind,
+            "_contact": contact,
+        }
+    )
+
+
+def _lattice(
+    rng: np.random.Generator, begin: np.ndarray, end: np.ndarray, gap: np.ndarray, jitter: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(account index, day) of events at a steady pace: one every gap[i] days, each moved by up
+    to jitter * gap, on the days begin[i] .. end[i]. Unlike a random rhythm, a steady pace never
+    leaves a long silence by chance (two events lie at most (1 + 2 jitter) * gap apart)."""
+    count = np.where(end >= begin, np.ceil((end - begin + 1) / gap).astype(np.int64) + 2, 0)
+    account = np.repeat(np.arange(begin.size), count)
+    k = np.arange(account.size) - np.repeat(np.cumsum(count) - count, count)
+    spacing = gap[account]
+    at = begin[account] + (rng.random(begin.size)[account] + k - 1 + rng.uniform(-jitter, jitter, account.size)) * spacing
+    day = np.floor(at).astype(np.int64)
+    keep = (day >= begin[account]) & (day <= end[account])
+    return account[keep], day[keep]
+
+
+def _surveys(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl.DataFrame:
+    """NPS surveys every 6-10 months for the surveyed accounts, from three months after they
+    were won. Stable accounts score 7-10 around their usual level (never falling by 3 or more),
+    drifting ones 3-6 points less once the drift has begun; the groups score as they are named."""
+    n, night = book.owner.size, calendar.last
+    begin = np.maximum(calendar.first, book.customer_since + 90)
+    end = np.where(book.surveyed, np.minimum(night, book.lost_on - 1), begin - 1)
+    account, day = _lattice(rng, begin, end, rng.uniform(183, 300, n), 0.1)
+    day = _working_day(day, backward=False)
+    order = np.lexsort((day, account))  # by account, then day
+    account, day = account[order], day[order]
+    role, rows = book.role[account], account.size
+    nps = np.clip(book.nps_level[account] + rng.choice([-1, 0, 1], rows, p=[0.25, 0.5, 0.25]), 7, 10)
+    nps = np.where(role == "apostle", rng.integers(9, 10, rows, endpoint=True), nps)
+    nps = np.where(role == "hostage", rng.integers(3, 6, rows, endpoint=True), nps)
+    nps = np.where(role == "defector", rng.integers(4, 6, rows, endpoint=True), nps)
+    nps = np.where(role == "terrorist", rng.integers(0, 3, rows, endpoint=True), nps)
+    drifted = day >= book.drift_start[account]
+    nps = np.where(drifted, np.maximum(nps - rng.integers(3, 6, rows, endpoint=True), 0), nps)
+    # nps_detractor: the latest score 3-5 points below the one before.
+    newest = np.append(account[1:], -1) != account
+    after_another = np.concatenate([[False], account[1:] == account[:-1]])
+    latest = np.flatnonzero((role == "nps_detractor") & newest & after_another)
+    nps[latest] = np.maximum(nps[latest - 1] - rng.integers(3, 5, latest.size, endpoint=True), 0)
+    satisfaction = np.round(np.clip(1 + 0.4 * nps + rng.normal(0, 0.4, rows), 1, 5), 1)
+    blank = rng.random(rows) < SATISFACTION_BLANK
+    order = np.lexsort((account, day))  # ids in time order
+    account, day, nps, satisfaction, blank = account[order], day[order], nps[order], satisfaction[order], blank[order]
+    return pl.DataFrame(
+        {
+            "survey_id": _ids("S-", np.arange(1, rows + 1), 6),
+            "account_id": _account_ids(account),
+            "answered_at": _dates(day),
+            "nps": nps.astype(np.int64),
+            "satisfaction": _blank(pl.Series(satisfaction), blank),
+            "_account": account,
+            "_day": day,
+        }
+    )
+
+
+def _person_names(rng: np.random.Generator, count: int) -> list[str]:
+    """Contact persons at the customers: 'Petra Wößner'. The second half differs from the first
+    in the surname, so a changed contact is always another name."""
+    half = count // 2
+    given = rng.integers(0, len(FIRST_NAMES), count)
+    family = rng.integers(0, len(SURNAMES), half)
+    family = np.concatenate([family, (family + rng.integers(1, len(SURNAMES), half)) % len(SURNAMES)])
+    return [f"{FIRST_NAMES[g]} {SURNAMES[f]}" for g, f in zip(given, family)]
 
 
 def _accounts_table(
@@ -394,19 +832,20 @@ def _accounts_table(
     segment = np.select([rank < 0.2 * n, rank < 0.5 * n], ["A", "B"], "C")
     # One owner looks after the international accounts, which mostly read English.
     language = np.where(rng.random(n) < np.where(book.owner == 0, 0.5, 0.05), "en", "de")
-    gone = book.drifting & (book.lost_on <= calendar.last - 60)
-    status = np.where(gone & (rng.random(n) < CLOSED_SHARE), "closed", "active")
+    # Lost accounts are closed in the ERP some 60 days after their last order (most of them).
+    closes = book.drifting & (rng.random(n) < CLOSED_SHARE)
     return pl.DataFrame(
         {
             "account_id": _account_ids(np.arange(n)),
             "name": _company_names(rng, n),
             "owner_email": [owners[o]["email"] for o in book.owner],
             "owner_name": [owners[o]["name"] for o in book.owner],
-            "status": status,
+            "status": np.full(n, "active"),  # per night (_as_of)
             "segment": segment,
             "language": language,
             "supervisor_email": [owners[o]["supervisor"] for o in book.owner],
             "customer_since": _dates(book.customer_since),
+            "_closed_from": _blank(_dates(np.minimum(book.lost_on + 60, calendar.last + 1)), ~closes),
         }
     )
 
@@ -436,14 +875,135 @@ def _company_names(rng: np.random.Generator, n: int) -> list[str]:
     ]
 
 
-def _ground_truth(book: _Book) -> pl.DataFrame:
-    drifting = book.drifting
+def _fired(tables: dict[str, pl.DataFrame], n: int, night: int, only: str | None = None) -> dict[str, np.ndarray]:
+    """Per rule, whether its condition (rules/*.yaml as shipped) holds for each account on the
+    night, from the generated rows dated up to it. A window of N days covers night-N+1 .. night;
+    `ending: 90d ago` moves its end to night-90; latest/previous are the newest and second-newest
+    row by date (then id); an empty count is 0, a missing latest or previous value never fires."""
+    orders = tables["orders"]
+    o_account, o_day, amount = (orders[c].to_numpy() for c in ("_account", "_day", "amount"))
+
+    def count(account, day, first, last, where=None, weights=None):
+        inside = (day >= first) & (day <= last) if where is None else (day >= first) & (day <= last) & where
+        return np.bincount(account[inside], weights=None if weights is None else weights[inside], minlength=n)
+
+    baseline, recent = count(o_account, o_day, night - 454, night - 90), count(o_account, o_day, night - 89, night)
+    expected = baseline * 90 / 365
+    fired = {"falling_order_frequency": (baseline >= 6) & (recent < 0.5 * expected)}
+    if only:
+        return fired
+    revenue_baseline = count(o_account, o_day, night - 454, night - 90, weights=amount)
+    revenue_recent = count(o_account, o_day, night - 89, night, weights=amount)
+    fired["falling_order_value"] = (
+        (baseline >= 6) & (revenue_baseline > 0) & (recent >= 0.5 * expected)
+        & (revenue_recent < 0.6 * revenue_baseline * 90 / 365)
+    )
+    two_years = _day(_years_before(_date(night), 2)) + 1
+    gap = _median_gap(o_account, o_day, two_years, night, n)
+    since = night - _newest_value(o_account, o_day, o_day <= night, o_day, n, 0, missing=-10**9)
+    fired["order_gap_beyond_rhythm"] = (
+        (count(o_account, o_day, two_years, night) >= 6) & (since >= 30) & (since > 3 * np.nan_to_num(gap, nan=np.inf))
+    )
+
+    complaints = tables["complaints"]
+    c_account, c_day = complaints["_account"].to_numpy(), complaints["_day"].to_numpy()
+    fired["sudden_zero_complaints"] = (
+        (count(c_account, c_day, night - 454, night - 90) >= 3) & (count(c_account, c_day, night - 89, night) == 0)
+        & (count(o_account, o_day, night - 364, night) > 0)
+    )
+    month = count(c_account, c_day, night - 29, night)
+    fired["complaint_spike"] = (month >= 3) & (month >= 3 * count(c_account, c_day, night - 394, night - 30) * 30 / 365)
+
+    interactions = tables["interactions"]
+    i_account, i_day, kind, contact = (interactions[c].to_numpy() for c in ("_account", "_day", "_kind", "_contact"))
+    by_owner, competitor = interactions["by_owner"].to_numpy(), interactions["competitor_mentioned"].to_numpy()
+    inquiry = ~by_owner & np.isin(kind, INQUIRY_KINDS)
+    inquiries = count(i_account, i_day, night - 454, night - 90, inquiry)
+    inquiries_recent = count(i_account, i_day, night - 89, night, inquiry)
+    fired["falling_inquiries"] = (inquiries >= 6) & (inquiries_recent < 0.5 * inquiries * 90 / 365)
+    fired["escalation_to_supervisor"] = count(i_account, i_day, night - 29, night, kind == KINDS.index("escalation")) >= 1
+    now = _newest_value(i_account, i_day, (i_day >= night - 89) & (i_day <= night), contact, n, 0)
+    before = _newest_value(i_account, i_day, (i_day >= night - 454) & (i_day <= night - 90), contact, n, 0)
+    fired["contact_person_changed"] = (now >= 0) & (before >= 0) & (now != before)
+    fired["competitor_mentioned"] = count(i_account, i_day, night - 59, night, competitor) >= 1
+    owner = by_owner & np.isin(kind, OWNER_KINDS)
+    last_visit = _newest_value(i_account, i_day, owner & (i_day <= night), i_day, n, 0, missing=night)
+    owner_baseline = count(i_account, i_day, night - 454, night - 90, owner)
+    fired["owner_contact_thinning"] = (owner_baseline >= 4) & (night - last_visit > 90)
+
+    contracts = tables["contracts"]
+    k_account, k_start = contracts["_account"].to_numpy(), contracts["_day"].to_numpy()
+    months = np.rint((contracts["_end"].to_numpy() - k_start) / 30.4375)
+    value = contracts["annual_value"].to_numpy()
+    started = k_start <= night
+    months_latest, months_previous = (_newest_value(k_account, k_start, started, months, n, rank, np.nan) for rank in (0, 1))
+    value_latest, value_previous = (_newest_value(k_account, k_start, started, value, n, rank, np.nan) for rank in (0, 1))
+    fired["shorter_contracts"] = (months_previous > 0) & (months_latest <= 0.75 * months_previous)
+    fired["smaller_contract_value"] = (value_previous > 0) & (value_latest <= 0.8 * value_previous)
+
+    surveys = tables["surveys"]
+    s_account, s_day, nps = surveys["_account"].to_numpy(), surveys["_day"].to_numpy(), surveys["nps"].to_numpy()
+    one_year = _day(_years_before(_date(night), 1)) + 1
+    latest = _newest_value(s_account, s_day, (s_day >= one_year) & (s_day <= night), nps, n, 0, np.nan)
+    previous = _newest_value(s_account, s_day, (s_day >= two_years) & (s_day <= night), nps, n, 1, np.nan)
+    fired["nps_detractor"] = (latest <= 6) | (latest <= previous - 3)
+    return {rule: fired[rule] for rule in RULES}
+
+
+def _newest_value(
+    account: np.ndarray, day: np.ndarray, where: np.ndarray, value: np.ndarray, n: int, rank: int, missing=-1
+) -> np.ndarray:
+    """Per account, `value` of its newest (rank 0) or second-newest (rank 1) row among `where`,
+    by day and then row (ids run in row order); `missing` where there is none."""
+    rows = np.flatnonzero(where)
+    rows = rows[np.lexsort((rows, day[rows], account[rows]))]
+    per_account = np.bincount(account[rows], minlength=n)
+    has = per_account > rank
+    result = np.full(n, missing, dtype=np.result_type(value, np.asarray(missing)))
+    result[has] = value[rows[np.cumsum(per_account)[has] - 1 - rank]]
+    return result
+
+
+def _median_gap(account: np.ndarray, day: np.ndarray, first: int, last: int, n: int) -> np.ndarray:
+    """Per account, the median of the days between its distinct order days first .. last (NaN
+    with fewer than two)."""
+    inside = (day >= first) & (day <= last)
+    pairs = np.sort(account[inside].astype(np.int64) * 1_000_000 + day[inside])
+    pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]  # one per order day
+    a, d = pairs // 1_000_000, pairs % 1_000_000
+    same = a[1:] == a[:-1]
+    gap_account, gap = a[1:][same], (d[1:] - d[:-1])[same]
+    gaps = np.sort(gap_account * 1_000_000 + gap)  # by account, then gap
+    gap_account, gap = gaps // 1_000_000, gaps % 1_000_000
+    per_account = np.bincount(gap_account, minlength=n)
+    start = np.cumsum(per_account) - per_account
+    median = np.full(n, np.nan)
+    has = per_account > 0
+    low = start[has] + (per_account[has] - 1) // 2
+    high = start[has] + per_account[has] // 2
+    median[has] = (gap[low] + gap[high]) / 2
+    return median
+
+
+def _ground_truth(book: _Book, fired: dict[str, np.ndarray]) -> pl.DataFrame:
+    drifting, role = book.drifting, book.role
+    scenario = np.where(np.isin(role, WARNING_GROUPS), "nps_detractor", role)
+    warning = np.isin(scenario, RULES)
+    noisy = np.any(np.column_stack([fired[rule] for rule in RULES]), axis=1)
+    pattern = np.select([drifting, warning, noisy], ["drifting", "warning", "noise"], "stable")
+    flags = pl.DataFrame({rule: fired[rule] for rule in RULES})
+    signals = flags.select(
+        pl.concat_str([pl.when(pl.col(rule)).then(pl.lit(rule)) for rule in RULES], separator=" ", ignore_nulls=True)
+    ).to_series()
     return pl.DataFrame(
         {
             "account_id": _account_ids(np.arange(drifting.size)),
-            "pattern": np.where(drifting, "drifting", "stable"),
+            "pattern": pattern,
             "drift_started_on": _blank(_dates(book.drift_start), ~drifting),
             "lost_on": _blank(_dates(book.lost_on), ~drifting),
+            "signals": _blank(signals, ~noisy),
+            "scenario": _blank(pl.Series(scenario.astype(str)), ~warning),
+            "loyalty_group": _blank(pl.Series(role.astype(str)), ~np.isin(role, GROUPS)),
         }
     )
 
@@ -457,6 +1017,18 @@ def _write_csv(table: pl.DataFrame, path: Path) -> None:
 
 def _day(day: date) -> int:
     return (day - EPOCH).days
+
+
+def _date(day: int) -> date:
+    return EPOCH + timedelta(days=int(day))
+
+
+def _years_before(day: date, years: int) -> date:
+    """The same date `years` earlier (28 February for a 29 February), as the rules' `1y` windows count."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
 
 
 def _month_start(month: np.ndarray) -> np.ndarray:

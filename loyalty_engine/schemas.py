@@ -17,6 +17,8 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
+from loyalty_engine.contract import INTERACTION_KINDS
+
 # What an email header carries as it is: an ASCII dot-atom address (no quotes, no IDN), so
 # every owner address that passes here can be put into a digest's To header.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -66,6 +68,11 @@ def day(column: str, night: date | None, required: bool = True, extra: list[pa.C
 
 def number(column: str, required: bool = True, extra: list[pa.Check] | None = None) -> pa.Column:
     return pa.Column(pl.Float64, nullable=not required, checks=[parses(column, "number")] + (extra or []))
+
+
+def flag(column: str) -> pa.Column:
+    """A yes/no column (true/false, yes/no, 1/0, ja/nein); optional, since every flag in the contract is."""
+    return pa.Column(pl.Boolean, nullable=True, checks=[parses(column, "flag")])
 
 
 def accounts_schema(night: date) -> pa.DataFrameSchema:
@@ -130,9 +137,39 @@ def contracts_schema(night: date) -> pa.DataFrameSchema:
     )
 
 
+def interactions_schema(night: date) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "interaction_id": text(checks=[unique_key()]),
+            "account_id": text(checks=[account_exists()]),
+            "occurred_at": day("occurred_at", night),
+            "kind": text(checks=[pa.Check.isin(list(INTERACTION_KINDS), error="kind_is_" + "_or_".join(INTERACTION_KINDS))]),
+            "contact_person": text(False),
+            "by_owner": flag("by_owner"),
+            "competitor_mentioned": flag("competitor_mentioned"),
+        },
+        name="interactions",
+    )
+
+
+def surveys_schema(night: date) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "survey_id": text(checks=[unique_key()]),
+            "account_id": text(checks=[account_exists()]),
+            "answered_at": day("answered_at", night),
+            "nps": number("nps", extra=[pa.Check.isin([float(score) for score in range(11)], error="nps_is_whole_number_0_to_10")]),
+            "satisfaction": number("satisfaction", required=False),
+        },
+        name="surveys",
+    )
+
+
 SCHEMAS = {
     "accounts": accounts_schema,
     "orders": orders_schema,
     "complaints": complaints_schema,
     "contracts": contracts_schema,
+    "interactions": interactions_schema,
+    "surveys": surveys_schema,
 }

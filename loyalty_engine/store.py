@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
 
+from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import UserError
 
 SCHEMA = """
@@ -52,3 +54,9 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if not read_only:
         con.execute(SCHEMA)
     return con
+
+
+def absent_tables(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:
+    """The optional tables the night was loaded without."""
+    loaded = {row[0] for row in con.execute("SELECT table_name FROM loads WHERE night = ?", [night]).fetchall()}
+    return {name for name, table in TABLES.items() if table.optional and name not in loaded}

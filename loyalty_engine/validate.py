@@ -45,13 +45,17 @@ class TableCheck:
     rows_quarantined: int  # rows kept out of the evaluation
     reasons: list[QuarantineReason] = field(default_factory=list)  # the most frequent first
     newest: date | None = None  # latest event date among the clean rows (orders: order_date …)
+    present: bool = True  # false: an optional table the night came without
 
 
 def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
     """Check every staged table and publish the night's clean tables, all in one transaction."""
     con.begin()
     try:
-        results = [_validate_table(con, TABLES[name], staged[name], night) for name in TABLES]
+        results = [
+            _validate_table(con, table, staged[name], night) if name in staged else _absent_table(con, table, night)
+            for name, table in TABLES.items()
+        ]
         drop_staged(con)
         con.commit()
     except BaseException:
@@ -98,7 +102,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
         else c.name
         for c in table.columns
     )
-    derived = ", round(date_diff('day', start_date, end_date) / 30.4375) AS term_months" if table.name == "contracts" else ""
+    derived = "".join(f", {c.sql} AS {c.name}" for c in table.derived)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE {table.name} AS
@@ -133,6 +137,14 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
     return TableCheck(table.name, str(staged.source), staged.rows, quarantined, reasons, newest)
 
 
+def _absent_table(con: duckdb.DuckDBPyConnection, table: Table, night: date) -> TableCheck:
+    """An optional table the night came without: empty tonight, and not counted as loaded."""
+    con.execute(table.create_sql())
+    con.execute("DELETE FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name])
+    con.execute("DELETE FROM loads WHERE night = ? AND table_name = ?", [night, table.name])
+    return TableCheck(table.name, "", 0, 0, present=False)
+
+
 def _typed_sql(table: Table) -> str:
     """Parse dates and numbers in SQL; keep the text beside them; add the whole-table facts."""
     columns = ["_line"]
@@ -142,6 +154,12 @@ def _typed_sql(table: Table) -> str:
             # ISO dates, timestamps where a date is meant ('2026-03-01 14:05'), and the compact
             # 20260301 that SAP and many ERPs export: all unambiguous.
             parsed = f"coalesce(TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE), CAST(TRY_STRPTIME({text}, '%Y%m%d') AS DATE))"
+            columns += [f"{parsed} AS {column.name}", f"{text} AS _raw_{column.name}"]
+        elif column.kind == "flag":
+            parsed = (
+                f"CASE WHEN lower({text}) IN ('true', 't', 'yes', 'y', '1', 'ja', 'j', 'wahr', 'x') THEN true "
+                f"WHEN lower({text}) IN ('false', 'f', 'no', 'n', '0', 'nein', 'falsch') THEN false END"
+            )
             columns += [f"{parsed} AS {column.name}", f"{text} AS _raw_{column.name}"]
         elif column.kind == "number":
             columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
@@ -163,6 +181,11 @@ def _failures(con: duckdb.DuckDBPyConnection, name: str, schema: pa.DataFrameSch
     """Validate the typed table batch by batch (lazily: every failure, not just the first)."""
     found = [pl.DataFrame(schema={"_line": pl.Int64, "column_name": pl.String, "check_name": pl.String})]
     reader = con.sql(f"SELECT * FROM typed_{name}").to_arrow_reader(BATCH_ROWS)
+    with reader:  # closed even on an error, so the transaction can still be rolled back
+        return pl.concat(found + list(_batch_failures(reader, name, schema)))
+
+
+def _batch_failures(reader, name: str, schema: pa.DataFrameSchema):
     for batch in reader:
         frame = pl.from_arrow(batch)
         try:
@@ -172,11 +195,8 @@ def _failures(con: duckdb.DuckDBPyConnection, name: str, schema: pa.DataFrameSch
             whole_column = cases.filter(pl.col("index").is_null())
             if whole_column.height:
                 raise RuntimeError(f"{name}: schema failure without a row: {whole_column.row(0, named=True)}")
-            found.append(
-                cases.select(
-                    frame["_line"].gather(cases["index"]).alias("_line"),
-                    pl.col("column").alias("column_name"),
-                    pl.col("check").str.replace(r"\(.*$", "").alias("check_name"),
-                )
+            yield cases.select(
+                frame["_line"].gather(cases["index"]).alias("_line"),
+                pl.col("column").alias("column_name"),
+                pl.col("check").str.replace(r"\(.*$", "").alias("check_name"),
             )
-    return pl.concat(found)

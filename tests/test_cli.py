@@ -30,9 +30,12 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "alerts", "quarantine", "generate-sample"])
+COMMANDS = ["run", "serve", "alerts", "quarantine", "explain", "generate-sample", "rules check", "rules list", "rules test"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
-    result = loyalty(command, "--help")
+    result = loyalty(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert "Example:" in result.stdout and f"loyalty {command}" in result.stdout
 
@@ -76,7 +79,7 @@ def test_alerts_as_csv_and_json(evaluated):
     assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["owner_email"]) for r in rows] == [
         ("A1", "Kunde A1", "falling_order_frequency", "high", "anna@example.com")
     ]
-    assert json.loads(rows[0]["evidence"]) == {"expected": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
+    assert json.loads(rows[0]["evidence"]) == {"expected_orders": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
     assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
 
@@ -89,17 +92,42 @@ def test_quarantine_lists_the_bad_cells(evaluated):
         20, "X", "account_id", "account_exists", "A9")
 
 
-def test_alerts_does_not_import_prefect(evaluated):
-    """Ops commands answer fast: they read the database and never start Prefect."""
+@pytest.mark.parametrize("command, shows", [("alerts", "A1"), ("explain A1", "FIRES"), ("rules check", "13 rules"), ("rules list", "nps_detractor")])
+def test_ops_commands_do_not_import_prefect(evaluated, command, shows):
+    """Ops commands answer fast: they read the database or the rule files and never start Prefect."""
     code = (
         "import sys; from loyalty_engine.cli import main\n"
-        f"sys.argv = ['loyalty', 'alerts', '--config', {str(evaluated)!r}]\n"
+        f"sys.argv = ['loyalty', *{command.split()!r}, '--config', {str(evaluated)!r}]\n"
         "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
         "assert not [m for m in sys.modules if m.startswith('prefect')], 'prefect was imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "A1" in result.stdout
+    assert shows in result.stdout
+
+
+def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
+    result = loyalty("explain", "A1", "--config", str(evaluated), "--date", NIGHT.isoformat())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Account A1: Kunde A1, owner Anna <anna@example.com>"
+    rule = lines.index("falling_order_frequency (high): FIRES")
+    assert lines[rule + 1].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
+    assert lines[rule + 2].split() == "yes orders_baseline >= 6 8 >= 6".split()
+    assert lines[rule + 3].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
+    assert "orders_recent   = 0          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
+    assert "nps_detractor (high): skipped: needs the optional table surveys, absent tonight" in result.stdout
+    missing = loyalty("explain", "NOPE", "--config", str(evaluated))
+    assert (missing.returncode, missing.stderr.strip()) == (2, "error: account 'NOPE' is not in the loaded accounts")
+
+
+def test_rules_test_passes_for_every_shipped_rule_file():
+    result = loyalty("rules", "test", str(ROOT / "rules"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = {line.split()[1].split(":")[0] for line in result.stdout.splitlines() if line.startswith("PASS")}
+    shipped = {str(p) for p in (ROOT / "rules").glob("*.yaml") if not p.name.endswith(".test.yaml")}
+    assert {t.replace(".test.yaml", ".yaml") for t in tested} == shipped
+    assert "FAIL" not in result.stdout
 
 
 def test_alerts_without_a_database_says_so(tmp_path):
@@ -112,13 +140,15 @@ def test_alerts_without_a_database_says_so(tmp_path):
 def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
     rules = tmp_path / "rules"
     rules.mkdir()
-    text = (ROOT / "rules" / "falling_order_frequency.yaml").read_text(encoding="utf-8")
-    (rules / "falling.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6"), encoding="utf-8")
+    text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
+    (rules / "falling.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace(f"rules: {ROOT / 'rules'}", "rules: rules"))
     result = loyalty("run", "--config", str(config))
     assert result.returncode == 4
-    assert result.stderr.startswith(f"error: {rules / 'falling.yaml'}:10:11: unknown name 'orders_baselin' in when")
+    assert result.stderr.startswith(
+        f"error: {rules / 'falling.yaml'}:15:11: unknown metric 'orders_baselin' in when (did you mean 'orders_baseline'?)"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()
 

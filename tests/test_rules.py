@@ -65,7 +65,9 @@ def fired(tmp_path_factory):
     x.order_on(x.account("F_40_4"), *baseline(40), 1, 2, 3, 4)                # 4 < 4.93: fires
     x.order_on(x.account("F_40_5"), *baseline(40), 1, 2, 3, 4, 5)             # 5 ≥ 4.93: quiet
     x.order_on(x.account("F_EDGE_89"), *baseline(8), 89)                      # D-89 is recent: quiet
-    x.order_on(x.account("F_EDGE_90"), *baseline(8), 90)                      # D-90 is baseline: fires, 9
+    x.order_on(x.account("F_EDGE_90"), *baseline(8), 90)                      # D-90 is baseline tonight, but was
+                                                                              # recent last night: for: 2 nights, quiet
+    x.order_on(x.account("F_EDGE_91"), *baseline(8), 91)                      # baseline both nights: fires, 9
     x.order_on(x.account("F_EDGE_454"), *baseline(5), 454)                    # D-454 in baseline: 6, fires
     x.order_on(x.account("F_EDGE_455"), *baseline(5), 455)                    # D-455 outside: 5, quiet
     x.order_on(x.account("F_CLOSED", status="closed"), *baseline(8))          # closed account: quiet
@@ -101,7 +103,7 @@ def fired(tmp_path_factory):
     with store.connect(root / "loyalty.duckdb") as con:
         checks = validate_night(con, stage_extracts(con, root / "extracts", D), D)
         assert all(c.rows_quarantined == 0 for c in checks), checks
-        return {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), D)}
+        return {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), D).fired}
 
 
 def accounts_for(fired: dict, rule_id: str) -> set[str]:
@@ -110,15 +112,15 @@ def accounts_for(fired: dict, rule_id: str) -> set[str]:
 
 def test_falling_order_frequency_fires_exactly_below_half_the_baseline_rate(fired):
     assert accounts_for(fired, "falling_order_frequency") == {
-        "F_ZERO_RECENT", "F_BASELINE_6", "F_40_4", "F_EDGE_90", "F_EDGE_454",
+        "F_ZERO_RECENT", "F_BASELINE_6", "F_40_4", "F_EDGE_91", "F_EDGE_454",
     }
 
 
 def test_falling_order_frequency_evidence_has_the_numbers(fired):
-    evidence = fired[("F_EDGE_90", "falling_order_frequency")]
+    evidence = fired[("F_EDGE_91", "falling_order_frequency")]
     assert evidence["orders_recent"] == 0
-    assert evidence["orders_baseline"] == 9  # the order on D-90 counts in the baseline
-    assert evidence["expected"] == pytest.approx(9 * 90 / 365)
+    assert evidence["orders_baseline"] == 9  # the order on D-91 counts in the baseline
+    assert evidence["expected_orders"] == pytest.approx(9 * 90 / 365)
     assert fired[("F_EDGE_454", "falling_order_frequency")]["orders_baseline"] == 6
 
 
@@ -163,7 +165,8 @@ def test_an_earlier_night_sees_nothing_that_happened_after_it(tmp_path):
     write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders, contracts=x.contracts)
     with store.connect(tmp_path / "db.duckdb") as con:
         validate_night(con, stage_extracts(con, tmp_path / "extracts", D), D)
-        fired = {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), earlier)}
+        fired = {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), earlier).fired}
     assert fired[("P", "falling_order_frequency")]["orders_recent"] == 0
     assert fired[("P", "falling_order_frequency")]["orders_baseline"] == 8
     assert fired[("Q", "shorter_contracts")] == {"contract_months_latest": 12, "contract_months_previous": 24}
+    assert ("Q", "smaller_contract_value") not in fired  # no annual values: unknown, not a warning

@@ -1,14 +1,27 @@
-"""Checked rules -> one SQL query per night, built as sqlglot expression trees.
+"""Checked rules -> one SQL query over a set of nights, built as sqlglot expression trees.
 
-A rule's `when` and `values` are parsed by sqlglot, every node is checked against an allow-list
-(arithmetic, comparisons, and/or/not, between, in, a few null-safe functions) and every name
-against the known metrics, and only then is SQL generated. Nothing a rule file says can read a
-file, touch a table or run a statement. Dates are literals computed here, and only portable
-constructs are used (FILTER, row_number, NULLIF), so other dialects can be generated later.
+A rule's `when`, its `values` and every metric's `where` filter are parsed by sqlglot, every
+node is checked against an allow-list (arithmetic, comparisons, and/or/not, between, in, like,
+a few null-safe functions) and every name against the known metrics or the table's columns,
+and only then is SQL generated. Nothing a rule file says can read a file, touch a table or run
+a statement.
+
+The query's shape, for the nights N (one night, or a year of them for a backtest):
+
+    nights    one row per night, with the window bounds of every metric as dates
+    <table>   per extract table ONE scan joined to the nights it can matter for, grouped by
+              (account, night), every metric an aggregate with its own FILTER (window, where)
+    metrics   every account (but closed ones) x night, with its metrics
+    outcomes  per rule: `holds` (true, false, or null = no data), its values, and `fired`:
+              held on each of the last `for` nights of the set
+
+Only portable constructs are used (FILTER, window functions, NULLIF, CASE), so the same trees
+can later be generated for another engine.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -19,16 +32,29 @@ from sqlglot import exp
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
-from loyalty_engine.rules.loader import Metric, Rule, RuleSet, Span, Where, placeholders
+from loyalty_engine.rules import groups
+from loyalty_engine.rules.loader import BUILTIN_KINDS, Metric, Rule, RuleSet, Span, Where, placeholders
 
 DIALECT = "duckdb"
 ALLOWED_NODES = (
     exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Neg,
     exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
-    exp.In, exp.Between, exp.Is, exp.Add, exp.Sub, exp.Mul, exp.Div,
-    exp.Coalesce, exp.Abs, exp.Least, exp.Greatest, exp.Round,
+    exp.In, exp.Between, exp.Is, exp.Like, exp.ILike, exp.Add, exp.Sub, exp.Mul, exp.Div,
+    exp.Coalesce, exp.Abs, exp.Least, exp.Greatest, exp.Round, exp.Lower, exp.Upper,
 )  # fmt: skip
-CONDITIONS = (exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Is, exp.Boolean)
+CONDITIONS = (exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Is, exp.Like, exp.ILike, exp.Boolean)
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+# The parts of a condition `loyalty explain` shows one by one.
+PARTS = (*COMPARISONS, exp.Between, exp.In, exp.Is, exp.Like, exp.ILike)
+
+
+@dataclass(frozen=True)
+class CheckedRule:
+    rule: Rule
+    when: exp.Expression  # as written, value names kept (for explaining)
+    values: dict[str, exp.Expression]
+    names: set[str]  # the metrics it reads, through its condition, values and texts
+    tables: set[str]  # the extract tables those metrics come from
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,9 @@ class CompiledRules:
     rules: list[Rule]
     # Per rule: the metric and value names its evidence shows (everything it reads or prints).
     evidence: dict[str, list[str]]
+    metrics: list[str]
+    # Per rule (explain only): the parts of its condition, as (text as written, number of operands).
+    parts: dict[str, list[tuple[str, int]]]
 
 
 def window_bounds(metric: Metric, night: date) -> tuple[date | None, date]:
@@ -55,59 +84,70 @@ def _delta(span: Span) -> timedelta | relativedelta:
     return relativedelta(months=span.amount) if span.unit == "m" else relativedelta(years=span.amount)
 
 
-def check_rules(ruleset: RuleSet) -> dict[str, tuple[exp.Expression, dict[str, exp.Expression]]]:
-    """Parse and check every enabled rule; return its condition and values as trees."""
-    checked = {}
-    for rule in ruleset.rules:
-        values = {
-            name: _parse(text, rule.places[f"values.{name}"], set(ruleset.metrics), "values." + name)
-            for name, text in rule.values.items()
-        }
-        for name in values:
-            if name in ruleset.metrics:
-                raise RuleError(f"{rule.places[f'values.{name}']}: value '{name}' has the name of a metric")
-        when = _parse(rule.when, rule.places["when"], set(ruleset.metrics) | set(values), "when")
-        if not isinstance(_unwrap(when), CONDITIONS):
-            raise RuleError(f"{rule.places['when']}: when must be a condition (a comparison, and/or/not …), got '{rule.when}'")
-        _Types(rule.places["when"], rule.when, "when").expect(when, CONDITION)
-        for name, tree in values.items():
-            _Types(rule.places[f"values.{name}"], rule.values[name], f"values.{name}").expect(tree, NUMBER)
-        known = set(ruleset.metrics) | set(values)
-        for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
-            for language, text in texts.items():
-                unknown = sorted(placeholders(text) - known)
-                if unknown:
-                    raise RuleError(
-                        f"{rule.where}: rule '{rule.id}' {key}.{language} uses unknown placeholder "
-                        f"'{unknown[0]}' (known: {', '.join(sorted(known))})"
-                    )
-        checked[rule.id] = (when, values)
-    return checked
+# --- checking --------------------------------------------------------------------------------
 
 
-def compile_rules(ruleset: RuleSet, night: date) -> CompiledRules:
-    """One query: a row per account with any rule firing, its metrics, a flag and values per rule."""
-    rules = [r for r in ruleset.rules if r.enabled]
-    checked = check_rules(RuleSet(ruleset.metrics, rules))
-    used = _metrics_used(ruleset, rules, checked)
-    metrics_query = _metrics_query([ruleset.metrics[n] for n in used], night)
-    columns: list[exp.Expression] = [exp.column("account_id")] + [exp.column(n) for n in used]
-    conditions = []
-    evidence = {}
-    for rule in rules:
-        when, values = checked[rule.id]
-        condition = exp.paren(_substitute(when, values), copy=False)
-        conditions.append(condition)
-        columns.append(exp.alias_(exp.Coalesce(this=condition.copy(), expressions=[exp.false()]), f"{rule.id}.fired", quoted=True))
-        for name, tree in values.items():
-            columns.append(exp.alias_(_safe_division(tree.copy()), f"{rule.id}.{name}", quoted=True))
-        evidence[rule.id] = sorted(_names(when) | set(values) | _names_in_texts(rule))
-    query = exp.select(*columns).from_(exp.alias_(exp.paren(metrics_query), "metrics"))
-    query = query.where(exp.or_(*conditions) if conditions else exp.false()).order_by("account_id")
-    return CompiledRules(query.sql(DIALECT, pretty=True), rules, evidence)
+def check_rules(ruleset: RuleSet) -> dict[str, CheckedRule]:
+    """Parse and check every rule and metric filter; the first problem raises RuleError."""
+    for metric in ruleset.metrics.values():
+        check_filter(metric)
+    return {rule.id: check_rule(ruleset, rule) for rule in ruleset.rules}
 
 
-def _parse(text: str, place: Where, names: set[str], what: str) -> exp.Expression:
+def check_filter(metric: Metric) -> exp.Expression | None:
+    """A metric's `where`, checked against its table's columns."""
+    if metric.filter is None:
+        return None
+    table = TABLES[metric.table]
+    kinds = {c.name: {"text": TEXT, "number": NUMBER, "flag": CONDITION}.get(c.kind, DATE) for c in table.columns + table.derived}
+    what = f"metric '{metric.name}' where"
+    tree = _parse(metric.filter, metric.filter_place, kinds, what, noun=f"column of {metric.table}")
+    _Types(metric.filter_place, metric.filter, what, kinds).expect(tree, CONDITION)
+    return tree
+
+
+def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
+    kinds = {name: (TEXT if m.kind == "text" else NUMBER) for name, m in ruleset.metrics.items()} | dict(BUILTIN_KINDS)
+    values = {}
+    for name, text in rule.values.items():
+        place = rule.places[f"values.{name}"]
+        if name in kinds:
+            raise RuleError(f"{place}: value '{name}' has the name of a metric")
+        values[name] = _parse(text, place, kinds, "values." + name)
+        kinds[name] = _Types(place, text, f"values.{name}", kinds).kind(values[name])
+    when = _parse(rule.when, rule.places["when"], kinds, "when")
+    if not isinstance(_unwrap(when), CONDITIONS):
+        raise RuleError(f"{rule.places['when']}: when must be a condition (a comparison, and/or/not …), got '{rule.when}'")
+    _Types(rule.places["when"], rule.when, "when", kinds).expect(when, CONDITION)
+    for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
+        for language, text in texts.items():
+            unknown = sorted(placeholders(text) - set(kinds))
+            if unknown:
+                place = rule.places.get(f"{key}.{language}", rule.where)
+                raise RuleError(
+                    f"{place}: {key}.{language} uses unknown placeholder '{unknown[0]}'{_did_you_mean(unknown[0], kinds)} "
+                    f"(known: {', '.join(sorted(n for n in kinds if not n.startswith('_')))})"
+                )
+    names = _names(when) | {n for tree in values.values() for n in _names(tree)} | _names_in_texts(rule)
+    metrics = _expand(ruleset, names - set(values))
+    return CheckedRule(rule, when, values, metrics, {_metric(ruleset, n).table for n in metrics})
+
+
+def _expand(ruleset: RuleSet, names: set[str]) -> set[str]:
+    """Metric names, with the built-in group replaced by the metrics it is computed from."""
+    if "loyalty_group" in names:
+        names = (names - {"loyalty_group"}) | set(groups.INPUTS)
+    return {n for n in names if n in ruleset.metrics or n in groups.INPUTS}
+
+
+def _metric(ruleset: RuleSet, name: str) -> Metric:
+    return ruleset.metrics.get(name) or groups.INPUTS[name]
+
+
+NUMBER, TEXT, CONDITION, DATE, UNKNOWN = "a number", "text", "a condition", "a date", "null"
+
+
+def _parse(text: str, place: Where, kinds: dict[str, str], what: str, noun: str = "metric") -> exp.Expression:
     try:
         tree = sqlglot.parse_one(text, read=DIALECT)
     except sqlglot.errors.ParseError as err:
@@ -115,68 +155,105 @@ def _parse(text: str, place: Where, names: set[str], what: str) -> exp.Expressio
         raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {first.get('description', err)}") from None
     for node in tree.walk():
         if isinstance(node, exp.Column):
-            if node.table or node.name not in names:
+            if node.table or node.name not in kinds:
+                known = sorted(n for n in kinds if not n.startswith("_"))
                 raise RuleError(
-                    f"{_inside(place, text, _find(text, node.name))}: unknown name '{node.sql()}' in {what} "
-                    f"(known: {', '.join(sorted(names))})"
+                    f"{_inside(place, text, _find(text, node.sql()))}: unknown {noun} '{node.sql()}' in {what}"
+                    f"{_did_you_mean(node.name, known)} (known: {', '.join(known)})"
                 )
         elif not isinstance(node, ALLOWED_NODES):
             shown = node.sql(DIALECT) if not isinstance(node, exp.Block) else ";"
             first_word = re.split(r"[\s(]+", shown.lstrip("("))[0]
             raise RuleError(f"{_inside(place, text, _find(text, first_word))}: not allowed in {what}: {shown}")
+        node.comments = None  # a comment has nothing to say in the generated SQL
     return tree
 
 
-NUMBER, CONDITION, UNKNOWN = "a number", "a condition", "null"
-COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
-NUMERIC_FUNCTIONS = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Abs, exp.Round, exp.Coalesce, exp.Least, exp.Greatest)
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, [k for k in known if not k.startswith("_")], n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+NUMERIC_FUNCTIONS = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Abs, exp.Round, exp.Least, exp.Greatest)
 LARGEST_NUMBER = 1e15  # far beyond any count or amount; larger literals overflow DuckDB's decimals
 
 
 class _Types:
-    """Every metric and value is a number; and/or/not join conditions, comparisons compare
-    numbers. Checking this here turns what would fail mid-night in DuckDB into a file:line error."""
+    """Metrics are numbers or text; and/or/not join conditions; comparisons compare like with
+    like. Checking this here turns what would fail mid-night in DuckDB into a file:line error."""
 
-    def __init__(self, place: Where, text: str, what: str):
-        self.place, self.text, self.what = place, text, what
+    def __init__(self, place: Where, text: str, what: str, kinds: dict[str, str]):
+        self.place, self.text, self.what, self.kinds = place, text, what, kinds
+
+    def fail(self, shown: str, problem: str) -> RuleError:
+        return RuleError(f"{_inside(self.place, self.text, _find(self.text, shown))}: {self.what}: {problem}")
 
     def expect(self, node: exp.Expression, wanted: str) -> None:
         found = self.kind(node)
         if found not in (wanted, UNKNOWN):
             shown = node.sql(DIALECT)
-            raise RuleError(f"{_inside(self.place, self.text, _find(self.text, shown))}: {self.what}: '{shown}' is {found} where {wanted} belongs")
+            if isinstance(node, exp.Literal):  # 'six' is quoted already
+                raise self.fail(shown, f"{found} {shown} where {wanted} belongs")
+            raise self.fail(shown, f"'{shown}' is {found} where {wanted} belongs")
+
+    def same(self, operands) -> str:
+        """All operands of one kind (numbers with numbers, text with text); that kind."""
+        found = UNKNOWN
+        for operand in operands:
+            kind = self.kind(operand)
+            if kind == CONDITION or kind == DATE:
+                raise self.fail(operand.sql(DIALECT), f"'{operand.sql(DIALECT)}' is {kind}; it cannot be compared or computed with")
+            if found == UNKNOWN:
+                found = kind
+            elif kind not in (found, UNKNOWN):
+                self.expect(operand, found)
+        return found
 
     def kind(self, node: exp.Expression) -> str:
         if isinstance(node, exp.Paren):
             return self.kind(node.this)
         if isinstance(node, exp.Null):
             return UNKNOWN
-        if isinstance(node, (exp.Boolean, exp.Is)):
+        if isinstance(node, exp.Boolean):
             return CONDITION
         if isinstance(node, exp.Column):
-            return NUMBER
+            return self.kinds[node.name]
         if isinstance(node, exp.Literal):
             if node.is_string:
-                raise RuleError(f"{_inside(self.place, self.text, _find(self.text, node.sql()))}: {self.what}: text {node.sql()} where a number belongs")
+                return TEXT
             if abs(float(node.this)) > LARGEST_NUMBER:
-                raise RuleError(f"{_inside(self.place, self.text, _find(self.text, node.this))}: {self.what}: number {node.this} is too large")
+                raise self.fail(node.this, f"number {node.this} is too large")
             return NUMBER
+        if isinstance(node, exp.Is):
+            self.kind(node.this)
+            return CONDITION
         if isinstance(node, (exp.And, exp.Or, exp.Not)):
             for operand in (node.this, node.args.get("expression")):
                 if operand is not None:
                     self.expect(operand, CONDITION)
             return CONDITION
-        if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
-            for operand in (node.this, node.args.get("expression"), node.args.get("low"), node.args.get("high"), *node.expressions):
-                if operand is not None:
-                    self.expect(operand, NUMBER)
+        if isinstance(node, exp.Between):
+            for operand in (node.this, node.args.get("low"), node.args.get("high")):
+                self.expect(operand, NUMBER)
             return CONDITION
+        if isinstance(node, (*COMPARISONS, exp.In)):
+            self.same([node.this, node.args.get("expression"), *node.expressions] if not isinstance(node, exp.In) else [node.this, *node.expressions])
+            return CONDITION
+        if isinstance(node, (exp.Like, exp.ILike)):
+            for operand in (node.this, node.expression):
+                self.expect(operand, TEXT)
+            return CONDITION
+        if isinstance(node, (exp.Lower, exp.Upper)):
+            self.expect(node.this, TEXT)
+            return TEXT
+        if isinstance(node, exp.Coalesce):
+            return self.same([node.this, *node.expressions])
         if isinstance(node, NUMERIC_FUNCTIONS):
             for operand in (node.this, node.args.get("expression"), node.args.get("decimals"), *node.expressions):
                 if operand is not None:
                     self.expect(operand, NUMBER)
             return NUMBER
-        raise RuleError(f"{self.place}: {self.what}: cannot tell what '{node.sql(DIALECT)}' is")
+        raise self.fail(node.sql(DIALECT), f"cannot tell what '{node.sql(DIALECT)}' is")
 
 
 def _inside(place: Where, text: str, offset: int) -> Where:
@@ -195,12 +272,103 @@ def _unwrap(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _substitute(tree: exp.Expression, values: dict[str, exp.Expression]) -> exp.Expression:
-    """Replace value names in a condition by their expressions; make division null-safe."""
+def _names(tree: exp.Expression) -> set[str]:
+    return {c.name for c in tree.find_all(exp.Column)}
+
+
+def _names_in_texts(rule: Rule) -> set[str]:
+    return {name for texts in (rule.title, rule.message, rule.action) for text in texts.values() for name in placeholders(text)}
+
+
+# --- compiling -------------------------------------------------------------------------------
+
+
+def compile_rules(
+    ruleset: RuleSet, nights: date | list[date], account: str | None = None, explain: bool = False
+) -> CompiledRules:
+    """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
+    `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
+    earlier ones are there for `for:`); `explain` adds each condition part's operands and result."""
+    nights = sorted({nights} if isinstance(nights, date) else set(nights))
+    rules = [r for r in ruleset.rules if r.enabled]
+    checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
+    used = set().union(*(c.names for c in checked.values())) if checked else set()
+    used = sorted(used | set(groups.INPUTS) if explain else used)  # explain always shows the group
+    metrics = [_metric(ruleset, n) for n in used]
+    for metric in metrics:
+        check_filter(metric)
+    bounds = _Bounds()
+    ctes: list[tuple[str, exp.Expression]] = []
+    tables = sorted({m.table for m in metrics if m.aggregate != "attribute"})
+    for table in tables:
+        ctes.append((f"{table}_metrics", _table_metrics(table, [m for m in metrics if m.table == table and m.aggregate != "attribute"], bounds)))
+    ctes.insert(0, ("nights", bounds.nights_query(nights)))
+    ctes.append(("metrics", _account_metrics(metrics, tables, account)))
+
+    outcome_columns: list[exp.Expression] = [exp.column("account_id"), exp.column("night")]
+    outcome_columns += [exp.column(m.name) for m in metrics if m.name in ruleset.metrics]
+    fired_columns: list[exp.Expression] = [exp.Star()]
+    evidence, parts = {}, {}
+    group = groups.group_expression(exp.column) if any(n in groups.INPUTS for n in used) else None
+    for rule in rules:
+        check = checked[rule.id]
+        holds = _sql_tree(check.when, check.values, group)
+        outcome_columns.append(exp.alias_(holds, f"{rule.id}.holds", quoted=True))
+        for name, tree in check.values.items():
+            outcome_columns.append(exp.alias_(_sql_tree(tree, check.values, group), f"{rule.id}.{name}", quoted=True))
+        shown = (_names(check.when) | {n for t in check.values.values() for n in _names(t)} | _names_in_texts(rule)) - set(check.values)
+        evidence[rule.id] = sorted(shown | set(check.values))
+        if "loyalty_group" in evidence[rule.id]:
+            outcome_columns.append(exp.alias_(group.copy(), f"{rule.id}.loyalty_group", quoted=True))
+        if explain:
+            parts[rule.id] = []
+            for index, part in enumerate(p for p in check.when.walk(bfs=False) if isinstance(p, PARTS)):
+                operands = [o for o in (part.this, part.args.get("expression"), part.args.get("low"), part.args.get("high"), *part.expressions) if o is not None and not isinstance(o, exp.Null)]
+                parts[rule.id].append((part.sql(DIALECT), len(operands)))
+                outcome_columns.append(exp.alias_(_sql_tree(part, check.values, group), f"{rule.id}.part{index}", quoted=True))
+                for position, operand in enumerate(operands):
+                    outcome_columns.append(exp.alias_(_sql_tree(operand, check.values, group), f"{rule.id}.part{index}.{position}", quoted=True))
+        fired_columns.append(exp.alias_(_held_for(rule), f"{rule.id}.fired", quoted=True))
+    if explain:
+        outcome_columns.append(exp.alias_(group.copy(), "loyalty_group"))
+    ctes.append(("outcomes", exp.select(*outcome_columns).from_("metrics")))
+    query = exp.select(*fired_columns).from_("outcomes")
+    for name, cte in ctes:
+        query = query.with_(name, as_=cte)
+    query = query.order_by("account_id", "night")
+    return CompiledRules(query.sql(DIALECT, pretty=True), rules, evidence, [m.name for m in metrics], parts)
+
+
+def _held_for(rule: Rule) -> exp.Expression:
+    """True when the condition held on each of the rule's last `for` nights of the set."""
+    held = exp.Case(ifs=[exp.If(this=exp.column(f"{rule.id}.holds", quoted=True), true=exp.Literal.number(1))], default=exp.Literal.number(0))
+    if rule.for_nights == 1:
+        return exp.EQ(this=held, expression=exp.Literal.number(1))
+    window = exp.Window(
+        this=exp.Sum(this=held),
+        partition_by=[exp.column("account_id")],
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column("night"))]),
+        spec=exp.WindowSpec(
+            kind="ROWS",
+            start=exp.Literal.number(rule.for_nights - 1),
+            start_side="PRECEDING",
+            end="CURRENT ROW",
+        ),
+    )
+    return exp.EQ(this=window, expression=exp.Literal.number(rule.for_nights))
+
+
+def _sql_tree(tree: exp.Expression, values: dict[str, exp.Expression], group: exp.Expression | None) -> exp.Expression:
+    """A condition or value as SQL: value names replaced by their expressions, the built-in
+    group by its CASE, and every division made null-safe."""
 
     def replace(node):
         if isinstance(node, exp.Column) and node.name in values:
-            return exp.paren(values[node.name].copy())
+            return exp.paren(_sql_tree(values[node.name], values, group))
+        if isinstance(node, exp.Column) and node.name == "loyalty_group":
+            return exp.paren(group.copy())
+        if isinstance(node, exp.Column):
+            return exp.column(node.name)
         return node
 
     return _safe_division(tree.copy().transform(replace))
@@ -219,91 +387,138 @@ def _nonzero_number(node: exp.Expression) -> bool:
     return isinstance(node, exp.Literal) and node.is_number and float(node.this) != 0
 
 
-def _names(tree: exp.Expression) -> set[str]:
-    return {c.name for c in tree.find_all(exp.Column)}
+class _Bounds:
+    """The window edges metrics need, as date columns of the nights CTE (computed once per
+    night, not once per order row)."""
+
+    def __init__(self):
+        self.columns: dict[tuple[Span, ...], str] = {}
+
+    def before(self, *spans: Span) -> exp.Column:
+        """The column holding `night - spans…`."""
+        key = tuple(s for s in spans if s.amount)
+        if not key:
+            return exp.column("night", "n")
+        name = self.columns.setdefault(key, f"before_{len(self.columns)}")
+        return exp.column(name, "n")
+
+    def nights_query(self, nights: list[date]) -> exp.Select:
+        values = exp.values([exp.tuple_(_day(night)) for night in nights], alias="given", columns=["night"])
+        select = exp.select("night").from_(values)
+        for spans, name in self.columns.items():
+            edge: exp.Expression = exp.column("night")
+            for span in spans:
+                amount, unit = (span.amount * 7, "DAY") if span.unit == "w" else (span.amount, {"d": "DAY", "m": "MONTH", "y": "YEAR"}[span.unit])
+                edge = exp.DateSub(this=edge, expression=exp.Literal.number(amount), unit=exp.var(unit))
+            select = select.select(exp.alias_(exp.cast(edge, exp.DataType.build("date")), name))
+        return select
 
 
-def _names_in_texts(rule: Rule) -> set[str]:
-    return {name for texts in (rule.title, rule.message, rule.action) for text in texts.values() for name in placeholders(text)}
+def _counts_row(metric: Metric, bounds: _Bounds, event: exp.Expression) -> exp.Expression:
+    """The metric's window (and where filter) as a condition on one row."""
+    condition = event <= bounds.before(metric.ending)
+    if metric.window is not None:
+        condition = exp.and_(event > bounds.before(metric.ending, metric.window), condition)
+    filter_tree = check_filter(metric)
+    if filter_tree is not None:
+        condition = exp.and_(condition, exp.paren(filter_tree.transform(lambda n: exp.column(n.name, "t") if isinstance(n, exp.Column) else n)))
+    return condition
 
 
-def _metrics_used(ruleset: RuleSet, rules: list[Rule], checked) -> list[str]:
-    used = set()
-    for rule in rules:
-        when, values = checked[rule.id]
-        used |= _names(when) | {n for tree in values.values() for n in _names(tree)} | _names_in_texts(rule)
-    return sorted(n for n in used if n in ruleset.metrics)
+def _table_metrics(table: str, metrics: list[Metric], bounds: _Bounds) -> exp.Select:
+    """Every metric of one table from one scan: rows joined to the nights they can count for,
+    grouped by account and night, each metric an aggregate with its own FILTER."""
+    spec = TABLES[table]
+    event = exp.column(spec.event_date, "t")
+    join = event <= exp.column("night", "n")
+    if all(m.window is not None for m in metrics):
+        # Rows older than every window cannot count: the join skips them.
+        oldest = [bounds.before(m.ending, m.window) for m in metrics]
+        join = exp.and_(join, event > (oldest[0] if len(oldest) == 1 else exp.Least(this=oldest[0], expressions=oldest[1:])))
+    rows = exp.select(exp.column("account_id", "t"), exp.column("night", "n")).from_(exp.alias_(exp.to_table(table), "t"))
+    rows = rows.join(exp.alias_(exp.to_table("nights"), "n"), on=join, join_type="inner")
+    aggregates = []
+    carried: set[str] = set()
+
+    def carry(name: str, expression: exp.Expression | None = None) -> exp.Column:
+        """A column of the joined rows the aggregates read."""
+        if name not in carried:
+            carried.add(name)
+            rows.select(exp.alias_(expression if expression is not None else exp.column(name, "t"), name), copy=False)
+        return exp.column(name)
+
+    for index, metric in enumerate(metrics):
+        inside = carry(f"in_{index}", _counts_row(metric, bounds, event))
+        if metric.aggregate in ("latest", "previous"):
+            rank = exp.Window(
+                this=exp.RowNumber(),
+                partition_by=[exp.column("account_id", "t"), exp.column("night", "n"), _counts_row(metric, bounds, event)],
+                order=exp.Order(expressions=[exp.Ordered(this=event.copy(), desc=True), exp.Ordered(this=exp.column(spec.key, "t"), desc=True)]),
+            )
+            position = carry(f"rank_{index}", rank)
+            value = _filtered(exp.Max(this=carry(metric.column)), exp.and_(inside.copy(), position.eq(1 if metric.aggregate == "latest" else 2)))
+        elif metric.aggregate == "rhythm":
+            previous = exp.Window(
+                this=exp.Lag(this=event.copy()),
+                partition_by=[exp.column("account_id", "t"), exp.column("night", "n"), _counts_row(metric, bounds, event)],
+                order=exp.Order(expressions=[exp.Ordered(this=event.copy())]),
+            )
+            gap = carry(f"gap_{index}", exp.DateDiff(this=event.copy(), expression=previous, unit=exp.var("DAY")))
+            # Same-day orders are one order day: gaps of 0 do not count.
+            value = _filtered(exp.Median(this=gap), exp.and_(inside.copy(), gap.copy() > 0))
+        elif metric.aggregate == "days_since_latest":
+            latest = _filtered(exp.Max(this=carry(spec.event_date)), inside.copy())
+            value = exp.DateDiff(this=exp.column("night"), expression=latest, unit=exp.var("DAY"))
+        elif metric.aggregate == "count":
+            value = _filtered(exp.Count(this=exp.Star()), inside.copy())
+        elif metric.aggregate == "distinct":
+            value = _filtered(exp.Count(this=exp.Distinct(expressions=[carry(metric.column)])), inside.copy())
+        else:
+            function = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}[metric.aggregate]
+            value = _filtered(function(this=carry(metric.column)), inside.copy())
+        aggregates.append(exp.alias_(value, metric.name))
+    return exp.select("account_id", "night", *aggregates).from_(exp.alias_(exp.paren(rows), "r")).group_by("account_id", "night")
 
 
-def _metrics_query(metrics: list[Metric], night: date) -> exp.Select:
-    """Every account (but closed ones) with its metrics: one scan per table, one per latest/previous group."""
-    query = exp.select(exp.column("account_id", "a")).from_(exp.alias_(exp.to_table("accounts"), "a"))
-    # Closed accounts are gone already; warning about them is noise (inhibition proper comes later).
-    query = query.where(exp.func("coalesce", exp.column("status", "a"), exp.Literal.string("active")).neq("closed"))
-    parts = _metric_parts(metrics, night)
-    for index, (subquery, names) in enumerate(parts):
-        alias = f"m{index}"
+def _filtered(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expression:
+    return exp.Filter(this=aggregate, expression=exp.Where(this=condition))
+
+
+# A count (or sum) over no rows is a real zero: the extract holds every row of the account.
+# Every other aggregate over no rows is unknown (NULL), and a rule reading it has "no data".
+ZERO_WHEN_EMPTY = ("count", "sum", "distinct")
+
+
+def _account_metrics(metrics: list[Metric], tables: list[str], account: str | None) -> exp.Select:
+    """Every account (but closed ones) x night, with its metrics."""
+    query = exp.select(exp.column("account_id", "a"), exp.column("night", "n"))
+    query = query.from_(exp.alias_(exp.to_table("accounts"), "a")).join(exp.alias_(exp.to_table("nights"), "n"), join_type="cross")
+    # Closed accounts are gone already; warning about them is noise.
+    condition = exp.func("coalesce", exp.column("status", "a"), exp.Literal.string("active")).neq("closed")
+    if account is not None:
+        condition = exp.and_(condition, exp.column("account_id", "a").eq(exp.Literal.string(account)))
+    query = query.where(condition)
+    for table in tables:
+        alias = f"{table}_metrics"
         query = query.join(
-            exp.alias_(exp.paren(subquery), alias),
-            on=exp.column("account_id", alias).eq(exp.column("account_id", "a")),
+            exp.to_table(alias),
+            on=exp.and_(
+                exp.column("account_id", alias).eq(exp.column("account_id", "a")),
+                exp.column("night", alias).eq(exp.column("night", "n")),
+            ),
             join_type="left",
         )
-        for name, default in names:
-            column = exp.column(name, alias)
-            value = exp.Coalesce(this=column, expressions=[default]) if default is not None else column
-            query = query.select(exp.alias_(value, name))
-    return query
-
-
-def _metric_parts(metrics: list[Metric], night: date):
-    """Group metrics into as few table scans as possible; yield (subquery, [(name, default)])."""
-    parts = []
-    counts: dict[str, list[Metric]] = {}
-    ranked: dict[tuple, list[Metric]] = {}
     for metric in metrics:
-        if metric.aggregate in ("count", "days_since_latest"):
-            counts.setdefault(metric.table, []).append(metric)
+        if metric.aggregate == "attribute":
+            value = exp.column(metric.column, "a")
+            if TABLES["accounts"].column(metric.column).kind == "date":
+                value = exp.DateDiff(this=exp.column("night", "n"), expression=value, unit=exp.var("DAY"))
         else:
-            start, end = window_bounds(metric, night)
-            ranked.setdefault((metric.table, start, end), []).append(metric)
-    for table, group in counts.items():
-        event = TABLES[table].event_date
-        select = exp.select(exp.column("account_id")).from_(table).where(exp.column(event) <= _day(night))
-        names = []
-        for metric in group:
-            start, end = window_bounds(metric, night)
-            inside = exp.column(event) <= _day(end) if start is None else exp.column(event).between(_day(start), _day(end))
-            if metric.aggregate == "count":
-                # No rows is a real zero for a count; for the other aggregates it stays unknown (NULL).
-                value = exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=inside))
-                names.append((metric.name, exp.Literal.number(0)))
-            else:
-                latest = exp.Filter(this=exp.Max(this=exp.column(event)), expression=exp.Where(this=inside))
-                value = exp.DateDiff(this=_day(night), expression=latest, unit=exp.var("DAY"))
-                names.append((metric.name, None))
-            select = select.select(exp.alias_(value, metric.name))
-        parts.append((select.group_by("account_id"), names))
-    for (table, start, end), group in ranked.items():
-        spec = TABLES[table]
-        event = exp.column(spec.event_date)
-        inside = event <= _day(end) if start is None else event.between(_day(start), _day(end))
-        rank = exp.Window(
-            this=exp.RowNumber(),
-            partition_by=[exp.column("account_id")],
-            order=exp.Order(expressions=[exp.Ordered(this=event, desc=True), exp.Ordered(this=exp.column(spec.key), desc=True)]),
-        )
-        columns = sorted({m.column for m in group})
-        ordered = exp.select("account_id", *columns, exp.alias_(rank, "_rank")).from_(table).where(inside)
-        select = exp.select("account_id").from_(exp.alias_(exp.paren(ordered), "ranked"))
-        for metric in group:
-            position = 1 if metric.aggregate == "latest" else 2
-            value = exp.Filter(
-                this=exp.Max(this=exp.column(metric.column)),
-                expression=exp.Where(this=exp.column("_rank").eq(position)),
-            )
-            select = select.select(exp.alias_(value, metric.name))
-        parts.append((select.group_by("account_id"), [(m.name, None) for m in group]))
-    return parts
+            value = exp.column(metric.name, f"{metric.table}_metrics")
+            if metric.aggregate in ZERO_WHEN_EMPTY:
+                value = exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
+        query = query.select(exp.alias_(value, metric.name), copy=False)
+    return query
 
 
 def _day(day: date) -> exp.Expression:

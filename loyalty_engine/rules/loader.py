@@ -5,24 +5,31 @@ The shape of a rule file (documented for ops in docs/rules.md):
     metrics:
       orders_recent:   {count: orders, window: 90d}
       orders_baseline: {count: orders, window: 365d, ending: 90d ago}
+      escalations:     {count: interactions, window: 30d, where: "kind = 'escalation'"}
     rules:
       - id: falling_order_frequency
         severity: high
         when: orders_baseline >= 6 and orders_recent < 0.5 * expected
+        for: 2 nights
         values: {expected: orders_baseline * 90 / 365}
+        labels: {team: field-sales}
         title:   {de: ..., en: ...}
         message: {de: ..., en: ...}
         action:  {de: ..., en: ...}
+
+`check_rule_files` collects every problem of every file (for `loyalty rules check`);
+`load_rules` stops at the first (for the nightly run, which refuses broken rules).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from loyalty_engine.contract import TABLES
@@ -30,7 +37,16 @@ from loyalty_engine.errors import RuleError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 LANGUAGES = ("de", "en")
-AGGREGATES = ("count", "latest", "previous", "days_since_latest")
+# What a metric computes over the rows of its table inside its window, and what it needs:
+# a table ("orders"), a number column ("orders.amount") or any column ("interactions.contact_person").
+TAKES_TABLE = ("count", "days_since_latest", "rhythm")
+TAKES_NUMBER = ("sum", "avg", "min", "max")
+TAKES_COLUMN = ("distinct", "latest", "previous")
+AGGREGATES = TAKES_TABLE + TAKES_NUMBER + TAKES_COLUMN + ("attribute",)
+NEEDS_WINDOW = ("count", "rhythm") + TAKES_NUMBER + ("distinct",)
+# Built-in metrics every rule can use (computed by the compiler, see groups.py).
+BUILTIN_KINDS = {"loyalty_group": "text"}
+_FOR = re.compile(r"^\s*(\d+)\s*(nights?)?\s*$")
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -72,15 +88,50 @@ class Span:
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-account number over one extract table, as of the night."""
+    """A per-account value over one extract table (or an account attribute), as of the night."""
 
     name: str
-    aggregate: str  # count | latest | previous | days_since_latest
+    aggregate: str  # one of AGGREGATES
     table: str
-    column: str | None  # for latest/previous: the column whose value is taken
+    column: str | None  # the column summed, averaged, taken …; None for count, rhythm, days_since_latest
     window: Span | None  # None: all history up to the window's end
     ending: Span  # how long before the night the window ends (0d: the night itself)
     where: Where
+    filter: str | None = None  # a condition on the table's columns: only matching rows count
+    filter_place: Where | None = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """'number' or 'text': what the metric's value is, for checking conditions."""
+        if self.aggregate in ("latest", "previous", "attribute", "min", "max"):
+            column = TABLES[self.table].column(self.column)
+            return "text" if column.kind == "text" else "number"
+        return "number"
+
+    def describe(self) -> str:
+        """In words, for `loyalty explain` and `rules list`: 'count of orders over 90d, ending 90d ago'."""
+        if self.aggregate == "attribute":
+            column = TABLES["accounts"].column(self.column)
+            return f"days since the account's {self.column}" if column.kind == "date" else f"the account's {self.column}"
+        what = {
+            "count": f"number of {self.table}",
+            "days_since_latest": f"days since the latest of {self.table}",
+            "rhythm": f"usual days between {self.table} (median gap)",
+            "distinct": f"number of different {self.column} in {self.table}",
+            "sum": f"sum of {self.table}.{self.column}",
+            "avg": f"average {self.table}.{self.column}",
+            "min": f"smallest {self.table}.{self.column}",
+            "max": f"largest {self.table}.{self.column}",
+            "latest": f"{self.column} of the latest of {self.table}",
+            "previous": f"{self.column} of the one before the latest of {self.table}",
+        }[self.aggregate]
+        if self.filter:
+            what += f" where {self.filter}"
+        if self.window:
+            what += f", over {self.window}"
+        if self.ending.amount:
+            what += f" ending {self.ending} ago"
+        return what
 
 
 @dataclass(frozen=True)
@@ -94,6 +145,8 @@ class Rule:
     action: dict[str, str]
     enabled: bool
     where: Where
+    for_nights: int = 1  # the condition must hold this many evaluated nights in a row
+    labels: dict[str, str] = field(default_factory=dict)
     # Where each expression sits in the file, so compile errors can point into it.
     places: dict[str, Where] = field(default_factory=dict, compare=False)
 
@@ -122,24 +175,52 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Located:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_rules(folder: Path) -> RuleSet:
-    """Read and check every *.yaml rule file in the folder (test files, *.test.yaml, are not rules)."""
-    if not folder.is_dir():
-        raise RuleError(f"{folder}: rules folder does not exist")
+def rule_files(paths: Path | list[Path]) -> list[Path]:
+    """The rule files named: a folder stands for its *.yaml files (test files, *.test.yaml, are not rules)."""
+    files = []
+    for path in [paths] if isinstance(paths, Path) else paths:
+        if path.is_dir():
+            files += sorted(p for p in path.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RuleError(f"{path}: no such rule file or folder")
+    return files
+
+
+def load_rules(paths: Path | list[Path]) -> RuleSet:
+    """Read and check the rule files; the first problem raises RuleError."""
+    problems: list[RuleError] = []
+    ruleset = _read(paths, problems)
+    if problems:
+        raise problems[0]
+    return ruleset
+
+
+def check_rule_files(paths: Path | list[Path]) -> tuple[RuleSet, list[RuleError]]:
+    """Every problem of every file (one per rule, metric or file), for `loyalty rules check`."""
+    problems: list[RuleError] = []
+    return _read(paths, problems), problems
+
+
+def _read(paths: Path | list[Path], problems: list[RuleError]) -> RuleSet:
     metrics: dict[str, Metric] = {}
     rules: list[Rule] = []
     seen: dict[str, Where] = {}
-    for path in sorted(folder.glob("*.yaml")):
-        if path.name.endswith(".test.yaml"):
+    for path in rule_files(paths):
+        try:
+            file_metrics, file_rules = _load_file(path, problems)
+        except RuleError as problem:
+            problems.append(problem)
             continue
-        file_metrics, file_rules = _load_file(path)
         for name, metric in file_metrics.items():
             if name in metrics and _same_place(metrics[name], metric) != metric:
-                raise RuleError(f"{metric.where}: metric '{name}' is already defined differently at {metrics[name].where}")
+                problems.append(RuleError(f"{metric.where}: metric '{name}' is already defined differently at {metrics[name].where}"))
             metrics.setdefault(name, metric)
         for rule in file_rules:
             if rule.id in seen:
-                raise RuleError(f"{rule.where}: rule id '{rule.id}' is already used at {seen[rule.id]}")
+                problems.append(RuleError(f"{rule.where}: rule id '{rule.id}' is already used at {seen[rule.id]}"))
+                continue
             seen[rule.id] = rule.where
             rules.append(rule)
     return RuleSet(metrics, rules)
@@ -150,7 +231,8 @@ def _same_place(existing: Metric, other: Metric) -> Metric:
     return Metric(**{**existing.__dict__, "where": other.where})
 
 
-def _load_file(path: Path) -> tuple[dict[str, Metric], list[Rule]]:
+def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric], list[Rule]]:
+    """A file's metrics and rules; a broken metric or rule is noted in problems and left out."""
     try:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
     except yaml.YAMLError as err:
@@ -169,15 +251,22 @@ def _load_file(path: Path) -> tuple[dict[str, Metric], list[Rule]]:
     if raw_metrics and not isinstance(raw_metrics, _Located):
         raise RuleError(f"{_at(path, doc, 'metrics')}: 'metrics' must be a mapping of name: definition")
     for name, spec in raw_metrics.items():
-        metrics[name] = _metric(path, raw_metrics, name, spec)
+        try:
+            metrics[name] = _metric(path, raw_metrics, name, spec)
+        except RuleError as problem:
+            problems.append(problem)
     raw_rules = doc.get("rules") or []
     if not isinstance(raw_rules, list):
         raise RuleError(f"{_at(path, doc, 'rules')}: 'rules' must be a list of rules")
     rules = []
     for spec in raw_rules:
         if not isinstance(spec, _Located):
-            raise RuleError(f"{_at(path, doc, 'rules')}: each rule must be a mapping with id, severity, when, …")
-        rules.append(_rule(path, spec))
+            problems.append(RuleError(f"{_at(path, doc, 'rules')}: each rule must be a mapping with id, severity, when, …"))
+            continue
+        try:
+            rules.append(_rule(path, spec))
+        except RuleError as problem:
+            problems.append(problem)
     return metrics, rules
 
 
@@ -185,29 +274,26 @@ def _metric(path: Path, parent: _Located, name: str, spec) -> Metric:
     here = _at(path, parent, name)
     if not _ID.match(str(name)):
         raise RuleError(f"{here}: metric name '{name}' must be lower_case letters, digits and _")
+    if name in BUILTIN_KINDS:
+        raise RuleError(f"{here}: '{name}' is a built-in metric; choose another name")
     if not isinstance(spec, _Located):
         raise RuleError(f"{here}: metric '{name}' must be a mapping such as {{count: orders, window: 90d}}")
     aggregates = [a for a in AGGREGATES if a in spec]
     if len(aggregates) != 1:
+        unknown = [k for k in spec if k not in AGGREGATES and k not in ("window", "ending", "where")]
+        if unknown:
+            raise RuleError(f"{_at(path, spec, unknown[0])}: unknown key '{unknown[0]}'{_did_you_mean(str(unknown[0]), AGGREGATES)} (a metric is one of {', '.join(AGGREGATES)})")
         raise RuleError(f"{here}: metric '{name}' needs exactly one of {', '.join(AGGREGATES)}")
     aggregate = aggregates[0]
-    _only_keys(path, spec, {aggregate, "window", "ending"})
-    target = str(spec[aggregate])
-    table, _, column = target.partition(".")
-    if table not in TABLES or TABLES[table].event_date is None:
-        known = ", ".join(t for t in TABLES if TABLES[t].event_date)
-        raise RuleError(f"{_at(path, spec, aggregate)}: unknown table '{table}' (known: {known})")
-    if aggregate in ("latest", "previous"):
-        columns = [c.name for c in TABLES[table].columns if c.kind == "number"] + (
-            ["term_months"] if table == "contracts" else []
-        )
-        if column not in columns:
-            raise RuleError(
-                f"{_at(path, spec, aggregate)}: {aggregate} needs table.column with a number column, "
-                f"e.g. {table}.{columns[0] if columns else '…'} (known: {', '.join(columns) or 'none'})"
-            )
-    elif column:
-        raise RuleError(f"{_at(path, spec, aggregate)}: {aggregate} takes a table name, not '{target}'")
+    if aggregate == "attribute":
+        _only_keys(path, spec, {aggregate})
+        table, column = "accounts", str(spec[aggregate]).removeprefix("accounts.")
+        if column not in [c.name for c in TABLES["accounts"].columns]:
+            known = ", ".join(c.name for c in TABLES["accounts"].columns)
+            raise RuleError(f"{_at(path, spec, aggregate)}: unknown account attribute '{column}'{_did_you_mean(column, known.split(', '))} (known: {known})")
+        return Metric(name, aggregate, table, column, None, Span(0, "d"), _where(path, parent, name))
+    _only_keys(path, spec, {aggregate, "window", "ending", "where"})
+    table, column = _target(path, spec, aggregate)
     window = None
     if "window" in spec:
         window = Span.parse(spec["window"])
@@ -215,18 +301,48 @@ def _metric(path: Path, parent: _Located, name: str, spec) -> Metric:
             raise RuleError(
                 f"{_at(path, spec, 'window')}: window must look like 90d, 12w, 6m or 1y (at most 100 years), got {spec['window']!r}"
             )
-    elif aggregate == "count":
-        raise RuleError(f"{here}: count metric '{name}' needs a window, e.g. window: 90d")
+    elif aggregate in NEEDS_WINDOW:
+        raise RuleError(f"{here}: {aggregate} metric '{name}' needs a window, e.g. window: 90d")
     ending = Span(0, "d")
     if "ending" in spec:
         ending = Span.parse(spec["ending"], _ENDING)
         if ending is None:
             raise RuleError(f"{_at(path, spec, 'ending')}: ending must look like '90d ago' (at most 100 years), got {spec['ending']!r}")
-    return Metric(name, aggregate, table, column or None, window, ending, _where(path, parent, name))
+    filter_text, filter_place = None, None
+    if "where" in spec:
+        filter_text, filter_place = str(spec["where"]), _expression_place(path, spec, "where")
+    return Metric(name, aggregate, table, column, window, ending, _where(path, parent, name), filter_text, filter_place)
+
+
+def _target(path: Path, spec: _Located, aggregate: str) -> tuple[str, str | None]:
+    """The table (and column) a metric reads, checked against the data contract."""
+    target = str(spec[aggregate])
+    table, _, column = target.partition(".")
+    here = _at(path, spec, aggregate)
+    events = [t for t in TABLES if TABLES[t].event_date]
+    if table not in events:
+        raise RuleError(f"{here}: unknown table '{table}'{_did_you_mean(table, events)} (known: {', '.join(events)})")
+    contract = TABLES[table]
+    if aggregate in TAKES_TABLE:
+        if column:
+            raise RuleError(f"{here}: {aggregate} takes a table name, not '{target}' (e.g. {aggregate}: {table})")
+        return table, None
+    wanted = [c.name for c in contract.columns + contract.derived if aggregate not in TAKES_NUMBER or c.kind == "number"]
+    wanted = [c for c in wanted if c not in ("account_id", contract.event_date)]
+    if column not in wanted:
+        kind = "a number column" if aggregate in TAKES_NUMBER else "a column"
+        hint = f"'{column}'{_did_you_mean(column, wanted)}; " if column else ""
+        raise RuleError(f"{here}: {aggregate} needs table.column with {kind}, {hint}known for {table}: {', '.join(wanted)}")
+    return table, column
+
+
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _rule(path: Path, spec: _Located) -> Rule:
-    _only_keys(path, spec, {"id", "severity", "when", "values", "title", "message", "action", "enabled"})
+    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "title", "message", "action", "enabled"})
     for key in ("id", "severity", "when", "title", "message", "action"):
         if key not in spec:
             raise RuleError(f"{_at(path, spec, None)}: rule is missing required key '{key}'")
@@ -240,9 +356,22 @@ def _rule(path: Path, spec: _Located) -> Rule:
     values = spec.get("values") or {}
     if values and not isinstance(values, _Located):
         raise RuleError(f"{_at(path, spec, 'values')}: values must be a mapping of name: expression")
+    for_nights = 1
+    if "for" in spec:
+        match = _FOR.match(str(spec["for"]))
+        if not match or not 1 <= int(match.group(1)) <= 366:
+            raise RuleError(f"{_at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}")
+        for_nights = int(match.group(1))
+    labels = spec.get("labels") or {}
+    if labels and not isinstance(labels, _Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
+        raise RuleError(f"{_at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
     places = {"when": _expression_place(path, spec, "when")}
     places.update({f"values.{name}": _expression_place(path, values, name) for name in values})
     texts = {key: _texts(path, spec, key) for key in ("title", "message", "action")}
+    for key in texts:
+        for language in texts[key]:
+            located = isinstance(spec[key], _Located)
+            places[f"{key}.{language}"] = _expression_place(path, spec[key], language) if located else _expression_place(path, spec, key)
     return Rule(
         id=rule_id,
         severity=spec["severity"],
@@ -250,6 +379,8 @@ def _rule(path: Path, spec: _Located) -> Rule:
         values={str(k): str(v) for k, v in values.items()},
         enabled=spec.get("enabled", True),
         where=_where(path, spec, None),
+        for_nights=for_nights,
+        labels={str(k): str(v) for k, v in labels.items()},
         places=places,
         **texts,
     )
@@ -266,9 +397,13 @@ def _texts(path: Path, spec: _Located, key: str) -> dict[str, str]:
     for language, text in texts.items():
         place = _at(path, texts, language) if isinstance(texts, _Located) else _at(path, spec, key)
         try:
-            TEXT_ENV.parse(str(text))
+            template = TEXT_ENV.parse(str(text))
         except Exception as err:  # jinja2.TemplateSyntaxError: a placeholder written wrong
             raise RuleError(f"{place}: {key} is not a valid template ({err})") from None
+        # Only {{ name }}: no attributes, calls, filters or tags, so a text can only print a number.
+        for node in template.find_all(nodes.Node):
+            if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)):
+                raise RuleError(f"{place}: {key} may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions")
     return {language: str(text) for language, text in texts.items()}
 
 
@@ -280,7 +415,10 @@ def placeholders(text: str) -> set[str]:
 def _only_keys(path: Path, spec: _Located, allowed: set) -> None:
     for key in spec:
         if key not in allowed:
-            raise RuleError(f"{_at(path, spec, key)}: unknown key '{key}' (allowed: {', '.join(sorted(map(str, allowed)))})")
+            raise RuleError(
+                f"{_at(path, spec, key)}: unknown key '{key}'{_did_you_mean(str(key), map(str, allowed))} "
+                f"(allowed: {', '.join(sorted(map(str, allowed)))})"
+            )
 
 
 def _where(path: Path, spec: _Located, key) -> Where:
