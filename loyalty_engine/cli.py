@@ -397,29 +397,38 @@ def explain(
 
 @app.command("generate-sample")
 def generate_sample(
-    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write <end-date>/<table>.csv and ground_truth.csv into.")],
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write <YYYY-MM-DD>/<table>.csv folders and ground_truth.csv into.")],
     accounts: Annotated[int, typer.Option(min=1, metavar="N", help="Number of accounts.")] = 200,
     seed: Annotated[int, typer.Option(metavar="S", help="Random seed; the same seed gives the same files.")] = 7,
     end_date: Annotated[
-        Optional[datetime], typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last day of the three years [default: today].", show_default=False)
+        Optional[datetime],
+        typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night; a Saturday or Sunday means the Friday before [default: today].", show_default=False),
     ] = None,
+    nights: Annotated[int, typer.Option(min=1, metavar="N", help="Write the last N business days (Mon-Fri), one folder each.")] = 1,
 ) -> None:
     """Write realistic sample extracts.
 
-    Three years of accounts, orders, complaints and contracts: most accounts stable,
-    a share drifting away (recorded in ground_truth.csv).
+    Three years of accounts, orders, complaints, contracts, interactions and surveys, as
+    they were exported on each of the last N business days up to the end date: one folder
+    per night, each holding only what was known that night. Most accounts are stable, a
+    share drift away, and a few are built to show each shipped rule's warning sign;
+    ground_truth.csv records which, and which rules' conditions hold on the last night.
 
     Example:
 
     \b
-        loyalty generate-sample --out extracts --accounts 500 --seed 1 --end-date 2026-11-23
+        loyalty generate-sample --out extracts --accounts 500 --nights 20 --end-date 2026-11-23
     """
     from loyalty_engine.sample import generate_sample as generate
 
-    summary = generate(out_dir, accounts=accounts, seed=seed, end_date=end_date.date() if end_date else None)
+    summary = generate(out_dir, accounts=accounts, seed=seed, end_date=end_date.date() if end_date else None, nights=nights)
     counts = ", ".join(f"{rows:,} {table}" for table, rows in summary.rows.items())
+    if nights > 1:
+        out.print(f"{nights} nights, {summary.folders[0].name} to {summary.end_date}, in {out_dir}")
     out.print(f"Sample for {summary.end_date} in {summary.folder}: {counts}")
-    out.print(f"{summary.drifting} accounts drift away ({summary.lost} lost by then); see {out_dir / 'ground_truth.csv'}")
+    patterns = ", ".join(f"{count} {pattern}" for pattern, count in summary.patterns.items())
+    out.print(f"Accounts: {patterns}; {summary.lost} of the drifting ones lost by then")
+    out.print(f"See {out_dir / 'ground_truth.csv'} for each account's pattern and the rules whose conditions hold")
 
 
 def main() -> None:

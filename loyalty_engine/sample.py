@@ -125,8 +125,6 @@ TERM_WEIGHTS = [0.45, 0.4, 0.15]
 
 
 @dataclass(frozen=True)
-
-
 class SampleSummary:
     folder: Path  # the last night's extracts: <out>/<end_date>/
     end_date: date  # the last night: the end date, or the Friday before a weekend end date
@@ -139,8 +137,6 @@ class SampleSummary:
 
 
 @dataclass(frozen=True)
-
-
 class _Calendar:
     """The three-year window as day numbers (days since 1970-01-01), and how busy each day is."""
 
@@ -168,8 +164,6 @@ class _Calendar:
 
 
 @dataclass
-
-
 class _Book:
     """Per-account parameters, one array entry per account."""
 

@@ -156,9 +156,10 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
 def test_the_demo_path_sample_to_outbox(tmp_path):
     """What `make demo` does, in a fresh folder: generate the sample, run the newest night."""
     config = write_config(tmp_path)
-    sample = loyalty("generate-sample", "--out", str(tmp_path / "extracts"), "--end-date", "2026-11-23")
+    sample = loyalty("generate-sample", "--out", str(tmp_path / "extracts"), "--end-date", "2026-11-23", "--nights", "2")
     assert sample.returncode == 0, sample.stderr
-    assert "Sample for 2026-11-23" in sample.stdout and "ground_truth.csv" in sample.stdout
+    assert "2 nights, 2026-11-20 to 2026-11-23" in sample.stdout and "ground_truth.csv" in sample.stdout
+    assert sorted(p.name for p in (tmp_path / "extracts").iterdir()) == ["2026-11-20", "2026-11-23", "ground_truth.csv"]
     result = loyalty("run", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "Rules:" in result.stderr and "Night 2026-11-23" in result.stdout
