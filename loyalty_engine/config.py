@@ -13,7 +13,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loyalty_engine.errors import ConfigError
+from loyalty_engine.errors import ConfigError, not_valid_yaml
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -117,9 +117,7 @@ def load_settings(path: Path | None = None) -> Settings:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise ConfigError(not_valid_yaml(path, err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     try:

@@ -27,3 +27,10 @@ class DeliveryError(Exception):
     """Some digests could not be delivered; they stay in the ledger and are retried on the next run."""
 
     exit_code = 5
+
+
+def not_valid_yaml(path, err) -> str:
+    """`path:line:column: not valid YAML (problem)`, from a yaml.YAMLError."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return f"{where}: not valid YAML ({getattr(err, 'problem', err)})"

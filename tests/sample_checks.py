@@ -13,14 +13,7 @@ from datetime import date
 
 import duckdb
 
-RULES = (
-    "falling_order_frequency", "falling_order_value", "order_gap_beyond_rhythm",
-    "sudden_zero_complaints", "complaint_spike",
-    "falling_inquiries", "escalation_to_supervisor", "contact_person_changed", "competitor_mentioned",
-    "owner_contact_thinning",
-    "shorter_contracts", "smaller_contract_value",
-    "nps_detractor",
-)
+from loyalty_engine.sample import RULES
 
 TYPES = {
     "accounts": {"customer_since": "DATE"},

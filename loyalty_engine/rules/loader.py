@@ -33,7 +33,7 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from loyalty_engine.contract import TABLES
-from loyalty_engine.errors import RuleError
+from loyalty_engine.errors import RuleError, not_valid_yaml
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 LANGUAGES = ("de", "en")
@@ -231,16 +231,19 @@ def _same_place(existing: Metric, other: Metric) -> Metric:
     return Metric(**{**existing.__dict__, "where": other.where})
 
 
+def read_located(path: Path):
+    """A YAML file whose mappings remember where each key was written; one-line RuleError if unreadable."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.YAMLError as err:
+        raise RuleError(not_valid_yaml(path, err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RuleError(f"{path}: cannot read file ({err})") from None
+
+
 def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric], list[Rule]]:
     """A file's metrics and rules; a broken metric or rule is noted in problems and left out."""
-    try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise RuleError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RuleError(f"{path}: cannot read rule file ({err})") from None
+    doc = read_located(path)
     if doc is None:
         return {}, []
     if not isinstance(doc, _Located):

@@ -24,12 +24,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import yaml
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
-from loyalty_engine.rules.loader import Rule, RuleSet, Span, Where, _at, _Located, _LineLoader, _only_keys, _where, load_rules, rule_files
+from loyalty_engine.rules.loader import Rule, RuleSet, Span, Where, _at, _Located, _only_keys, _where, load_rules, read_located, rule_files
 
 DEFAULTS = {
     "accounts": {"owner_email": "owner@example.com", "owner_name": "Owner"},
@@ -83,12 +82,7 @@ def run_rule_tests(path: Path) -> list[CaseResult]:
 
 
 def _read(path: Path) -> _Located:
-    try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise RuleError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    doc = read_located(path)
     if not isinstance(doc, _Located):
         raise RuleError(f"{path}:1:1: expected a mapping with 'tests'")
     return doc
