@@ -1,4 +1,4 @@
-"""The nightly flow: stage + validate → evaluate → render → deliver.
+"""The nightly flow: stage + validate → evaluate + advance warnings + route → render → deliver.
 
 The flow only composes; each task wraps plain functions from `loyalty_engine`, opens the
 DuckDB file itself (connections do not travel between tasks) and closes it when done.
@@ -19,12 +19,15 @@ from prefect.tasks import exponential_backoff
 from loyalty_engine import store
 from loyalty_engine.config import Settings, load_settings
 from loyalty_engine.deliver import DeliveryReport, deliver_digests
-from loyalty_engine.digest import Digest, render_digests
-from loyalty_engine.errors import DeliveryError
+from loyalty_engine.digest import Digest, render_digests, render_notice
+from loyalty_engine.errors import DeliveryError, ExtractError
 from loyalty_engine.extracts import newest_extract_date, stage_extracts
-from loyalty_engine.notify import warnings_for_digest
+from loyalty_engine.lifecycle import advance_warnings
+from loyalty_engine.notify import night_mailing
+from loyalty_engine.routing import route_warnings
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules, prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
+from loyalty_engine.snoozes import Snooze, load_snoozes
 from loyalty_engine.validate import TableCheck, validate_night
 
 
@@ -35,7 +38,9 @@ STALE_DAYS = 30
 class NightSummary:
     night: date
     tables: list[TableCheck] = field(default_factory=list)
-    warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it fired for
+    warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts its condition held for
+    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, snoozed, … -> warnings
+    unrouted: int = 0  # warnings with no owner address and no email.ops_recipients: mailed to nobody
     no_data: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it could not judge
     skipped: dict[str, str] = field(default_factory=dict)  # rule id -> why it did not run
     delivery: DeliveryReport | None = None
@@ -50,17 +55,24 @@ def load_task(settings: Settings, night: date) -> list[TableCheck]:
         return validate_night(con, stage_extracts(con, settings.extracts.path, night), night)
 
 
-@task(name="evaluate rules", cache_policy=NO_CACHE)
-def evaluate_task(settings: Settings, ruleset: RuleSet, night: date) -> NightOutcome:
+@task(name="evaluate rules and advance warnings", cache_policy=NO_CACHE)
+def evaluate_task(settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], night: date) -> tuple[NightOutcome, dict[str, int]]:
     with store.connect(settings.database) as con:
-        return evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+        outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+        notices = advance_warnings(con, ruleset, night, outcome, snoozes, settings.digest.repeat_after_days)
+        route_warnings(con, night)
+    return outcome, dict(notices)
 
 
 @task(name="render digests", cache_policy=NO_CACHE)
-def render_task(settings: Settings, ruleset: RuleSet, night: date) -> list[Digest]:
+def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list[Digest], int]:
     with store.connect(settings.database) as con:
-        items = warnings_for_digest(con, ruleset, night, settings.digest.language)
-    return render_digests(items, night, settings.email.sender, settings.digest.language, settings.digest.max_accounts)
+        mailing = night_mailing(con, ruleset, night, settings.digest.language, settings.email.ops_recipients)
+    digests = render_digests(
+        mailing.warnings, night, settings.email.sender, settings.digest.language,
+        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency,
+    )
+    return digests, mailing.unrouted
 
 
 @task(name="deliver digests", cache_policy=NO_CACHE)
@@ -95,9 +107,15 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     # A broken rule stops the night before any data is replaced.
     ruleset = load_rules(settings.rules)
     prove_rules(ruleset, night)
+    snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
     logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
 
-    summary.tables = load_task(settings, night)
+    try:
+        summary.tables = load_task(settings, night)
+    except ExtractError as problem:
+        # Nothing was replaced or advanced: the night stays unevaluated. Ops hear of it.
+        tell_ops(settings, night, str(problem))
+        raise
     for check in summary.tables:
         if not check.present:
             logger.info("%-10s absent tonight (optional)", check.table)
@@ -115,18 +133,20 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
                 check.table, check.newest, (night - check.newest).days, night,
             )
 
-    outcome = evaluate_task(settings, ruleset, night)
-    fired = outcome.fired
+    outcome, summary.notices = evaluate_task(settings, ruleset, snoozes, night)
     for rule in ruleset.rules:
         if rule.enabled and rule.id not in outcome.skipped:
-            summary.warnings[rule.id] = sum(1 for f in fired if f.rule_id == rule.id)
+            summary.warnings[rule.id] = sum(1 for signal in outcome.signals if signal.rule_id == rule.id)
     summary.no_data, summary.skipped = outcome.no_data, outcome.skipped
     for rule_id, why in outcome.skipped.items():
         logger.info("Rule %s skipped: %s", rule_id, why)
-    logger.info("Rules: %d warnings for %d accounts", len(fired), len({f.account_id for f in fired}))
+    notices = ", ".join(f"{count} {notice}" for notice, count in sorted(summary.notices.items()))
+    logger.info("Rules: %d signals for %d accounts; warnings: %s", len(outcome.signals), len({s.account_id for s in outcome.signals}), notices or "none")
 
-    digests = render_task(settings, ruleset, night)
-    logger.info("Digests: %d owners to notify", len(digests))
+    digests, summary.unrouted = render_task(settings, ruleset, night)
+    if summary.unrouted:
+        logger.warning("%d warnings have no usable owner address and email.ops_recipients is empty: nobody gets them", summary.unrouted)
+    logger.info("Digests: %d recipients to notify", len(digests))
     retries = settings.email.retries
     delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
     state = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
@@ -144,6 +164,19 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     return summary
 
 
+def tell_ops(settings: Settings, night: date, problem: str) -> None:
+    """Mail ops that the night could not run (once per night and address, through the ledger)."""
+    logger = get_run_logger()
+    if not settings.email.ops_recipients:
+        logger.warning("night %s not evaluated and email.ops_recipients is empty: nobody is told", night)
+        return
+    notices = render_notice(night, settings.email.sender, settings.email.ops_recipients, settings.digest.language, problem)
+    with store.connect(settings.database) as con:
+        report = deliver_digests(con, notices, settings.email)
+    for who, why in report.failed.items():
+        logger.warning("notice to %s not delivered: %s", who, why)
+
+
 def publish_summary(summary: NightSummary) -> None:
     """The night's figures as Prefect artifacts: a table and a short report."""
     rows = [
@@ -155,9 +188,11 @@ def publish_summary(summary: NightSummary) -> None:
 
 
 def summary_markdown(summary: NightSummary) -> str:
-    lines = [f"# Night {summary.night}", "", "| rule | accounts warned | accounts without data |", "|---|---:|---:|"]
+    lines = [f"# Night {summary.night}", "", "| rule | condition held | accounts without data |", "|---|---:|---:|"]
     lines += [f"| {rule} | {count} | {summary.no_data.get(rule, 0)} |" for rule, count in summary.warnings.items()]
     lines += [f"| {rule} | skipped: {why} | |" for rule, why in summary.skipped.items()]
+    if summary.notices:
+        lines += ["", "Warnings: " + ", ".join(f"{count} {notice}" for notice, count in sorted(summary.notices.items())) + "."]
     report = summary.delivery
     if report is not None:
         lines += ["", f"Digests: {len(report.sent)} sent, {len(report.skipped)} already sent earlier, {len(report.failed)} failed."]

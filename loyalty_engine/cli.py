@@ -112,8 +112,12 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
     from loyalty_engine.rules.evaluate import prove_rules
     from loyalty_engine.rules.loader import load_rules
 
+    from loyalty_engine.snoozes import load_snoozes
+
     settings = _settings(config)
-    prove_rules(load_rules(settings.rules), night.date() if night else date.today())  # at once, before Prefect starts
+    ruleset = load_rules(settings.rules)
+    prove_rules(ruleset, night.date() if night else date.today())  # at once, before Prefect starts
+    load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
     _prefect_environment(settings)
     if not os.environ.get("PREFECT_API_URL"):
         err.print("[dim]Starting Prefect's local API for this run (about 20 s) …[/dim]")
@@ -122,6 +126,13 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
     logging.getLogger("prefect.flow_runs").addHandler(_Progress())
     summary = nightly(config_path=str(settings.source), night=night.date() if night else None)
     _print_summary(summary, settings)
+
+
+# The lifecycle's notices as the run summary words them, in this order.
+NOTICES = {
+    "new": "new", "repeat": "still open and mailed again", "resolved": "resolved", "open": "open (mailed earlier)",
+    "pending": "pending", "snoozed": "snoozed", "inhibited": "inhibited", "kept": "kept (not judged tonight)",
+}
 
 
 def _print_summary(summary, settings: Settings) -> None:
@@ -136,9 +147,13 @@ def _print_summary(summary, settings: Settings) -> None:
     out.print(table)
     for rule, count in summary.warnings.items():
         unknown = summary.no_data.get(rule, 0)
-        out.print(f"{rule:<28} {count:>5} accounts warned" + (f", {unknown:,} without data" if unknown else ""))
+        out.print(f"{rule:<28} {count:>5} accounts" + (f", {unknown:,} without data" if unknown else ""))
     for rule, why in summary.skipped.items():
         out.print(f"{rule:<28} skipped: {why}")
+    shown = [(notice, summary.notices.get(notice, 0)) for notice in NOTICES]
+    out.print("warnings: " + ", ".join(f"{count} {NOTICES[notice]}" for notice, count in shown if count) if any(c for _, c in shown) else "warnings: none")
+    if summary.unrouted:
+        out.print(f"warning: {summary.unrouted} warnings have no usable owner address and email.ops_recipients is empty")
     report = summary.delivery
     done = f"{len(report.sent)} written to {summary.outbox}" if summary.outbox else f"{len(report.sent)} sent via SMTP"
     out.print(f"digests: {done}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
@@ -172,8 +187,11 @@ def alerts(
     night: DateOption = None,
     format: FormatOption = Format.table,
 ) -> None:
-    """Print a night's warnings.
+    """Print every warning of a night with its state.
 
+    One row per account and rule: severity, state (pending, firing, resolved), what the
+    night did with it (new, open, open and mailed again, snoozed, inhibited, resolved,
+    pending, kept when it could not be judged), whether it was mailed, to whom, and why.
     The latest evaluated night unless --date names one. Reads the database only.
 
     Example:
@@ -185,7 +203,140 @@ def alerts(
 
     settings = _settings(config)
     rows = night_warnings(settings.database, night.date() if night else None)
-    _print_rows(rows, format, ("night", "account_id", "account_name", "rule_id", "severity", "owner_email"), "warnings")
+    _print_rows(rows, format, ("account_id", "account_name", "rule_id", "severity", "state", "notice", "mailed", "recipient", "reason"), "warnings")
+
+
+@app.command()
+def history(
+    account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account.")],
+    config: ConfigOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show the story of one account's warnings.
+
+    Each night a warning of the account changed: when it went pending, fired, was
+    mailed (and to whom), was mailed again, snoozed, inhibited, kept without data,
+    resolved, or lapsed while pending, with the reason. Reads the database only.
+
+    Example:
+
+    \b
+        loyalty history K-00042
+    """
+    from loyalty_engine.report import account_history
+
+    rows = account_history(_settings(config).database, account_id)
+    _print_rows(rows, format, ("night", "rule_id", "event", "reason"), "events")
+
+
+@app.command()
+def snooze(
+    account_id: Annotated[Optional[str], typer.Argument(metavar="[ACCOUNT_ID]", help="The account whose warnings to snooze.", show_default=False)] = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", metavar="RULE_ID", help="Only this rule's warning [default: every rule].", show_default=False)] = None,
+    until: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night the snooze covers.", show_default=False)] = None,
+    reason: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Why; shown in history and alerts.", show_default=False)] = None,
+    by: Annotated[Optional[str], typer.Option(metavar="NAME", help="Who decided [default: $USER].", show_default=False)] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the snoozes instead.")] = False,
+    remove: Annotated[Optional[int], typer.Option(metavar="ID", help="Remove the snooze with this id.", show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Stop mailing an account's warnings until a date.
+
+    A snoozed warning is still evaluated and kept in history, but not mailed; if it still
+    fires after the snooze ends, it comes back as new. The snoozes live in the file named
+    by `snoozes:` in the config (default snoozes.yaml), which ops may also edit by hand.
+
+    Examples:
+
+    \b
+        loyalty snooze K-00042 --rule falling_order_value --until 2026-12-31 --reason "Plant shutdown"
+        loyalty snooze --list
+        loyalty snooze --remove 3
+    """
+    from loyalty_engine.rules.loader import _did_you_mean, load_rules
+    from loyalty_engine.snoozes import add_snooze, load_snoozes, remove_snooze
+
+    settings = _settings(config)
+    if list_ or remove is not None:
+        if account_id or rule or until or reason:
+            raise typer.BadParameter("--list and --remove take no account, --rule, --until or --reason")
+        if remove is not None:
+            gone = remove_snooze(settings.snoozes, remove)
+            out.print(f"removed snooze {gone.id} of {gone.account_id} ({gone.rule_id or 'every rule'}) from {settings.snoozes}")
+            return
+        today = date.today()
+        rows = [
+            {"id": z.id, "account_id": z.account_id, "rule": z.rule_id or "every rule", "until": z.until,
+             "status": "active" if z.until >= today else "ended", "reason": z.reason, "by": z.by, "created": z.created}
+            for z in load_snoozes(settings.snoozes)
+        ]
+        _print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by"), "snoozes")
+        return
+    if not account_id or until is None or not (reason or "").strip():
+        raise typer.BadParameter("give ACCOUNT_ID, --until and --reason (or --list, or --remove ID)")
+    rule_ids = {r.id for r in load_rules(settings.rules).rules}
+    if rule is not None and rule not in rule_ids:
+        raise UserError(f"--rule: unknown rule '{rule}'{_did_you_mean(rule, rule_ids)}")
+    if until.date() < date.today():
+        raise UserError(f"--until {until.date()} lies in the past; a snooze covers nights up to and including its end date")
+    _known_account(settings, account_id)
+    added = add_snooze(settings.snoozes, account_id, rule, until.date(), reason, by or os.environ.get("USER"), date.today())
+    out.print(f"snooze {added.id}: {account_id} ({rule or 'every rule'}) not mailed up to and including {added.until}; in {settings.snoozes}")
+
+
+def _known_account(settings: Settings, account_id: str) -> None:
+    """An unknown account id is most likely a typo: refuse it, naming the closest known one."""
+    if not settings.database.exists():
+        return
+    from loyalty_engine.report import open_database
+    from loyalty_engine.rules.loader import _did_you_mean
+
+    with open_database(settings.database) as con:
+        ids = [row[0] for row in con.execute("SELECT account_id FROM accounts").fetchall()]
+    if ids and account_id not in ids:
+        raise UserError(f"unknown account '{account_id}'{_did_you_mean(account_id, ids)}: not in the latest accounts extract")
+
+
+@app.command()
+def preview(
+    owner: Annotated[str, typer.Option(metavar="EMAIL", help="The recipient whose digest to render (an owner or an ops address).")],
+    config: ConfigOption = None,
+    night: DateOption = None,
+    out_file: Annotated[Path, typer.Option("--out", metavar="FILE.html", help="Where to write the HTML.")] = Path("preview.html"),
+    all_open: Annotated[bool, typer.Option("--all-open", help="Show every firing warning as new, even on a night with nothing to mail.")] = False,
+) -> None:
+    """Render one recipient's digest to a file, without sending it.
+
+    For checking a template or text change: the digest the night sent (or would send)
+    to EMAIL, as HTML; the plain-text part goes beside it as FILE.txt. The latest
+    evaluated night unless --date names one. Reads the database only.
+
+    Example:
+
+    \b
+        loyalty preview --owner anna.gross@example.com --date 2026-11-23 --out anna.html
+    """
+    from loyalty_engine.digest import render_digests
+    from loyalty_engine.notify import night_mailing
+    from loyalty_engine.report import open_database
+    from loyalty_engine.rules.loader import load_rules
+
+    settings = _settings(config)
+    ruleset = load_rules(settings.rules)
+    with open_database(settings.database) as con:
+        chosen = night.date() if night else con.execute("SELECT max(night) FROM nights").fetchall()[0][0]
+        if chosen is None:
+            raise UserError(f"{settings.database}: no night evaluated yet; run `loyalty run` first")
+        mailing = night_mailing(con, ruleset, chosen, settings.digest.language, settings.email.ops_recipients, all_open=all_open)
+    wanted = owner.strip().lower()
+    mine = [w for w in mailing.warnings if (w.recipient or w.owner_email).lower() == wanted]
+    if not mine:
+        hint = "" if all_open else "; --all-open shows every firing warning"
+        raise UserError(f"{owner} gets no digest on {chosen} (nothing new, due again or resolved){hint}")
+    [digest] = render_digests(mine, chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios, settings.digest.currency)
+    out_file.write_text(digest.message.get_body(("html",)).get_content(), encoding="utf-8")
+    out_file.with_suffix(".txt").write_text(digest.message.get_body(("plain",)).get_content(), encoding="utf-8")
+    out.print(f"{digest.message['Subject']}\nwritten to {out_file} and {out_file.with_suffix('.txt')}")
 
 
 @app.command()
@@ -258,7 +409,8 @@ def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> Non
     """Check rule files without running anything.
 
     Reads every rule file, checks every metric, condition, value and placeholder, and
-    compiles each rule once against empty tables. Prints every problem as
+    compiles each rule once against empty tables; without PATH, the config's snoozes
+    file too. Prints every problem as
     FILE:LINE:COLUMN: PROBLEM and exits 1 if there is any. The nightly run refuses
     rules that fail this check.
 
@@ -269,10 +421,16 @@ def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> Non
     """
     from loyalty_engine.rules.evaluate import prove_rules
     from loyalty_engine.rules.loader import check_rule_files, rule_files
+    from loyalty_engine.snoozes import check_snoozes
 
     files = rule_files(_rules_paths(paths, config))
     ruleset, problems = check_rule_files(files)
     prove_rules(ruleset, date.today(), problems)
+    if not paths:  # the configured rules: their snoozes file is checked with them
+        snoozes = _settings(config).snoozes
+        if snoozes.exists():
+            files.append(snoozes)
+            problems += check_snoozes(snoozes, {rule.id for rule in ruleset.rules})[1]
     for problem in sorted(problems, key=_file_order):
         err.print(str(problem), markup=False)
     if problems:

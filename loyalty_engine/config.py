@@ -43,6 +43,13 @@ class EmailSettings(_Section):
     mode: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: Path = Path("outbox")
     sender: str
+    # Who gets the warnings of accounts without a usable owner address, and notices about nights
+    # that could not run.
+    ops_recipients: list[str] = []
+    smtp: SmtpSettings = SmtpSettings()
+    # A failed delivery is retried within the run (Prefect task retries), doubling the wait each time.
+    retries: int = Field(default=3, ge=0)
+    retry_delay_seconds: float = Field(default=10, ge=0)
 
     @field_validator("sender")
     @classmethod
@@ -50,15 +57,21 @@ class EmailSettings(_Section):
         if "@" not in parseaddr(value)[1]:
             raise ValueError("not an email address such as 'Name <name@example.com>'")
         return value
-    smtp: SmtpSettings = SmtpSettings()
-    # A failed delivery is retried within the run (Prefect task retries), doubling the wait each time.
-    retries: int = Field(default=3, ge=0)
-    retry_delay_seconds: float = Field(default=10, ge=0)
+
+    @field_validator("ops_recipients")
+    @classmethod
+    def _ops(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not is_address(address):
+                raise ValueError(f"{address!r} is not an email address such as ops@example.com")
+        return [address.strip().lower() for address in value]
 
 
 class DigestSettings(_Section):
-    language: Literal["de", "en"] = "de"
-    max_accounts: int = Field(default=25, ge=1)  # listed per digest, most urgent first; the rest counted
+    language: Literal["de", "en"] = "de"  # for owners whose accounts name no language
+    max_accounts: int = Field(default=15, ge=1)  # shown in full, most important first; the rest one line each
+    repeat_after_days: int = Field(default=7, ge=1)  # a warning still open is mentioned again after this
+    currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")  # of order amounts, for revenue figures
 
 
 class ScheduleSettings(_Section):
@@ -91,8 +104,19 @@ class Settings(_Section):
     email: EmailSettings
     digest: DigestSettings = DigestSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    snoozes: Path = Path("snoozes.yaml")  # ops' snoozes; a missing file means none
     # Where the file came from; relative paths above are already resolved against its folder.
     source: Path = Field(default=Path("config.yaml"), exclude=True)
+
+
+def is_address(text: str) -> bool:
+    """A plain mail address a digest can be sent to: name@domain, no display name, no spaces.
+
+    >>> is_address("anna@example.com"), is_address("Anna"), is_address("a@b@c")
+    (True, False, False)
+    """
+    local, at, domain = text.strip().rpartition("@")
+    return bool(local and at and "." in domain.strip(".")) and parseaddr(text.strip())[1] == text.strip() and " " not in text.strip()
 
 
 def config_path(explicit: Path | None = None) -> Path:
@@ -131,6 +155,7 @@ def load_settings(path: Path | None = None) -> Settings:
             "extracts": settings.extracts.model_copy(update={"path": base / settings.extracts.path}),
             "database": base / settings.database,
             "rules": base / settings.rules,
+            "snoozes": base / settings.snoozes,
             "email": settings.email.model_copy(update={"outbox_dir": base / settings.email.outbox_dir}),
             "source": path,
         }

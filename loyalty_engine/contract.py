@@ -13,7 +13,9 @@ from dataclasses import dataclass
 class Column:
     name: str
     kind: str = "text"  # text | date | number | flag (yes/no)
-    required: bool = True
+    required: bool = True  # the file must have this column ...
+    # ... and each row a good value, else the row is kept out; a value_optional one is cleared.
+    value_optional: bool = False
     lowercase: bool = False  # a code like 'Active' or 'DE' means the same as 'active', 'de'
     sql: str | None = None  # a derived column: how it is computed from the others
 
@@ -30,6 +32,10 @@ class Table:
     @property
     def required(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
+
+    @property
+    def required_values(self) -> list[str]:
+        return [c.name for c in self.columns if c.required and not c.value_optional]
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns + self.derived if c.name == name), None)
@@ -49,8 +55,9 @@ ACCOUNTS = Table(
     columns=(
         Column("account_id"),
         Column("name"),
-        Column("owner_email"),
-        Column("owner_name"),
+        # An account without a usable owner still gets its warnings: routed to ops.
+        Column("owner_email", value_optional=True),
+        Column("owner_name", value_optional=True),
         Column("status", required=False, lowercase=True),
         Column("segment", required=False),
         Column("language", required=False, lowercase=True),

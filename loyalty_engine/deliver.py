@@ -293,9 +293,9 @@ class _SmtpTransport(_Transport):
         """Send one message; a refusal is this recipient's failure, a dropped line is _Lost."""
         try:
             # The stored bytes themselves, not a re-serialisation: the ledger holds what went out.
-            refused = session.sendmail(self.envelope_from, [digest.recipient], data)
+            refused = session.sendmail(self.envelope_from, digest.envelope, data)
         except smtplib.SMTPRecipientsRefused as err:
-            code, text = err.recipients.get(digest.recipient, (0, b"refused"))
+            code, text = next(iter(err.recipients.values()), (0, b"refused"))
             raise _Undeliverable(self._reason(f"recipient refused: {code} {_decode(text)}")) from None
         except smtplib.SMTPSenderRefused as err:
             raise _Undeliverable(self._reason(f"sender {self.envelope_from} refused: {_response(err)}")) from None
@@ -309,11 +309,11 @@ class _SmtpTransport(_Transport):
             raise _Lost from None
         except UnicodeError:
             raise _Undeliverable(
-                f"address {digest.recipient!r} needs SMTPUTF8, which is not supported here"
+                f"an address of {', '.join(digest.envelope)} needs SMTPUTF8, which is not supported here"
             ) from None
-        if refused:
-            code, text = next(iter(refused.values()))
-            raise _Undeliverable(self._reason(f"recipient refused: {code} {_decode(text)}"))
+        for address, (code, text) in refused.items():
+            # The server took the message for someone: failing it now would send it twice.
+            log.warning("digest for %s (%s): %s refused: %s %s", digest.recipient, digest.night, address, code, _decode(text))
 
     def _reason(self, text: str) -> str:
         """One line, and never the password, whatever the server chose to echo back."""

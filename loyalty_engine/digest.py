@@ -7,9 +7,11 @@ order in which warnings arrive, so a re-run of a night renders exactly the mail 
 
 from __future__ import annotations
 
+import csv
 import email.errors
 import email.policy
 import hashlib
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -20,8 +22,9 @@ from functools import cache
 
 import css_inline
 import jinja2
+from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent
 
 from loyalty_engine.errors import ConfigError
 from loyalty_engine.rules.loader import SEVERITIES as RULE_SEVERITIES
@@ -46,59 +49,122 @@ DATE_HEADER_TIME = time(0, 0, tzinfo=UTC)
 
 LOCALES = {"de": "de_DE", "en": "en_GB"}
 
+# The brief's order of care: defectors (and terrorists) first, then apostles, loyal accounts,
+# opportunists, hostages; accounts whose group is unknown last.
+CARE_ORDER = ("terrorist", "defector", "apostle", "loyal", "opportunist", "hostage")
+
+CHART_HEIGHT = 36  # pixels of the tallest revenue bar
+SPARKS = "▁▂▃▄▅▆▇█"  # the plain-text chart
+
 # Every string of the templates, per language. Templates reference them as ``ui.<key>``; a key
 # missing in one language fails loudly (StrictUndefined) instead of leaving a hole in the mail.
 UI_STRINGS: dict[str, dict[str, str]] = {
     "de": {
-        "subject_one": "Frühwarnung {night}: 1 Kunde mit Warnsignalen",
-        "subject_many": "Frühwarnung {night}: {count} Kunden mit Warnsignalen",
+        "subject": "Frühwarnung {night}: {summary}",
+        "new_one": "1 neues Warnsignal",
+        "new_many": "{count} neue Warnsignale",
+        "at_one": " bei einem Kunden",
+        "at_many": " bei {count} Kunden",
+        "open_one": "1 weiterhin offen",
+        "open_many": "{count} weiterhin offen",
+        "resolved_one": "1 behoben",
+        "resolved_many": "{count} behoben",
         "heading": "Frühwarnung vom {night}",
         "greeting": "Hallo {name},",
-        "intro_one": "bei einem Ihrer Kunden zeigen sich Warnsignale:",
-        "intro_many": "bei {count} Ihrer Kunden zeigen sich Warnsignale, die dringendsten zuerst:",
+        "portfolio": "Ihr Portfolio: {watched} Kunden beobachtet, {warned} mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: {retention}.",
+        "ops_intro": "Diese Warnsignale konnten keinem Betreuer zugestellt werden. Bitte weiterleiten und die Betreuer-Adresse im ERP korrigieren.",
+        "section_new": "Neue Warnsignale",
+        "section_more": "Weitere Kunden mit neuen Warnsignalen",
+        "section_open": "Weiterhin offen",
+        "section_resolved": "Behoben",
+        "since": "seit {date}",
         "account_id": "Kundennummer",
+        "segment": "Segment",
+        "group": "Gruppe",
+        "revenue": "Umsatz der letzten 12 Monate: {amount}",
         "evidence": "Befund",
         "action": "Empfehlung",
-        "more_one": "Ein weiterer Kunde mit Warnsignalen ist hier nicht aufgeführt.",
-        "more_many": "{count} weitere Kunden mit Warnsignalen sind hier nicht aufgeführt.",
+        "routed": "Weitergeleitet",
+        "attachment": "Die vollständige Liste hängt als CSV-Datei an.",
+        "attachment_name": "fruehwarnung-{night}.csv",
         "footer": (
             "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "
             "und berücksichtigt Daten bis einschließlich {night}."
         ),
+        "notice_subject": "Frühwarnung {night}: Nacht nicht ausgewertet, keine Digests versandt",
+        "notice_body": (
+            "Die Frühwarnung für den {night} konnte nicht laufen; kein Betreuer hat eine E-Mail bekommen.\n\n"
+            "Grund: {problem}\n\nSobald der Export da ist, holt `loyalty run --date {iso}` die Nacht nach.\n"
+        ),
+        "unknown": "unbekannt",
         "critical": "kritisch",
         "high": "hoch",
         "medium": "mittel",
         "low": "niedrig",
         "info": "Hinweis",
+        "apostle": "Apostel",
+        "loyal": "Loyal",
+        "opportunist": "Opportunist",
+        "hostage": "Geisel",
+        "defector": "Abwanderer",
+        "terrorist": "Terrorist",
     },
     "en": {
-        "subject_one": "Early warning {night}: 1 account shows warning signs",
-        "subject_many": "Early warning {night}: {count} accounts show warning signs",
+        "subject": "Early warning {night}: {summary}",
+        "new_one": "1 new warning sign",
+        "new_many": "{count} new warning signs",
+        "at_one": " at one account",
+        "at_many": " at {count} accounts",
+        "open_one": "1 still open",
+        "open_many": "{count} still open",
+        "resolved_one": "1 resolved",
+        "resolved_many": "{count} resolved",
         "heading": "Early warning for {night}",
         "greeting": "Hello {name},",
-        "intro_one": "one of your accounts shows warning signs:",
-        "intro_many": "{count} of your accounts show warning signs, most urgent first:",
+        "portfolio": "Your portfolio: {watched} accounts watched, {warned} with open warnings. Retention rate over the last 12 months: {retention}.",
+        "ops_intro": "These warnings could not go to an account owner. Please forward them and fix the owner address in the ERP.",
+        "section_new": "New warning signs",
+        "section_more": "More accounts with new warning signs",
+        "section_open": "Still open",
+        "section_resolved": "Resolved",
+        "since": "since {date}",
         "account_id": "Account ID",
+        "segment": "Segment",
+        "group": "Group",
+        "revenue": "Revenue over the last 12 months: {amount}",
         "evidence": "Evidence",
         "action": "Suggested action",
-        "more_one": "One more account with warning signs is not listed here.",
-        "more_many": "{count} more accounts with warning signs are not listed here.",
+        "routed": "Forwarded",
+        "attachment": "The complete list is attached as a CSV file.",
+        "attachment_name": "early-warning-{night}.csv",
         "footer": (
             "This message was generated automatically by the loyalty early-warning system "
             "and covers data up to and including {night}."
         ),
+        "notice_subject": "Early warning {night}: night not evaluated, no digests sent",
+        "notice_body": (
+            "The early warning for {night} could not run; no account owner was mailed.\n\n"
+            "Reason: {problem}\n\nOnce the export is there, `loyalty run --date {iso}` catches the night up.\n"
+        ),
+        "unknown": "unknown",
         "critical": "critical",
         "high": "high",
         "medium": "medium",
         "low": "low",
         "info": "info",
+        "apostle": "Apostle",
+        "loyal": "Loyal",
+        "opportunist": "Opportunist",
+        "hostage": "Hostage",
+        "defector": "Defector",
+        "terrorist": "Terrorist",
     },
 }
 
 
 @dataclass(frozen=True)
 class AccountWarning:
-    """One firing warning for one account, with its texts already in the digest language."""
+    """One warning for one account in tonight's digest, its texts already in the digest language."""
 
     account_id: str
     account_name: str
@@ -109,6 +175,16 @@ class AccountWarning:
     title: str
     message: str  # the evidence, numbers filled in
     action: str
+    notice: str = "new"  # new | repeat (still open) | resolved
+    since: date | None = None  # the night it started firing (resolved: the night it resolved)
+    segment: str | None = None
+    group: str | None = None  # loyalty group: apostle, loyal, opportunist, hostage, defector, terrorist
+    revenue_12m: float | None = None
+    monthly_revenue: tuple[float, ...] = ()  # the last 12 calendar months, oldest first
+    recipient: str | None = None  # whom the digest goes to; default: the owner
+    route_reason: str | None = None  # why it went to ops instead of the owner
+    cc: str | None = None  # the supervisor, for critical warnings
+    language: str | None = None  # the recipient's language; default: digest.language
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -119,44 +195,87 @@ class AccountWarning:
 
 
 @dataclass(frozen=True)
+class Portfolio:
+    """An owner's whole book, for the digest's header."""
+
+    watched: int  # accounts not closed
+    warned: int  # accounts with a firing warning tonight
+    retention: float | None  # the brief's retention rate over the last 12 months; None: no customers a year ago
+
+
+@dataclass(frozen=True)
 class Digest:
-    """The one email an owner gets for a night."""
+    """The one email a recipient gets for a night."""
 
     night: date
-    recipient: str  # owner email, lower-cased: the ledger key
+    recipient: str  # the ledger key: the address lower-cased (a notice to ops: "notice:<address>")
     message: EmailMessage
 
+    @property
+    def envelope(self) -> list[str]:
+        """Everyone the message goes to: To, then Cc."""
+        return [a.addr_spec for header in ("To", "Cc") for a in getattr(self.message[header], "addresses", ())]
 
-# A digest is read in a minute: past this many accounts, the rest are counted, not listed.
-MAX_ACCOUNTS = 25
+
+# A digest is read in a minute: past this many accounts with new warnings, the rest get one line each.
+MAX_ACCOUNTS = 15
 
 
 def render_digests(
-    warnings: Iterable[AccountWarning], night: date, sender: str, language: str, max_accounts: int = MAX_ACCOUNTS
+    warnings: Iterable[AccountWarning],
+    night: date,
+    sender: str,
+    language: str,
+    max_accounts: int = MAX_ACCOUNTS,
+    portfolios: dict[str, Portfolio] | None = None,
+    currency: str = "EUR",
 ) -> list[Digest]:
-    """One digest per owner with at least one warning, sorted by recipient; the most urgent
-    `max_accounts` accounts are listed, the others counted.
+    """One digest per recipient with at least one warning, sorted by recipient.
 
-    Owners are grouped by their email address, compared case-insensitively; the digest's
-    ``recipient`` is that address lower-cased.
+    Recipients are grouped by address, compared case-insensitively; the digest's ``recipient``
+    is that address lower-cased. A warning's ``language`` (else ``language``) picks the texts.
 
     >>> w = AccountWarning("K-1", "Bäckerei Kühn", "anna@example.com", "Anna Groß",
     ...     "falling_order_frequency", "high", "Bestellfrequenz sinkt",
     ...     "0 Bestellungen in 90 Tagen, etwa 6 erwartet", "Entscheider anrufen.")
     >>> [d] = render_digests([w], date(2026, 11, 23), "loyalty@example.com", "de")
     >>> d.message["Subject"]
-    'Frühwarnung 23.11.2026: 1 Kunde mit Warnsignalen'
+    'Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden'
     """
     if language not in UI_STRINGS:
         raise ConfigError(f"digest.language: must be one of {sorted(UI_STRINGS)}, got {language!r}")
     sender_domain = _domain_of(sender)
-    by_owner: dict[str, list[AccountWarning]] = {}
+    by_recipient: dict[str, list[AccountWarning]] = {}
     for warning in warnings:
-        by_owner.setdefault(warning.owner_email.strip().lower(), []).append(warning)
+        by_recipient.setdefault((warning.recipient or warning.owner_email).strip().lower(), []).append(warning)
+    portfolios = portfolios or {}
     return [
-        Digest(night, recipient, _render(recipient, owned, night, sender, sender_domain, language, max_accounts))
-        for recipient, owned in sorted(by_owner.items())
+        Digest(
+            night,
+            recipient,
+            _render(recipient, owned, night, sender, sender_domain, owned[0].language or language, max_accounts, portfolios.get(recipient), currency),
+        )
+        for recipient, owned in sorted(by_recipient.items())
     ]
+
+
+def render_notice(night: date, sender: str, recipients: list[str], language: str, problem: str) -> list[Digest]:
+    """A short mail to each ops address: the night could not run, and no owner was mailed."""
+    ui = UI_STRINGS[language]
+    night_label = format_date(night, "medium", locale=LOCALES[language])
+    notices = []
+    for address in recipients:
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"] = sender
+        message["To"] = Address(addr_spec=address)
+        message["Subject"] = ui["notice_subject"].format(night=night_label)
+        message["Date"] = format_datetime(datetime.combine(night, DATE_HEADER_TIME))
+        message["Message-ID"] = message_id(night, f"notice:{address}", _domain_of(sender))
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Loyalty-Night"] = night.isoformat()
+        message.set_content(ui["notice_body"].format(night=night_label, iso=night.isoformat(), problem=problem), cte="quoted-printable")
+        notices.append(Digest(night, f"notice:{address}", message))
+    return notices
 
 
 def message_id(night: date, recipient: str, sender_domain: str) -> str:
@@ -177,28 +296,46 @@ def _render(
     sender_domain: str,
     language: str,
     max_accounts: int,
+    portfolio: Portfolio | None,
+    currency: str,
 ) -> EmailMessage:
     ui = UI_STRINGS[language]
-    night_label = format_date(night, "medium", locale=LOCALES[language])
-    accounts = _accounts(warnings, ui)
-    count = len(accounts)
-    hidden = max(count - max_accounts, 0)
-    more = ui["more_one" if hidden == 1 else "more_many"].format(count=format_decimal(hidden, locale=LOCALES[language]))
-    count_label = format_decimal(count, locale=LOCALES[language])
+    locale = LOCALES[language]
+    night_label = format_date(night, "medium", locale=locale)
+    number = lambda value: format_decimal(value, locale=locale)  # noqa: E731
+    new = _accounts([w for w in warnings if w.notice == "new"], ui, night, locale, currency)
+    still_open = _accounts([w for w in warnings if w.notice == "repeat"], ui, night, locale, currency)
+    resolved = _accounts([w for w in warnings if w.notice == "resolved"], ui, night, locale, currency)
+    counts = {key: sum(len(a["warnings"]) for a in accounts) for key, accounts in (("new", new), ("open", still_open), ("resolved", resolved))}
+    summary = []
+    if counts["new"]:
+        summary.append(_plural(ui, "new", counts["new"], number) + _plural(ui, "at", len(new), number))
+    for key in ("open", "resolved"):
+        if counts[key]:
+            summary.append(_plural(ui, key, counts[key], number))
+    owners = {w.owner_email.strip().lower() for w in warnings}
+    for_ops = any(w.route_reason for w in warnings) and recipient not in owners
     # Names should agree across one owner's rows; if the extract disagrees, pick one stably.
-    owner_name = min((w.owner_name.strip() for w in warnings if w.owner_name.strip()), default="")
-    which = "one" if count == 1 else "many"
+    owner_name = "" if for_ops else min((w.owner_name.strip() for w in warnings if w.owner_name.strip()), default="")
+    header = ""
+    if portfolio is not None and not for_ops:
+        retention = ui["unknown"] if portfolio.retention is None else format_percent(portfolio.retention, locale=locale)
+        header = ui["portfolio"].format(watched=number(portfolio.watched), warned=number(portfolio.warned), retention=retention)
     context = {
         "lang": language,
         "ui": ui,
-        "subject": ui[f"subject_{which}"].format(night=night_label, count=count_label),
+        "subject": ui["subject"].format(night=night_label, summary=", ".join(summary)),
         "heading": ui["heading"].format(night=night_label),
         "greeting": ui["greeting"].format(name=owner_name or recipient),
-        "intro": ui[f"intro_{which}"].format(count=count_label),
+        "header": header,
+        "for_ops": for_ops,
+        "accounts": new[:max_accounts],
+        "more": new[max_accounts:],
+        "still_open": still_open,
+        "resolved": resolved,
         "footer": ui["footer"].format(night=night_label),
-        "accounts": accounts[:max_accounts],
-        "more": more if hidden else "",
         "severity_colours": SEVERITY_COLOURS,
+        "chart_height": CHART_HEIGHT,
     }
     text = _environment().get_template("digest.txt.j2").render(context)
     html = _inliner().inline(_environment().get_template("digest.html.j2").render(context))
@@ -207,10 +344,13 @@ def _render(
     message["From"] = sender
     try:
         message["To"] = Address(display_name=owner_name, addr_spec=recipient)
+        supervisors = sorted({w.cc.strip().lower() for w in warnings if w.cc})
+        if supervisors:
+            message["Cc"] = [Address(addr_spec=address) for address in supervisors]
     except (ValueError, email.errors.HeaderParseError) as err:
-        # Routing sends warnings without a valid owner to ops; reaching this is a bug upstream.
-        accounts_named = ", ".join(a["id"] for a in accounts)
-        raise ValueError(f"owner email {recipient!r} of account {accounts_named} is not an address: {err}") from None
+        # Addresses were checked when the accounts were loaded; reaching this is a bug upstream.
+        accounts_named = ", ".join(sorted({w.account_id for w in warnings}))
+        raise ValueError(f"an address of account {accounts_named} is not an address: {err}") from None
     message["Subject"] = context["subject"]
     message["Date"] = format_datetime(datetime.combine(night, DATE_HEADER_TIME))
     message["Message-ID"] = message_id(night, recipient, sender_domain)
@@ -219,30 +359,64 @@ def _render(
     message["X-Loyalty-Night"] = night.isoformat()
     message.set_content(text, subtype="plain", cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
+    attachment = b""
+    if context["more"]:
+        attachment = _csv(warnings, ui, language)
+        message.add_attachment(
+            attachment, maintype="text", subtype="csv", filename=ui["attachment_name"].format(night=night.isoformat())
+        )
     for part in message.iter_parts():
         del part["MIME-Version"]  # only the top level carries it
     # After the parts: set_content() clears every Content-* header it finds.
     message["Content-Language"] = language
-    # The default boundary is random. This one is derived from the content, and "=_" never
-    # occurs in a quoted-printable body, so it cannot collide with the parts it separates.
-    parts = hashlib.sha256(f"{text}\0{html}".encode("utf-8")).hexdigest()[:32]
-    message.set_boundary(f"=_digest_{parts}")
+    # The default boundaries are random. These are derived from the content, and "=_" never
+    # occurs in a quoted-printable or base64 body, so they cannot collide with the parts.
+    parts = hashlib.sha256(f"{text}\0{html}".encode("utf-8") + attachment).hexdigest()[:32]
+    if message.is_multipart() and message.get_content_subtype() == "mixed":
+        message.set_boundary(f"=_mixed_{parts}")
+        message.get_payload()[0].set_boundary(f"=_digest_{parts}")
+    else:
+        message.set_boundary(f"=_digest_{parts}")
     return message
 
 
-def _accounts(warnings: list[AccountWarning], ui: dict[str, str]) -> list[dict]:
-    """Accounts with their warnings, most severe account first, then most warnings, then by name."""
+def _plural(ui: dict[str, str], key: str, count: int, number) -> str:
+    return ui[f"{key}_one"] if count == 1 else ui[f"{key}_many"].format(count=number(count))
+
+
+def _accounts(warnings: list[AccountWarning], ui: dict[str, str], night: date, locale: str, currency: str) -> list[dict]:
+    """Accounts with their warnings in the brief's order of care (defectors first), then by
+    their most severe warning, then by revenue over the last 12 months, largest first."""
     by_account: dict[str, list[AccountWarning]] = {}
     for warning in warnings:
         by_account.setdefault(warning.account_id, []).append(warning)
     accounts = []
     for account_id, owned in by_account.items():
         owned.sort(key=lambda w: (_RANK[w.severity], w.title.casefold(), w.rule_id))
+        first = owned[0]
+        months = first.monthly_revenue
+        top = max(months, default=0) or 1
         accounts.append(
             {
                 "id": account_id,
                 "name": min(w.account_name for w in owned),
-                "rank": _RANK[owned[0].severity],
+                "segment": first.segment,
+                "group": ui[first.group] if first.group in CARE_ORDER else None,
+                "care": CARE_ORDER.index(first.group) if first.group in CARE_ORDER else len(CARE_ORDER),
+                "rank": _RANK[first.severity],
+                "revenue_value": first.revenue_12m or 0,
+                "revenue": ui["revenue"].format(amount=_money(first.revenue_12m or 0, currency, locale)) if first.revenue_12m is not None else "",
+                "bars": [
+                    {
+                        "height": max(round(CHART_HEIGHT * value / top), 1),
+                        "empty": value <= 0,
+                        "label": format_date(_month_back(night, len(months) - 1 - i), "MMMMM", locale=locale),
+                        "title": f"{format_date(_month_back(night, len(months) - 1 - i), 'MMM yyyy', locale=locale)}: {_money(value, currency, locale)}",
+                    }
+                    for i, value in enumerate(months)
+                ],
+                "sparkline": "".join(SPARKS[min(int(len(SPARKS) * value / top), len(SPARKS) - 1)] if value > 0 else " " for value in months),
+                "routed": _route_reason(first.route_reason, ui) if first.route_reason else "",
                 "warnings": [
                     {
                         "severity": w.severity,
@@ -250,14 +424,44 @@ def _accounts(warnings: list[AccountWarning], ui: dict[str, str]) -> list[dict]:
                         "title": w.title,
                         "message": w.message,
                         "action": w.action,
+                        "since": ui["since"].format(date=format_date(w.since, "medium", locale=locale)) if w.since else "",
                     }
                     for w in owned
                 ],
             }
         )
-    # Most severe first; among equals, the account showing more warning signs first.
-    accounts.sort(key=lambda a: (a["rank"], -len(a["warnings"]), a["name"].casefold(), a["name"], a["id"]))
+    accounts.sort(key=lambda a: (a["care"], a["rank"], -a["revenue_value"], a["name"].casefold(), a["name"], a["id"]))
     return accounts
+
+
+def _money(value: float, currency: str, locale: str) -> str:
+    """Whole currency units: 12.346 € in German, €12,346 in English."""
+    pattern = Locale.parse(locale).currency_formats["standard"].pattern.split(";")[0].replace(".00", "")
+    return format_currency(round(value), currency, format=pattern, locale=locale, currency_digits=False)
+
+
+def _month_back(night: date, months: int) -> date:
+    month = night.year * 12 + night.month - 1 - months
+    return date(month // 12, month % 12 + 1, 1)
+
+
+def _route_reason(reason: str, ui: dict[str, str]) -> str:
+    """Routing's reasons are written for ops in English; the German digest says them in German."""
+    if ui is UI_STRINGS["de"]:
+        reason = reason.replace("account has no owner address", "Kunde hat keine Betreuer-Adresse")
+        if reason.startswith("owner address "):
+            reason = "Betreuer-Adresse " + reason.removeprefix("owner address ").replace(" is not valid", " ist ungültig")
+    return f"{ui['routed']}: {reason}"
+
+
+def _csv(warnings: list[AccountWarning], ui: dict[str, str], language: str) -> bytes:
+    """Every warning of the digest, one row each; German spreadsheets expect ';' and UTF-8 with a BOM."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";" if language == "de" else ",", lineterminator="\r\n")
+    writer.writerow(["account_id", "account_name", "segment", "group", "revenue_12m", "notice", "severity", "rule_id", "title", "message", "action"])
+    for w in sorted(warnings, key=lambda w: (w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
+        writer.writerow([w.account_id, w.account_name, w.segment or "", w.group or "", round(w.revenue_12m or 0), w.notice, w.severity, w.rule_id, w.title, w.message, w.action])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def _domain_of(sender: str) -> str:

@@ -1,8 +1,10 @@
-"""Stored warnings -> AccountWarning items for the digest: account, owner, and texts with the numbers."""
+"""The night's mailed warnings -> what each digest says: accounts, owners, texts with the numbers,
+each account's group and revenue, and each owner's portfolio figures."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
@@ -10,46 +12,165 @@ import duckdb
 from babel.numbers import format_decimal
 from jinja2 import Template
 
-from loyalty_engine.digest import LOCALES, AccountWarning
+from loyalty_engine.digest import LOCALES, AccountWarning, Portfolio
+from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
 
+MONTHS = 12  # the revenue chart's bars, the current month last
+
+# Per account of tonight's digests: revenue in the last 365 days and per calendar month.
+REVENUE = """
+WITH months AS (
+    SELECT unnest(range(date_trunc('month', $night::DATE) - INTERVAL 11 MONTH,
+                        date_trunc('month', $night::DATE) + INTERVAL 1 DAY, INTERVAL 1 MONTH))::DATE AS month
+),
+orders_of AS (
+    SELECT o.account_id, o.order_date, o.amount FROM orders o JOIN digest_accounts USING (account_id)
+    WHERE o.order_date <= $night AND o.order_date > $night - 400
+),
+per_month AS (
+    SELECT account_id, date_trunc('month', order_date)::DATE AS month, sum(amount) AS revenue FROM orders_of GROUP BY ALL
+)
+SELECT d.account_id,
+    (SELECT coalesce(sum(amount), 0) FROM orders_of y WHERE y.account_id = d.account_id AND y.order_date > $night - 365),
+    list(coalesce(p.revenue, 0) ORDER BY m.month)
+FROM digest_accounts d CROSS JOIN months m
+LEFT JOIN per_month p ON p.account_id = d.account_id AND p.month = m.month
+GROUP BY d.account_id
+"""
+
+# Per owner: accounts watched, accounts with a firing warning, and the brief's retention rate
+# over the last 12 months: (customers at the end - customers won) / customers at the start,
+# where a customer at a date is an account that ordered in the 365 days up to it, and one won
+# in the period placed its first order ever in it.
+PORTFOLIO = """
+WITH orders_per AS (
+    SELECT account_id,
+        count(*) FILTER (WHERE order_date > $night - 730 AND order_date <= $night - 365) AS before,
+        count(*) FILTER (WHERE order_date > $night - 365 AND order_date <= $night) AS recent,
+        min(order_date) AS first_order
+    FROM orders WHERE order_date <= $night GROUP BY account_id
+)
+SELECT lower(a.owner_email) AS owner,
+    count(*) FILTER (WHERE coalesce(a.status, 'active') <> 'closed') AS watched,
+    count(DISTINCT w.account_id) AS warned,
+    count(*) FILTER (WHERE o.before > 0) AS at_start,
+    count(*) FILTER (WHERE o.recent > 0) AS at_end,
+    count(*) FILTER (WHERE o.first_order > $night - 365) AS won
+FROM accounts a
+LEFT JOIN orders_per o USING (account_id)
+LEFT JOIN (SELECT DISTINCT account_id FROM warning_nights WHERE night = $night AND state = 'firing') w USING (account_id)
+WHERE a.owner_email IS NOT NULL
+GROUP BY lower(a.owner_email)
+"""
 
 
-def warnings_for_digest(
-    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str
-) -> list[AccountWarning]:
-    """The night's warnings with each rule's title, message and action rendered in the language."""
+@dataclass(frozen=True)
+class Mailing:
+    """What tonight's digests say: the warnings, one per recipient who gets it, and each owner's portfolio."""
+
+    warnings: list[AccountWarning]
+    portfolios: dict[str, Portfolio]
+    unrouted: int  # warnings with neither a usable owner nor email.ops_recipients: mailed to nobody
+
+
+def night_mailing(
+    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str, ops_recipients: list[str], all_open: bool = False
+) -> Mailing:
+    """The night's warnings marked `mailed`, with texts in each owner's language (the language
+    most of their accounts name, else `language`); warnings without an owner go to each ops
+    address. Evidence numbers are those of the last night the condition held. `all_open`
+    (for previews) takes every firing warning instead, as new."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
-        SELECT w.account_id, a.name, a.owner_email, a.owner_name, w.rule_id, w.severity, w.evidence
-        FROM warnings w JOIN accounts a USING (account_id)
-        WHERE w.night = ?
-        ORDER BY a.owner_email, w.account_id, w.rule_id
+        SELECT w.account_id, coalesce(a.name, w.account_id), a.owner_email, a.owner_name, w.rule_id, w.severity,
+               w.evidence, CASE WHEN $all_open AND w.state = 'firing' THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
+               mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
+        FROM warning_nights w LEFT JOIN accounts a USING (account_id)
+        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing'))
+        ORDER BY w.recipient, w.account_id, w.rule_id
         """,
-        [night],
+        {"night": night, "all_open": all_open},
     ).fetchall()
-    items = []
-    for account_id, name, owner_email, owner_name, rule_id, severity, evidence in rows:
+    accounts = sorted({row[0] for row in rows})
+    groups = account_groups(con, night, accounts)
+    revenue = _revenue(con, night, accounts)
+    warnings, unrouted = [], 0
+    for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, cc, owner_language in rows:
         rule = rules.get(rule_id)
         if rule is None:  # the rule was removed since the night was evaluated
             continue
-        numbers = {key: _number(value, language) for key, value in json.loads(evidence).items()}
-        items.append(
-            AccountWarning(
-                account_id=account_id,
-                # A quoted cell may hold line breaks; a header or a digest line may not.
-                account_name=" ".join(name.split()),
-                owner_email=owner_email,
-                owner_name=" ".join(owner_name.split()),
-                rule_id=rule_id,
-                severity=severity,
-                title=_text(rule.title, language, numbers),
-                message=_text(rule.message, language, numbers),
-                action=_text(rule.action, language, numbers),
-            )
+        speaks = owner_language if recipient and owner_language in LOCALES else language
+        numbers = {key: _number(value, speaks) for key, value in json.loads(evidence).items()}
+        last_year, months = revenue.get(account_id, (0.0, ()))
+        common = dict(
+            account_id=account_id,
+            # A quoted cell may hold line breaks; a header or a digest line may not.
+            account_name=" ".join(name.split()),
+            owner_email=owner_email or "",
+            owner_name=" ".join((owner_name or "").split()),
+            rule_id=rule_id,
+            severity=severity,
+            title=_text(rule.title, speaks, numbers),
+            message=_text(rule.message, speaks, numbers),
+            action=_text(rule.action, speaks, numbers),
+            notice=notice,
+            since=since,
+            segment=segment,
+            group=groups.get(account_id),
+            revenue_12m=last_year,
+            monthly_revenue=tuple(months),
+            route_reason=route_reason,
+            language=speaks,
         )
-    return items
+        if recipient:
+            warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))
+        elif ops_recipients:
+            warnings += [AccountWarning(**common, recipient=address) for address in ops_recipients]
+        else:
+            unrouted += 1
+    return Mailing(warnings, _portfolios(con, night), unrouted)
+
+
+def account_groups(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> dict[str, str]:
+    """Each account's loyalty group on the night (the built-in metric rules use)."""
+    if not accounts:
+        return {}
+    compiled = compile_rules(RuleSet({}, []), [night], explain=True)
+    con.register("digest_accounts", _accounts_table(accounts))
+    try:
+        rows = con.execute(
+            f"SELECT account_id, loyalty_group FROM ({compiled.sql}) WHERE account_id IN (SELECT account_id FROM digest_accounts)"
+        ).fetchall()
+    finally:
+        con.unregister("digest_accounts")
+    return dict(rows)
+
+
+def _revenue(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> dict[str, tuple[float, list[float]]]:
+    if not accounts:
+        return {}
+    con.register("digest_accounts", _accounts_table(accounts))
+    try:
+        rows = con.execute(REVENUE, {"night": night}).fetchall()
+    finally:
+        con.unregister("digest_accounts")
+    return {account: (float(last_year), [float(m) for m in months]) for account, last_year, months in rows}
+
+
+def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfolio]:
+    portfolios = {}
+    for owner, watched, warned, at_start, at_end, won in con.execute(PORTFOLIO, {"night": night}).fetchall():
+        retention = (at_end - won) / at_start if at_start else None
+        portfolios[owner] = Portfolio(watched, warned, retention)
+    return portfolios
+
+
+def _accounts_table(accounts: list[str]):
+    import pyarrow as pa
+
+    return pa.table({"account_id": pa.array(accounts, pa.string())})
 
 
 def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:

@@ -40,24 +40,83 @@ def night_quarantine(database: Path, night: date | None = None, table: str | Non
 
 
 def night_warnings(database: Path, night: date | None = None) -> list[dict]:
-    """A night's warnings with account and owner (default: the latest evaluated night)."""
+    """Every warning of a night with its state and notice (default: the latest evaluated night)."""
     with open_database(database) as con:
         if night is None:
-            night = con.execute("SELECT max(night) FROM warnings").fetchone()[0]
+            night = con.execute("SELECT max(night) FROM nights").fetchone()[0]
             if night is None:
                 return []
-        result = con.execute(
-            """
-            SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity,
-                   a.owner_email, a.owner_name, w.evidence
-            FROM warnings w LEFT JOIN accounts a USING (account_id)
-            WHERE w.night = ?
-            ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
-                     WHEN 'low' THEN 3 ELSE 4 END, a.owner_email, w.account_id, w.rule_id
-            """,
-            [night],
+        rows = _rows(
+            con.execute(
+                """
+                SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity, w.state,
+                       CASE w.notice WHEN 'repeat' THEN 'open, mailed again' ELSE w.notice END AS notice,
+                       w.mailed, coalesce(w.recipient, 'ops') AS recipient, w.cc, w.since,
+                       coalesce(w.reason, w.route_reason) AS reason, w.evidence
+                FROM warning_nights w LEFT JOIN accounts a USING (account_id)
+                WHERE w.night = ?
+                ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
+                         WHEN 'low' THEN 3 ELSE 4 END, w.account_id, w.rule_id
+                """,
+                [night],
+            )
         )
-        rows = _rows(result)
     for row in rows:
         row["evidence"] = json.loads(row["evidence"])
     return rows
+
+
+# One row per change in an account's warnings: the night each rule's warning went pending, fired,
+# was mailed, snoozed, inhibited, kept or resolved, and the night a pending one lapsed.
+HISTORY = """
+WITH rows AS (
+    SELECT w.*,
+        lag(w.notice) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS was_notice,
+        lag(w.state) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS was_state,
+        lead(w.night) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS next_row
+    FROM warning_nights w WHERE w.account_id = $account
+),
+evaluated AS (SELECT night, lead(night) OVER (ORDER BY night) AS next_night FROM nights)
+SELECT night, rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights,
+       coalesce(reason, route_reason) AS reason, evidence
+FROM rows
+WHERE mailed OR notice IS DISTINCT FROM was_notice OR state IS DISTINCT FROM was_state
+UNION ALL
+SELECT e.next_night, r.rule_id, 'lapsed', NULL, false, NULL, 0, 'the condition no longer held', r.evidence
+FROM rows r JOIN evaluated e USING (night)
+WHERE r.state = 'pending' AND e.next_night IS NOT NULL AND r.next_row IS DISTINCT FROM e.next_night
+ORDER BY night, rule_id
+"""
+
+
+def account_history(database: Path, account_id: str) -> list[dict]:
+    """When each of the account's warnings went pending, fired, was mailed, snoozed, inhibited
+    and resolved, and why, oldest first."""
+    with open_database(database) as con:
+        known = con.execute(
+            "SELECT count(*) FROM accounts WHERE account_id = ? UNION ALL SELECT count(*) FROM warning_nights WHERE account_id = ?",
+            [account_id, account_id],
+        ).fetchall()
+        if not any(count for (count,) in known):
+            raise UserError(f"unknown account {account_id!r}: not in tonight's accounts and never warned")
+        rows = _rows(con.execute(HISTORY, {"account": account_id}))
+    for row in rows:
+        row["event"] = _event(row)
+        row["evidence"] = json.loads(row["evidence"])
+    return rows
+
+
+def _event(row: dict) -> str:
+    """What happened, in words."""
+    if row["state"] == "lapsed":
+        return "pending ended"
+    return {
+        "pending": f"pending ({row['held_nights']} night{'s' if row['held_nights'] != 1 else ''} held)",
+        "new": f"fired, mailed to {row['recipient']}",
+        "repeat": f"still open, mailed again to {row['recipient']}",
+        "open": "firing",
+        "snoozed": "snoozed",
+        "inhibited": "inhibited",
+        "kept": f"{row['state']}, not judged",
+        "resolved": f"resolved, mailed to {row['recipient']}" if row["mailed"] else "resolved, not mailed",
+    }[row["notice"]]

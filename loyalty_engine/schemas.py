@@ -80,8 +80,8 @@ def accounts_schema(night: date) -> pa.DataFrameSchema:
         {
             "account_id": text(checks=[unique_key()]),
             "name": text(),
-            "owner_email": text(checks=[pa.Check.str_matches(EMAIL, error="is_email")]),
-            "owner_name": text(),
+            "owner_email": text(False, [pa.Check.str_matches(EMAIL, error="is_email")]),
+            "owner_name": text(False),
             "status": text(False, [pa.Check.isin(["active", "closed"], error="status_is_active_or_closed")]),
             "segment": text(False),
             "language": text(False, [pa.Check.isin(["de", "en"], error="language_is_de_or_en")]),

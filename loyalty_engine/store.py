@@ -31,15 +31,36 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_file VARCHAR NOT NULL,
     row_kept_out BOOLEAN NOT NULL   -- true: a required value, the row is out; false: an optional value, cleared
 );
-CREATE TABLE IF NOT EXISTS warnings (
+CREATE TABLE IF NOT EXISTS nights (
+    night DATE PRIMARY KEY,         -- a night whose rules were evaluated and warnings advanced
+    evaluated_at TIMESTAMP NOT NULL -- UTC
+);
+CREATE TABLE IF NOT EXISTS signals (
     night DATE NOT NULL,
     account_id VARCHAR NOT NULL,
     rule_id VARCHAR NOT NULL,
     severity VARCHAR NOT NULL,
-    evidence VARCHAR NOT NULL,      -- JSON: the numbers behind the warning
+    evidence VARCHAR NOT NULL,      -- JSON: the numbers behind it
     PRIMARY KEY (night, account_id, rule_id)
-);
-"""
+);                                  -- a rule's condition held for the account that night
+CREATE TABLE IF NOT EXISTS warning_nights (
+    night DATE NOT NULL,
+    account_id VARCHAR NOT NULL,
+    rule_id VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    evidence VARCHAR NOT NULL,      -- JSON: the numbers of the last night the condition held
+    state VARCHAR NOT NULL,         -- pending | firing | resolved (see lifecycle.State)
+    held_nights INTEGER NOT NULL,   -- evaluated nights in a row the condition held
+    since DATE NOT NULL,            -- the night the state began
+    last_mailed DATE,               -- last night the owner was told, while firing; NULL: not told
+    notice VARCHAR NOT NULL,        -- what the night does with it (see lifecycle.Notice)
+    mailed BOOLEAN NOT NULL,        -- it goes into tonight's digest
+    reason VARCHAR,                 -- why it is kept, snoozed or inhibited
+    recipient VARCHAR,              -- the owner's address; NULL: routed to ops (route_reason)
+    route_reason VARCHAR,
+    cc VARCHAR,                     -- the supervisor, for critical warnings
+    PRIMARY KEY (night, account_id, rule_id)
+);"""
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

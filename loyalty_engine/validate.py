@@ -71,7 +71,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
     if failures.height:
         con.register("failed_rows", failures.to_arrow())
         raw_value = " ".join(f"WHEN '{c.name}' THEN s.{c.name}" for c in table.columns)
-        required = ", ".join(f"'{name}'" for name in table.required)
+        required = ", ".join(f"'{name}'" for name in table.required_values)
         # One quarantine row per bad cell: an unparseable required date fails both `is_date` and
         # `not_nullable`; the first says more.
         con.execute(

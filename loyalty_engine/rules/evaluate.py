@@ -1,10 +1,10 @@
-"""Run the compiled rules in DuckDB and store what fired in the `warnings` table."""
+"""Run the compiled rules in DuckDB and store the night's signals: where a rule's condition held."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +16,9 @@ from loyalty_engine.rules.loader import RuleSet
 
 
 @dataclass(frozen=True)
-class FiredRule:
+class Signal:
+    """A rule's condition held for an account on the night (the lifecycle decides what it means)."""
+
     account_id: str
     rule_id: str
     severity: str
@@ -25,7 +27,7 @@ class FiredRule:
 
 @dataclass
 class NightOutcome:
-    fired: list[FiredRule] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     # Rule id -> accounts whose condition was unknown (a metric it needs had no data).
     no_data: dict[str, int] = field(default_factory=dict)
     # Rule id -> why it was not evaluated tonight (an optional table it needs is absent).
@@ -78,50 +80,51 @@ def runnable(ruleset: RuleSet, absent: set[str]) -> tuple[RuleSet, dict[str, str
 
 
 def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, absent: set[str] = frozenset()) -> NightOutcome:
-    """Evaluate every enabled rule for all accounts at once, as of the night; replace its warnings.
+    """Evaluate every enabled rule for all accounts at once, as of the night; replace its signals.
 
-    A rule with `for: N nights` is evaluated on the N nights up to this one (one query for all),
-    each seeing only data up to itself, and fires when its condition held on all of them."""
+    `for: N nights` is not applied here: the lifecycle counts the evaluated nights a signal
+    held in a row. The (account, rule) pairs whose condition could not be judged (a metric had
+    no data) are left in the TEMP table `night_unknown` on `con`, for `advance_warnings`."""
     ruleset, skipped = runnable(ruleset, absent)
     outcome = NightOutcome(skipped=skipped)
-    longest = max((r.for_nights for r in ruleset.rules), default=1)
-    nights = [night - timedelta(days=back) for back in range(longest)]
-    compiled = compile_rules(ruleset, nights)
+    compiled = compile_rules(ruleset, [night])
     con.execute(f"CREATE OR REPLACE TEMP TABLE night_outcomes AS {compiled.sql}")
-    fired_any = " OR ".join(f'"{r.id}.fired"' for r in compiled.rules) or "false"
-    result = con.sql(f"SELECT * FROM night_outcomes WHERE night = ? AND ({fired_any})", params=[night])
+    held_any = " OR ".join(f'"{r.id}.holds"' for r in compiled.rules) or "false"
+    result = con.sql(f"SELECT * FROM night_outcomes WHERE {held_any}")
     names = result.columns
-    # One row per account with at least one warning: a handful, not the order history.
+    # One row per account with at least one signal: a handful, not the order history.
     for row in result.fetchall():
         values = dict(zip(names, row))
         for rule in compiled.rules:
-            if values[f"{rule.id}.fired"]:
+            if values[f"{rule.id}.holds"]:
                 evidence = {n: _plain(values.get(f"{rule.id}.{n}", values.get(n))) for n in compiled.evidence[rule.id]}
-                outcome.fired.append(FiredRule(values["account_id"], rule.id, rule.severity, evidence))
-    if compiled.rules:
-        counts = ", ".join(f'count(*) FILTER (WHERE "{r.id}.holds" IS NULL)' for r in compiled.rules)
-        unknown = con.execute(f"SELECT {counts} FROM night_outcomes WHERE night = ?", [night]).fetchone()
-        outcome.no_data = {rule.id: count for rule, count in zip(compiled.rules, unknown)}
+                outcome.signals.append(Signal(values["account_id"], rule.id, rule.severity, evidence))
+    unknown = " UNION ALL ".join(
+        f"SELECT account_id, '{r.id}' AS rule_id FROM night_outcomes WHERE \"{r.id}.holds\" IS NULL" for r in compiled.rules
+    ) or "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS rule_id WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE night_unknown AS {unknown}")
+    outcome.no_data = dict.fromkeys((r.id for r in compiled.rules), 0)
+    outcome.no_data.update(con.execute("SELECT rule_id, count(*) FROM night_unknown GROUP BY rule_id").fetchall())
     con.execute("DROP TABLE night_outcomes")
-    _store(con, night, outcome.fired)
+    _store(con, night, outcome.signals)
     return outcome
 
 
-def _store(con: duckdb.DuckDBPyConnection, night: date, fired: list[FiredRule]) -> None:
+def _store(con: duckdb.DuckDBPyConnection, night: date, signals: list[Signal]) -> None:
     rows = pa.table(
         {
-            "account_id": pa.array([f.account_id for f in fired], pa.string()),
-            "rule_id": pa.array([f.rule_id for f in fired], pa.string()),
-            "severity": pa.array([f.severity for f in fired], pa.string()),
-            "evidence": pa.array([json.dumps(f.evidence, ensure_ascii=False) for f in fired], pa.string()),
+            "account_id": pa.array([f.account_id for f in signals], pa.string()),
+            "rule_id": pa.array([f.rule_id for f in signals], pa.string()),
+            "severity": pa.array([f.severity for f in signals], pa.string()),
+            "evidence": pa.array([json.dumps(f.evidence, ensure_ascii=False) for f in signals], pa.string()),
         }
     )
     con.begin()
-    con.execute("DELETE FROM warnings WHERE night = ?", [night])
-    # One insert from Arrow: executemany costs a round trip per warning (1.5 s for 8,000).
-    con.register("fired_rules", rows)
-    con.execute("INSERT INTO warnings SELECT ?, account_id, rule_id, severity, evidence FROM fired_rules", [night])
-    con.unregister("fired_rules")
+    con.execute("DELETE FROM signals WHERE night = ?", [night])
+    # One insert from Arrow: executemany costs a round trip per row (1.5 s for 8,000).
+    con.register("night_signals", rows)
+    con.execute("INSERT INTO signals SELECT ?, account_id, rule_id, severity, evidence FROM night_signals", [night])
+    con.unregister("night_signals")
     con.commit()
 
 

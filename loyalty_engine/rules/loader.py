@@ -147,6 +147,8 @@ class Rule:
     where: Where
     for_nights: int = 1  # the condition must hold this many evaluated nights in a row
     labels: dict[str, str] = field(default_factory=dict)
+    # Weaker rules this one hides on the same account while it fires (Alertmanager's inhibition).
+    inhibits: tuple[str, ...] = ()
     # Where each expression sits in the file, so compile errors can point into it.
     places: dict[str, Where] = field(default_factory=dict, compare=False)
 
@@ -223,6 +225,11 @@ def _read(paths: Path | list[Path], problems: list[RuleError]) -> RuleSet:
                 continue
             seen[rule.id] = rule.where
             rules.append(rule)
+    for rule in rules:
+        for hidden in rule.inhibits:
+            if hidden == rule.id or hidden not in seen:
+                problem = "a rule cannot inhibit itself" if hidden == rule.id else f"unknown rule '{hidden}'{_did_you_mean(hidden, seen)}"
+                problems.append(RuleError(f"{rule.places['inhibits']}: inhibits: {problem}"))
     return RuleSet(metrics, rules)
 
 
@@ -345,7 +352,7 @@ def _did_you_mean(word: str, known) -> str:
 
 
 def _rule(path: Path, spec: _Located) -> Rule:
-    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "title", "message", "action", "enabled"})
+    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled"})
     for key in ("id", "severity", "when", "title", "message", "action"):
         if key not in spec:
             raise RuleError(f"{_at(path, spec, None)}: rule is missing required key '{key}'")
@@ -368,7 +375,14 @@ def _rule(path: Path, spec: _Located) -> Rule:
     labels = spec.get("labels") or {}
     if labels and not isinstance(labels, _Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
         raise RuleError(f"{_at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
+    inhibits = spec.get("inhibits") or []
+    if isinstance(inhibits, str):
+        inhibits = [inhibits]
+    if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
+        raise RuleError(f"{_at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]")
     places = {"when": _expression_place(path, spec, "when")}
+    if inhibits:
+        places["inhibits"] = _expression_place(path, spec, "inhibits")
     places.update({f"values.{name}": _expression_place(path, values, name) for name in values})
     texts = {key: _texts(path, spec, key) for key in ("title", "message", "action")}
     for key in texts:
@@ -384,6 +398,7 @@ def _rule(path: Path, spec: _Located) -> Rule:
         where=_where(path, spec, None),
         for_nights=for_nights,
         labels={str(k): str(v) for k, v in labels.items()},
+        inhibits=tuple(inhibits),
         places=places,
         **texts,
     )
