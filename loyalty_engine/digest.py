@@ -359,19 +359,17 @@ def _render(
     message["X-Loyalty-Night"] = night.isoformat()
     message.set_content(text, subtype="plain", cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
-    attachment = b""
+    attachment = ""
     if context["more"]:
-        attachment = _csv(warnings, ui, language)
-        message.add_attachment(
-            attachment, maintype="text", subtype="csv", filename=ui["attachment_name"].format(night=night.isoformat())
-        )
+        attachment = _csv(warnings, language)
+        message.add_attachment(attachment, subtype="csv", charset="utf-8", filename=ui["attachment_name"].format(night=night.isoformat()))
     for part in message.iter_parts():
         del part["MIME-Version"]  # only the top level carries it
     # After the parts: set_content() clears every Content-* header it finds.
     message["Content-Language"] = language
     # The default boundaries are random. These are derived from the content, and "=_" never
     # occurs in a quoted-printable or base64 body, so they cannot collide with the parts.
-    parts = hashlib.sha256(f"{text}\0{html}".encode("utf-8") + attachment).hexdigest()[:32]
+    parts = hashlib.sha256(f"{text}\0{html}\0{attachment}".encode("utf-8")).hexdigest()[:32]
     if message.is_multipart() and message.get_content_subtype() == "mixed":
         message.set_boundary(f"=_mixed_{parts}")
         message.get_payload()[0].set_boundary(f"=_digest_{parts}")
@@ -454,14 +452,14 @@ def _route_reason(reason: str, ui: dict[str, str]) -> str:
     return f"{ui['routed']}: {reason}"
 
 
-def _csv(warnings: list[AccountWarning], ui: dict[str, str], language: str) -> bytes:
+def _csv(warnings: list[AccountWarning], language: str) -> str:
     """Every warning of the digest, one row each; German spreadsheets expect ';' and UTF-8 with a BOM."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";" if language == "de" else ",", lineterminator="\r\n")
     writer.writerow(["account_id", "account_name", "segment", "group", "revenue_12m", "notice", "severity", "rule_id", "title", "message", "action"])
     for w in sorted(warnings, key=lambda w: (w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
         writer.writerow([w.account_id, w.account_name, w.segment or "", w.group or "", round(w.revenue_12m or 0), w.notice, w.severity, w.rule_id, w.title, w.message, w.action])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return "\ufeff" + out.getvalue()
 
 
 def _domain_of(sender: str) -> str:

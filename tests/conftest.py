@@ -81,3 +81,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int = 7) -> None:
+    """The evaluate task of the flow, without Prefect: evaluate, advance and route each night in turn."""
+    from loyalty_engine.lifecycle import advance_warnings
+    from loyalty_engine.routing import route_warnings
+    from loyalty_engine.rules.evaluate import evaluate_rules
+
+    for night in nights:
+        outcome = evaluate_rules(con, ruleset, night)
+        advance_warnings(con, ruleset, night, outcome, list(snoozes), repeat_after_days)
+        route_warnings(con, night)

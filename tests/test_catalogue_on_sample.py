@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from loyalty_engine import store
 from loyalty_engine.extracts import stage_extracts
+from loyalty_engine.lifecycle import advance_warnings
 from loyalty_engine.rules.evaluate import evaluate_rules
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample import RULES, generate_sample
@@ -23,7 +24,7 @@ NIGHT = date(2026, 11, 20)
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    """Ground truth and the engine's warnings for one night of a 300-account sample."""
+    """Ground truth and the engine's firing warnings for one night of a 300-account sample."""
     root = tmp_path_factory.mktemp("catalogue")
     summary = generate_sample(root / "extracts", accounts=300, seed=11, end_date=NIGHT)
     with (root / "extracts" / "ground_truth.csv").open(encoding="utf-8") as handle:
@@ -32,10 +33,14 @@ def night(tmp_path_factory):
         checks = validate_night(con, stage_extracts(con, root / "extracts", NIGHT), NIGHT)
         assert all(check.rows_quarantined == 0 for check in checks), checks
         active = {account for (account,) in con.execute("SELECT account_id FROM accounts WHERE status <> 'closed'").fetchall()}
-        outcome = evaluate_rules(con, load_rules(ROOT / "rules"), NIGHT, absent=set())
+        ruleset = load_rules(ROOT / "rules")
+        # Two evaluated nights, so that `for: 2 nights` can be met, as the ground truth assumes.
+        for night in (NIGHT - timedelta(days=1), NIGHT):
+            advance_warnings(con, ruleset, night, evaluate_rules(con, ruleset, night), [], repeat_after_days=7)
+        firing = con.execute("SELECT account_id, rule_id FROM warning_nights WHERE night = ? AND state = 'firing'", [NIGHT]).fetchall()
     warned: dict[str, set[str]] = {}
-    for fired in outcome.fired:
-        warned.setdefault(fired.account_id, set()).add(fired.rule_id)
+    for account_id, rule_id in firing:
+        warned.setdefault(account_id, set()).add(rule_id)
     return summary, truth, active, warned
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from email import policy
 from pathlib import Path
 
@@ -16,10 +17,9 @@ import pytest
 
 from loyalty_engine import store
 from loyalty_engine.extracts import stage_extracts
-from loyalty_engine.rules.evaluate import evaluate_rules
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.validate import validate_night
-from tests.conftest import NIGHT, ROOT, write_config, write_extract
+from tests.conftest import NIGHT, ROOT, run_nights, write_config, write_extract
 from tests.test_rules import Extract, baseline
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
@@ -68,7 +68,8 @@ def evaluated(tmp_path_factory) -> Path:
     write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
     with store.connect(folder / "data" / "loyalty.duckdb") as con:
         validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
-        evaluate_rules(con, load_rules(ROOT / "rules"), NIGHT)
+        # Two nights: falling_order_frequency waits `for: 2 nights`.
+        run_nights(con, load_rules(ROOT / "rules"), NIGHT - timedelta(days=1), NIGHT)
     return config
 
 
@@ -76,8 +77,8 @@ def test_alerts_as_csv_and_json(evaluated):
     result = loyalty("alerts", "--config", str(evaluated), "--date", NIGHT.isoformat(), "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["owner_email"]) for r in rows] == [
-        ("A1", "Kunde A1", "falling_order_frequency", "high", "anna@example.com")
+    assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["state"], r["notice"], r["recipient"]) for r in rows] == [
+        ("A1", "Kunde A1", "falling_order_frequency", "high", "firing", "new", "anna@example.com")
     ]
     assert json.loads(rows[0]["evidence"]) == {"expected_orders": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)

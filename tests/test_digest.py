@@ -7,12 +7,13 @@ import email.policy
 import hashlib
 import random
 import re
+from dataclasses import replace
 from datetime import date
 from email.message import EmailMessage
 
 import pytest
 
-from loyalty_engine.digest import AccountWarning, Digest, render_digests
+from loyalty_engine.digest import AccountWarning, Digest, Portfolio, render_digests
 from loyalty_engine.errors import ConfigError
 
 NIGHT = date(2026, 11, 23)
@@ -113,7 +114,7 @@ def test_each_warning_shows_account_id_evidence_and_action() -> None:
 def test_german_digest() -> None:
     [digest, _] = render_digests(WARNINGS, NIGHT, SENDER, "de")
 
-    assert digest.message["Subject"] == "Frühwarnung 23.11.2026: 4 Kunden mit Warnsignalen"
+    assert digest.message["Subject"] == "Frühwarnung 23.11.2026: 5 neue Warnsignale bei 4 Kunden"
     assert digest.message["Content-Language"] == "de"
     text = text_of(digest)
     assert "Hallo Jürgen Groß," in text
@@ -128,7 +129,7 @@ def test_german_digest() -> None:
 def test_english_digest() -> None:
     [digest, _] = render_digests(WARNINGS, NIGHT, SENDER, "en")
 
-    assert digest.message["Subject"] == "Early warning 23 Nov 2026: 4 accounts show warning signs"
+    assert digest.message["Subject"] == "Early warning 23 Nov 2026: 5 new warning signs at 4 accounts"
     text = text_of(digest)
     assert "Hello Jürgen Groß," in text
     assert "Suggested action: Tun falling_order_frequency" in text
@@ -141,8 +142,8 @@ def test_english_digest() -> None:
 @pytest.mark.parametrize(
     ("language", "subject"),
     [
-        ("de", "Frühwarnung 23.11.2026: 1 Kunde mit Warnsignalen"),
-        ("en", "Early warning 23 Nov 2026: 1 account shows warning signs"),
+        ("de", "Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden"),
+        ("en", "Early warning 23 Nov 2026: 1 new warning sign at one account"),
     ],
 )
 def test_subject_for_a_single_account(language: str, subject: str) -> None:
@@ -237,19 +238,81 @@ def test_sender_without_address_is_a_config_error() -> None:
 
 
 def test_owner_without_a_valid_address_is_named() -> None:
-    with pytest.raises(ValueError, match="owner email 'nobody' of account K-1"):
+    with pytest.raises(ValueError, match="an address of account K-1 is not an address"):
         render_digests([warning("K-1", "Bäckerei Kühn", "high", owner_email="nobody")], NIGHT, SENDER, "de")
 
 
-def test_a_long_digest_lists_the_most_urgent_accounts_and_counts_the_rest():
+def test_a_long_digest_shows_the_most_urgent_accounts_in_full_the_rest_in_a_line_and_all_in_a_csv():
     warnings = [
-        AccountWarning(f"K-{i:03}", f"Kunde {i:03}", "anna@example.com", "Anna", "r", "high" if i < 2 else "low", "T", "M", "A")
+        AccountWarning(f"K-{i:03}", f"Kunde {i:03}", "anna@example.com", "Anna", "r", "high" if i < 2 else "low", f"Titel {i}", f"Befund {i}", "A")
         for i in range(5)
     ]
     [digest] = render_digests(warnings, date(2026, 11, 23), "a@example.com", "de", max_accounts=3)
-    text = digest.message.get_body(("plain",)).get_content()
-    assert "Kunde 000" in text and "Kunde 001" in text and "Kunde 002" in text and "Kunde 004" not in text
-    assert "2 weitere Kunden mit Warnsignalen sind hier nicht aufgeführt." in text
-    assert "5 Kunden mit Warnsignalen" in digest.message["Subject"]
-    html = digest.message.get_body(("html",)).get_content()
-    assert "2 weitere Kunden" in html and "Kunde 004" not in html
+    text = text_of(digest)
+    assert "Befund 000" not in text and all(f"Befund {i}" in text for i in range(3)) and "Befund 4" not in text
+    assert "- Kunde 004 (K-004): Titel 4" in text
+    assert "Die vollständige Liste hängt als CSV-Datei an." in text
+    assert digest.message["Subject"] == "Frühwarnung 23.11.2026: 5 neue Warnsignale bei 5 Kunden"
+    [attachment] = parse(digest).iter_attachments()
+    assert attachment.get_filename() == "fruehwarnung-2026-11-23.csv"
+    rows = attachment.get_content().lstrip("\ufeff").splitlines()
+    assert rows[0].startswith("account_id;account_name;segment;group") and len(rows) == 6
+
+
+def test_sections_for_new_still_open_and_resolved_and_the_portfolio_header():
+    warnings = [
+        warning("K-1", "Bäckerei Kühn", "high", "falling_order_frequency"),
+        replace(warning("K-2", "Autohaus Adler", "medium", "silent_complaints"), notice="repeat", since=date(2026, 11, 2)),
+        replace(warning("K-3", "Zimmerei Öztürk", "low", "fewer_visits"), notice="resolved"),
+    ]
+    portfolios = {"juergen@example.com": Portfolio(watched=42, warned=7, retention=0.913)}
+    [digest] = render_digests(warnings, NIGHT, SENDER, "de", portfolios=portfolios)
+    assert digest.message["Subject"] == "Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden, 1 weiterhin offen, 1 behoben"
+    text = text_of(digest)
+    assert "Ihr Portfolio: 42 Kunden beobachtet, 7 mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: 91\xa0%." in text
+    assert text.index("== Neue Warnsignale ==") < text.index("== Weiterhin offen ==") < text.index("== Behoben ==")
+    assert "- Autohaus Adler (K-2): Titel silent_complaints (seit 02.11.2026)" in text
+    assert "- Zimmerei Öztürk (K-3): Titel fewer_visits" in text
+    [english] = render_digests(warnings, NIGHT, SENDER, "en", portfolios=portfolios)
+    assert english.message["Subject"] == "Early warning 23 Nov 2026: 1 new warning sign at one account, 1 still open, 1 resolved"
+    assert "Retention rate over the last 12 months: 91%." in text_of(english)
+
+
+def test_care_order_then_severity_then_revenue():
+    """Defectors first, then apostles, loyal, opportunists, hostages, then unknown groups."""
+    warnings = [
+        replace(warning("K-1", "Hostage", "critical"), group="hostage"),
+        replace(warning("K-2", "Loyal small", "high"), group="loyal", revenue_12m=1_000.0),
+        replace(warning("K-3", "Loyal big", "high"), group="loyal", revenue_12m=90_000.0),
+        replace(warning("K-4", "Loyal critical", "critical"), group="loyal", revenue_12m=10.0),
+        replace(warning("K-5", "Defector", "low"), group="defector"),
+        replace(warning("K-6", "Apostle", "info"), group="apostle"),
+        warning("K-7", "Unknown", "critical"),
+    ]
+    text = text_of(render_digests(warnings, NIGHT, SENDER, "en")[0])
+    order = ["Defector", "Apostle", "Loyal critical", "Loyal big", "Loyal small", "Hostage", "Unknown"]
+    positions = [text.index(f"{name} (Account ID") for name in order]
+    assert positions == sorted(positions), text
+
+
+def test_revenue_chart_has_a_bar_per_month_in_cells_and_the_text_part_a_sparkline():
+    months = tuple(float(m) for m in (0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200))
+    [digest] = render_digests([replace(warning("K-1", "Bäckerei Kühn", "high"), revenue_12m=6700.0, monthly_revenue=months)], NIGHT, SENDER, "de")
+    html = html_of(digest)
+    heights = [int(h) for h in re.findall(r'class="bar[^"]*" style="[^"]*" height="(\d+)"', html)]
+    assert len(heights) == 12 and heights[-1] == 36 and heights[0] == 1 and heights == sorted(heights)
+    assert "<script" not in html and "<img" not in html
+    assert "Umsatz der letzten 12 Monate: 6.700&nbsp;€" in html
+    assert "Umsatz der letzten 12 Monate: 6.700\xa0€  [ ▁▂▃▃▄▅▅▆▇▇█]" in text_of(digest)
+
+
+def test_critical_warnings_copy_the_supervisor_and_ops_digests_say_why():
+    critical = replace(warning("K-1", "Bäckerei Kühn", "critical"), cc="Chefin@Example.com")
+    routed = replace(warning("K-2", "Autohaus Adler", "high", owner_email=""), recipient="ops@example.com",
+                     route_reason="owner address 'anna(at)example' is not valid")
+    owner_digest, ops_digest = render_digests([critical, routed], NIGHT, SENDER, "de")
+    assert owner_digest.envelope == ["juergen@example.com", "chefin@example.com"]
+    assert ops_digest.recipient == "ops@example.com" and ops_digest.envelope == ["ops@example.com"]
+    text = text_of(ops_digest)
+    assert "Diese Warnsignale konnten keinem Betreuer zugestellt werden." in text
+    assert "Weitergeleitet: Betreuer-Adresse 'anna(at)example' ist ungültig" in text

@@ -29,7 +29,7 @@ def night_extract(root):
     x.contract("B1", "2024-01-01", "2025-12-31")                                  # 24 → 12 months
     x.contract("B1", "2026-01-01", "2026-12-31")
     x.order_on(x.account("C1", owner="carla"), *baseline(8), 1, 2, 3, 4, 5)       # steady: quiet
-    x.accounts[0]["name"] = "<script>alert('Müller')</script> GmbH"
+    x.accounts[1]["name"] = "<script>alert('Müller')</script> GmbH"
     orders = x.orders + [{"order_id": "BAD", "account_id": "A1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"}]
     return write_extract(root, accounts=x.accounts, orders=orders, complaints=x.complaints, contracts=x.contracts)
 
@@ -54,16 +54,18 @@ def test_a_night_mails_one_digest_per_owner_with_warnings_and_nothing_on_a_rerun
     # The extract has no interactions or surveys: their rules are skipped, with the reason.
     assert summary.skipped["nps_detractor"] == "needs the optional table surveys, absent tonight"
     assert len(summary.skipped) == 6 and len(summary.warnings) == 7
+    # falling_order_frequency waits `for: 2 nights`: pending tonight, mailed only if it holds again.
+    assert summary.notices == {"new": 2, "pending": 1}
     assert sorted(summary.delivery.sent) == ["anna@example.com", "bernd@example.com"]
     assert sorted(server.recipients()) == ["anna@example.com", "bernd@example.com"]
 
     anna = next(email.message_from_bytes(m.content, policy=policy.default) for m in server.messages if m.rcpt_tos == ["anna@example.com"])
-    assert anna["Subject"] == "Frühwarnung 23.11.2026: 2 Kunden mit Warnsignalen"
+    assert anna["Subject"] == "Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden"
     assert anna.get_content_type() == "multipart/alternative"
     text = anna.get_body(("plain",)).get_content()
     html = anna.get_body(("html",)).get_content()
-    assert "Bestellfrequenz sinkt" in text and "0 Bestellungen in den letzten 90 Tagen, etwa 2 erwartet" in text
-    assert "Beschwerden bleiben plötzlich aus" in text
+    assert "Beschwerden bleiben plötzlich aus" in text and "Bestellfrequenz sinkt" not in text
+    assert "Ihr Portfolio: 3 Kunden beobachtet" not in text and "Ihr Portfolio: 2 Kunden beobachtet, 1 mit offenen Warnsignalen" in text
     assert "<script>" not in html and "&lt;script&gt;" in html
 
     again = nightly(config_path=str(config), night=NIGHT)
@@ -71,17 +73,27 @@ def test_a_night_mails_one_digest_per_owner_with_warnings_and_nothing_on_a_rerun
     assert len(server.messages) == 2
 
 
-def test_a_missing_column_stops_the_night_before_any_mail(tmp_path, smtp_server):
+def test_a_missing_column_stops_the_night_mails_no_owner_and_tells_ops(tmp_path, smtp_server):
     from flows.nightly import nightly
 
     folder = night_extract(tmp_path / "extracts")
     write_table(folder, "orders", [], columns=["order_id", "account_id", "order_date", "currency"])
     config = write_config(tmp_path, mode="smtp", smtp=f"{{host: {smtp_server.host}, port: {smtp_server.port}}}")
+    config.write_text(config.read_text().replace("  retries: 0", "  retries: 0\n  ops_recipients: [ops@example.com]"))
     with pytest.raises(ExtractError, match=r"orders.csv: missing required column 'amount'"):
         nightly(config_path=str(config), night=NIGHT)
-    assert smtp_server.messages == []
+    [notice] = smtp_server.messages
+    assert notice.rcpt_tos == ["ops@example.com"]
+    message = email.message_from_bytes(notice.content, policy=policy.default)
+    assert message["Subject"] == "Frühwarnung 23.11.2026: Nacht nicht ausgewertet, keine Digests versandt"
+    assert "missing required column 'amount'" in message.get_content()
     with duckdb.connect(str(tmp_path / "data" / "loyalty.duckdb")) as con:
-        assert con.execute("SELECT count(*) FROM warnings").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM nights").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM warning_nights").fetchone() == (0,)
+    # Run again with the same broken extract: ops are not told twice.
+    with pytest.raises(ExtractError):
+        nightly(config_path=str(config), night=NIGHT)
+    assert len(smtp_server.messages) == 1
 
 
 def test_outbox_mode_writes_eml_files_for_the_newest_extract_night(tmp_path):

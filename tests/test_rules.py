@@ -1,17 +1,17 @@
-"""The three shipped rules on hand-made extracts: both sides of each threshold and every window edge."""
+"""Shipped rules on hand-made extracts: both sides of each threshold and every window edge."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from loyalty_engine import store
 from loyalty_engine.extracts import stage_extracts
-from loyalty_engine.rules.evaluate import evaluate_rules
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.validate import validate_night
-from tests.conftest import NIGHT, ROOT, write_extract
+from tests.conftest import NIGHT, ROOT, run_nights, write_extract
 
 D = NIGHT
 
@@ -103,7 +103,15 @@ def fired(tmp_path_factory):
     with store.connect(root / "loyalty.duckdb") as con:
         checks = validate_night(con, stage_extracts(con, root / "extracts", D), D)
         assert all(c.rows_quarantined == 0 for c in checks), checks
-        return {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), D).fired}
+        # Two evaluated nights: falling_order_frequency waits `for: 2 nights`.
+        run_nights(con, load_rules(ROOT / "rules"), D - timedelta(days=1), D)
+        return firing(con, D)
+
+
+def firing(con, night) -> dict:
+    """(account, rule) -> evidence of the warnings firing on the night."""
+    rows = con.execute("SELECT account_id, rule_id, evidence FROM warning_nights WHERE night = ? AND state = 'firing'", [night]).fetchall()
+    return {(account, rule): json.loads(evidence) for account, rule, evidence in rows}
 
 
 def accounts_for(fired: dict, rule_id: str) -> set[str]:
@@ -147,8 +155,9 @@ def test_re_evaluating_a_night_replaces_its_warnings(tmp_path):
     with store.connect(tmp_path / "db.duckdb") as con:
         for _ in range(2):
             validate_night(con, stage_extracts(con, tmp_path / "extracts", D), D)
-            evaluate_rules(con, load_rules(ROOT / "rules"), D)
-        assert con.execute("SELECT count(*) FROM warnings").fetchone()[0] == 1
+            run_nights(con, load_rules(ROOT / "rules"), D)
+        assert con.execute("SELECT count(*) FROM signals").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM warning_nights").fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 8
 
 
@@ -165,7 +174,8 @@ def test_an_earlier_night_sees_nothing_that_happened_after_it(tmp_path):
     write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders, contracts=x.contracts)
     with store.connect(tmp_path / "db.duckdb") as con:
         validate_night(con, stage_extracts(con, tmp_path / "extracts", D), D)
-        fired = {(f.account_id, f.rule_id): f.evidence for f in evaluate_rules(con, load_rules(ROOT / "rules"), earlier).fired}
+        run_nights(con, load_rules(ROOT / "rules"), earlier - timedelta(days=1), earlier)
+        fired = firing(con, earlier)
     assert fired[("P", "falling_order_frequency")]["orders_recent"] == 0
     assert fired[("P", "falling_order_frequency")]["orders_baseline"] == 8
     assert fired[("Q", "shorter_contracts")] == {"contract_months_latest": 12, "contract_months_previous": 24}
