@@ -82,6 +82,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "segment": "Segment",
         "group": "Gruppe",
         "revenue": "Umsatz der letzten 12 Monate: {amount}",
+        "months": "{first} – {night}",
         "evidence": "Befund",
         "action": "Empfehlung",
         "routed": "Weitergeleitet",
@@ -132,6 +133,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "segment": "Segment",
         "group": "Group",
         "revenue": "Revenue over the last 12 months: {amount}",
+        "months": "{first} – {night}",
         "evidence": "Evidence",
         "action": "Suggested action",
         "routed": "Forwarded",
@@ -390,7 +392,8 @@ def _accounts(warnings: list[AccountWarning], ui: dict[str, str], night: date, l
         by_account.setdefault(warning.account_id, []).append(warning)
     accounts = []
     for account_id, owned in by_account.items():
-        owned.sort(key=lambda w: (_RANK[w.severity], w.title.casefold(), w.rule_id))
+        # The same order in every language: severity, then the rule.
+        owned.sort(key=lambda w: (_RANK[w.severity], w.rule_id))
         first = owned[0]
         months = first.monthly_revenue
         top = max(months, default=0) or 1
@@ -408,11 +411,15 @@ def _accounts(warnings: list[AccountWarning], ui: dict[str, str], night: date, l
                     {
                         "height": max(round(CHART_HEIGHT * value / top), 1),
                         "empty": value <= 0,
-                        "label": format_date(_month_back(night, len(months) - 1 - i), "MMMMM", locale=locale),
                         "title": f"{format_date(_month_back(night, len(months) - 1 - i), 'MMM yyyy', locale=locale)}: {_money(value, currency, locale)}",
                     }
                     for i, value in enumerate(months)
                 ],
+                # The last bar is the current month up to the night, drawn lighter: not a drop.
+                "months": ui["months"].format(
+                    first=format_date(_month_back(night, len(months) - 1), "MMM yyyy", locale=locale),
+                    night=format_date(night, "medium", locale=locale),
+                ) if months else "",
                 "sparkline": "".join(SPARKS[min(int(len(SPARKS) * value / top), len(SPARKS) - 1)] if value > 0 else " " for value in months),
                 "routed": _route_reason(first.route_reason, ui) if first.route_reason else "",
                 "warnings": [

@@ -271,7 +271,7 @@ def test_sections_for_new_still_open_and_resolved_and_the_portfolio_header():
     text = text_of(digest)
     assert "Ihr Portfolio: 42 Kunden beobachtet, 7 mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: 91\xa0%." in text
     assert text.index("== Neue Warnsignale ==") < text.index("== Weiterhin offen ==") < text.index("== Behoben ==")
-    assert "- Autohaus Adler (K-2): Titel silent_complaints (seit 02.11.2026)" in text
+    assert "- Autohaus Adler (K-2): [MITTEL] Titel silent_complaints (seit 02.11.2026)" in text
     assert "- Zimmerei Öztürk (K-3): Titel fewer_visits" in text
     [english] = render_digests(warnings, NIGHT, SENDER, "en", portfolios=portfolios)
     assert english.message["Subject"] == "Early warning 23 Nov 2026: 1 new warning sign at one account, 1 still open, 1 resolved"

@@ -34,6 +34,7 @@ WIDTH, HEIGHT = 800, 2000  # tall enough for the whole digest below: nothing is 
 PAGE = (0xF3, 0xF4, 0xF6)  # the grey around the white sheet
 BAR = (0x25, 0x63, 0xEB)  # a month's revenue
 BAR_EMPTY = (0xD1, 0xD5, 0xDB)  # a month without revenue
+BAR_PARTIAL = (0x93, 0xC5, 0xFD)  # the current month, up to the night
 
 # Per language: the owner, the texts the rules would have written, and what the page must show.
 LANGUAGES = {
@@ -152,11 +153,11 @@ def owner_warnings(language: str) -> list[AccountWarning]:
 
 
 def expected_bar_pixels() -> int:
-    """The area of the blue bars if each is 14 px wide and as tall as digest.py makes it."""
+    """The area of the full-colour bars (all but the current month) if each is 14 px wide and as tall as digest.py makes it."""
     total = 0
     for *_, months in NEW:
         top = max(months)
-        total += sum(14 * max(round(CHART_HEIGHT * m / top), 1) for m in months if m > 0)
+        total += sum(14 * max(round(CHART_HEIGHT * m / top), 1) for m in months[:-1] if m > 0)
     return total
 
 
@@ -279,11 +280,14 @@ def test_digest_screenshot_shows_the_page_and_the_charts(rendered, tmp_path):
     assert ink.sum() > 0.02 * WIDTH * HEIGHT
     assert (image.max(axis=2) < 100).sum() > 5_000  # dark text, not just coloured boxes
 
-    # The charts: one band of blue bars per account with new warnings, twelve months side by side.
+    # The charts: one band of blue bars per account with new warnings, twelve months side by side,
+    # the current month (up to the night) lighter.
     bars = near(image, BAR)
     assert bars.sum() >= 0.5 * rendered.bars, f"{bars.sum()} bar pixels, expected about {rendered.bars}"
     assert runs(bars.any(axis=1)) == len(NEW)
-    assert runs(bars.any(axis=0)) == 12
+    partial = near(image, BAR_PARTIAL)
+    assert runs(bars.any(axis=0)) == 11 and runs(partial.any(axis=0)) == 1
+    assert partial.any(axis=0).nonzero()[0].min() > bars.any(axis=0).nonzero()[0].max()  # the last bar, right of the others
     empty = near(image, BAR_EMPTY, tolerance=0)
     assert (empty[:, :-9] & np.logical_and.reduce([empty[:, k:WIDTH - 9 + k] for k in range(1, 10)])).any(), \
         "the month without revenue shows no grey slot"
