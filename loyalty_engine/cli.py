@@ -428,9 +428,7 @@ def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> Non
     prove_rules(ruleset, date.today(), problems)
     if not paths:  # the configured rules: their snoozes file is checked with them
         snoozes = _settings(config).snoozes
-        if snoozes.exists():
-            files.append(snoozes)
-            problems += check_snoozes(snoozes, {rule.id for rule in ruleset.rules})[1]
+        problems += check_snoozes(snoozes, {rule.id for rule in ruleset.rules})[1]
     for problem in sorted(problems, key=_file_order):
         err.print(str(problem), markup=False)
     if problems:

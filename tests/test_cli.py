@@ -30,14 +30,17 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-COMMANDS = ["run", "serve", "alerts", "quarantine", "explain", "generate-sample", "rules check", "rules list", "rules test"]
+COMMANDS = [
+    "run", "serve", "alerts", "history", "snooze", "preview", "quarantine", "explain", "generate-sample",
+    "rules check", "rules list", "rules test",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     result = loyalty(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
-    assert "Example:" in result.stdout and f"loyalty {command}" in result.stdout
+    assert ("Example:" in result.stdout or "Examples:" in result.stdout) and f"loyalty {command}" in result.stdout
 
 
 def test_top_level_help_lists_commands_and_exit_codes():
@@ -93,7 +96,11 @@ def test_quarantine_lists_the_bad_cells(evaluated):
         20, "X", "account_id", "account_exists", "A9")
 
 
-@pytest.mark.parametrize("command, shows", [("alerts", "A1"), ("explain A1", "FIRES"), ("rules check", "13 rules"), ("rules list", "nps_detractor")])
+@pytest.mark.parametrize(
+    "command, shows",
+    [("alerts", "A1"), ("history A1", "fired"), ("snooze --list", ""), ("explain A1", "FIRES"), ("rules check", "13 rules"),
+     ("rules list", "nps_detractor")],
+)
 def test_ops_commands_do_not_import_prefect(evaluated, command, shows):
     """Ops commands answer fast: they read the database or the rule files and never start Prefect."""
     code = (
@@ -105,6 +112,62 @@ def test_ops_commands_do_not_import_prefect(evaluated, command, shows):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert shows in result.stdout
+
+
+def test_history_tells_the_story_of_an_account(evaluated):
+    result = loyalty("history", "A1", "--config", str(evaluated), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    events = [(r["night"], r["rule_id"], r["event"]) for r in csv.DictReader(io.StringIO(result.stdout))]
+    assert events == [
+        ("2026-11-22", "falling_order_frequency", "pending (1 night held)"),
+        ("2026-11-23", "falling_order_frequency", "fired, mailed to anna@example.com"),
+    ]
+    unknown = loyalty("history", "NOPE", "--config", str(evaluated))
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, "error: unknown account 'NOPE': not in tonight's accounts and never warned")
+
+
+def test_snooze_adds_lists_and_removes_entries_in_the_snoozes_file(evaluated):
+    args = ("--config", str(evaluated))
+    added = loyalty("snooze", "A1", "--rule", "falling_order_frequency", "--until", "2099-12-31", "--reason", "Werksferien", "--by", "anna", *args)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("snooze 1: A1 (falling_order_frequency) not mailed up to and including 2099-12-31")
+    snoozes = evaluated.parent / "snoozes.yaml"
+    assert "reason: Werksferien" in snoozes.read_text(encoding="utf-8")
+    listed = loyalty("snooze", "--list", *args)
+    assert "A1" in listed.stdout and "active" in listed.stdout and listed.stderr.strip() == "1 snoozes"
+    assert loyalty("rules", "check", *args).returncode == 0  # the file passes the check it is held to
+    removed = loyalty("snooze", "--remove", "1", *args)
+    assert removed.returncode == 0 and "removed snooze 1 of A1" in removed.stdout
+    assert "A1" not in snoozes.read_text(encoding="utf-8")
+    for bad, message in [
+        (("A1x",), "error: unknown account 'A1x' (did you mean 'A1'?): not in the latest accounts extract"),
+        (("A1", "--rule", "falling_order_frequenzy"), "error: --rule: unknown rule 'falling_order_frequenzy' (did you mean 'falling_order_frequency'?)"),
+        (("A1", "--until", "2020-01-01"), "error: --until 2020-01-01 lies in the past; a snooze covers nights up to and including its end date"),
+    ]:
+        call = {"--until": "2099-12-31", "--reason": "x"} | dict(zip(bad[1::2], bad[2::2]))
+        result = loyalty("snooze", bad[0], *[part for pair in call.items() for part in pair], *args)
+        assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+def test_a_bad_snoozes_file_is_one_line_from_rules_check(evaluated):
+    snoozes = evaluated.parent / "snoozes.yaml"
+    snoozes.write_text("snoozes:\n  - id: 1\n    account: A1\n    until: 2099-12-31\n", encoding="utf-8")
+    try:
+        result = loyalty("rules", "check", "--config", str(evaluated))
+    finally:
+        snoozes.unlink()
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{snoozes}:2:5: snooze is missing required key 'reason'\n")
+
+
+def test_preview_writes_an_owners_digest_without_sending(evaluated, tmp_path):
+    out = tmp_path / "anna.html"
+    result = loyalty("preview", "--owner", "anna@example.com", "--out", str(out), "--config", str(evaluated))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden")
+    assert "Bestellfrequenz sinkt" in out.read_text(encoding="utf-8") and out.with_suffix(".txt").exists()
+    nobody = loyalty("preview", "--owner", "bernd@example.com", "--out", str(out), "--config", str(evaluated))
+    assert nobody.returncode == 2 and "bernd@example.com gets no digest on 2026-11-23" in nobody.stderr
 
 
 def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
