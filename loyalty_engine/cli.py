@@ -380,7 +380,7 @@ def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: 
             table.add_row(*("" if row[c] is None else str(row[c]) for c in shown))
         if rows:
             out.print(table)
-        err.print(f"{len(rows)} {what}")
+        err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")
 
 
 rules_app = typer.Typer(

@@ -80,15 +80,15 @@ def night_mailing(
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of their accounts name, else `language`); warnings without an owner go to each ops
     address. Evidence numbers are those of the last night the condition held. `all_open`
-    (for previews) takes every firing warning instead, as new."""
+    (for previews) takes every firing warning that is not snoozed or inhibited, as new."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
         SELECT w.account_id, coalesce(a.name, w.account_id), a.owner_email, a.owner_name, w.rule_id, w.severity,
-               w.evidence, CASE WHEN $all_open AND w.state = 'firing' THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
+               w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
                mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
         FROM warning_nights w LEFT JOIN accounts a USING (account_id)
-        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing'))
+        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')))
         ORDER BY w.recipient, w.account_id, w.rule_id
         """,
         {"night": night, "all_open": all_open},

@@ -134,7 +134,7 @@ def test_snooze_adds_lists_and_removes_entries_in_the_snoozes_file(evaluated):
     snoozes = evaluated.parent / "snoozes.yaml"
     assert "reason: Werksferien" in snoozes.read_text(encoding="utf-8")
     listed = loyalty("snooze", "--list", *args)
-    assert "A1" in listed.stdout and "active" in listed.stdout and listed.stderr.strip() == "1 snoozes"
+    assert "A1" in listed.stdout and "active" in listed.stdout and listed.stderr.strip() == "1 snooze"
     assert loyalty("rules", "check", *args).returncode == 0  # the file passes the check it is held to
     removed = loyalty("snooze", "--remove", "1", *args)
     assert removed.returncode == 0 and "removed snooze 1 of A1" in removed.stdout
