@@ -223,10 +223,13 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
     from loyalty_engine.deliver import deliver_digests
     from loyalty_engine.digest import render_digests
     from loyalty_engine.extracts import stage_extracts
-    from loyalty_engine.notify import warnings_for_digest
+    from loyalty_engine.lifecycle import advance_warnings
+    from loyalty_engine.notify import night_mailing
+    from loyalty_engine.routing import route_warnings
     from loyalty_engine.rules.compiler import check_rules
     from loyalty_engine.rules.evaluate import evaluate_rules
     from loyalty_engine.rules.loader import load_rules
+    from loyalty_engine.snoozes import load_snoozes
     from loyalty_engine.validate import validate_night
 
     imports = time.perf_counter() - started
@@ -270,18 +273,23 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
             return validate_night(con, staged_tables, night)
 
     def evaluate():
+        # As the flow's evaluate task: the rules, then the lifecycle and routing on the same connection.
         with database() as con:
-            return evaluate_rules(con, ruleset, night)
+            outcome = evaluate_rules(con, ruleset, night)
+            advance_warnings(con, ruleset, night, outcome, load_snoozes(settings.snoozes), settings.digest.repeat_after_days)
+            route_warnings(con, night)
+            return outcome.signals
 
     def render():
         with database() as con:
-            items = warnings_for_digest(con, ruleset, night, settings.digest.language)
+            mailing = night_mailing(con, ruleset, night, settings.digest.language, settings.email.ops_recipients)
         begun = time.perf_counter()
         digests = render_digests(
-            items, night, settings.email.sender, settings.digest.language, settings.digest.max_accounts
+            mailing.warnings, night, settings.email.sender, settings.digest.language, settings.digest.max_accounts,
+            mailing.portfolios, settings.digest.currency,
         )
         if timer:
-            timer.add(f"render_digests ({len(items)} warnings)", time.perf_counter() - begun)
+            timer.add(f"render_digests ({len(mailing.warnings)} warnings)", time.perf_counter() - begun)
         return digests
 
     def deliver():
