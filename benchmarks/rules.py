@@ -12,14 +12,14 @@ measures both:
 1. writes a sample with `loyalty_engine.sample.generate_sample` (seed 7, last night 2026-11-23)
    and loads that night into a DuckDB file as the nightly job does (`stage_extracts`, then
    `validate_night` on the same connection);
-2. rule subsets, each in a fresh process: times `evaluate_rules` (compile, query, store the
-   warnings), and apart from it `compile_rules` alone and the compiled query alone (materialised
+2. rule subsets, each in a fresh process: times `evaluate_rules` (compile, query, store what
+   held), and apart from it `compile_rules` alone and the compiled query alone (materialised
    into a TEMP table, as evaluate_rules does). Subsets: the first 1, 3 (the orders rules), 10
    and all 13 shipped rules, taken in the order falling_order_frequency, the other orders
    rules, then the rest in load order; and each of the 13 rules in a query of its own, summed,
-   to show what sharing the scans saves. Every subset holds falling_order_frequency, so all
-   evaluate the same nights (2 where evaluate_rules applies its `for: 2 nights` itself); the
-   nights are read from evaluate_rules' own call to compile_rules, not copied from its code;
+   to show what sharing the scans saves. Every case evaluates the nights evaluate_rules asks
+   compile_rules for (read from its call, not copied from its code): the night itself since
+   the lifecycle counts `for: N nights`, the N nights up to it before;
 3. sets of nights (by default 1, 7, 30 and 365 consecutive days ending on the night), each in
    a fresh process: the query of all 13 rules over the set, against the one-night query's
    time x N;
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import statistics
@@ -56,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RULES = ROOT / "rules"
 NIGHT = date(2026, 11, 23)  # fixed, so the same arguments give the same sample everywhere
-FIRST_RULE = "falling_order_frequency"  # the 1-rule subset: the largest table, and `for: 2 nights`
+FIRST_RULE = "falling_order_frequency"  # the 1-rule subset: two counts over the largest table
 ORDERS_RULES = 3  # the subset "3" is the orders rules only: more rules on the same table
 SUBSETS = (1, ORDERS_RULES, 10, None)  # None: every shipped rule
 SCAN = re.compile(r"Table: \w+\.\w+\.(\w+)")
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         "nights": nights,
     }
     results = save(args.work / "rules-results.json", record)
-    print(f"\nfigures written to {results}")
+    loads = [c["load_before"] for c in subsets + nights]
+    print(f"\nload average (1 min) before each case: {min(loads):.2f}-{max(loads):.2f} on {machine['cores']} cores")
+    print(f"figures written to {results}")
     return 0
 
 
@@ -164,8 +167,8 @@ def connect(database: Path):
 
 
 def evaluated_nights(con, ruleset) -> list[date]:
-    """The nights evaluate_rules compiles the rules for (HEAD: as many as the longest `for: N
-    nights`), read from its own call to compile_rules rather than copied from its code."""
+    """The nights evaluate_rules compiles the rules for, read from its own call to compile_rules
+    rather than copied from its code (which changed: it used to add the nights a `for:` needed)."""
     from loyalty_engine.rules import evaluate
 
     asked = []
@@ -206,23 +209,27 @@ def time_subset(database: Path, size: int | None, repeat: int, slow: float) -> d
 
 
 def time_one_query_per_rule(database: Path, repeat: int, slow: float) -> dict:
-    """Every shipped rule in a query of its own: the cost if each rule scanned the data itself."""
+    """Every shipped rule in a query of its own: what each rule costs alone, and the sum, which
+    is the cost if each rule scanned the data itself."""
     from loyalty_engine.rules.compiler import compile_rules
     from loyalty_engine.rules.loader import RuleSet
 
     ruleset = shipped_rules()
-    singles = [RuleSet(ruleset.metrics, [rule]) for rule in ruleset.rules]
+    singles = {rule.id: RuleSet(ruleset.metrics, [rule]) for rule in ruleset.rules}
     with connect(database) as con:
         # The nights of the query with every rule, so that both compare like for like.
         nights = evaluated_nights(con, ruleset)
-        queries = [compile_rules(single, nights).sql for single in singles]
+        queries = {rule_id: compile_rules(single, nights).sql for rule_id, single in singles.items()}
+        per_rule = {rule_id: timed(lambda sql=sql: materialise(con, sql), repeat, slow)[0] for rule_id, sql in queries.items()}
         figures = {
             "case": f"{len(singles)} rules, one query each",
-            "rules": [r.id for r in ruleset.rules],
+            "rules": list(singles),
             "nights_evaluated": len(nights),
-            "scans": dict(sorted(sum((Counter(table_scans(con, sql)) for sql in queries), Counter()).items())),
-            "compile": timed(lambda: [compile_rules(single, nights) for single in singles], repeat, slow)[0],
-            "query": timed(lambda: [materialise(con, sql) for sql in queries], repeat, slow)[0],
+            "scans": dict(sorted(sum((Counter(table_scans(con, sql)) for sql in queries.values()), Counter()).items())),
+            "compile": timed(lambda: [compile_rules(single, nights) for single in singles.values()], repeat, slow)[0],
+            "query": {key: sum(t[key] for t in per_rule.values()) for key in ("seconds", "min", "max")}
+            | {"runs": min(t["runs"] for t in per_rule.values())},
+            "per_rule": per_rule,
         }
     return figures | {"peak_rss": peak_rss()}
 
@@ -284,6 +291,7 @@ def in_child(limit: float | None, function, *args):
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(sending, function, *args))
     started = time.perf_counter()
+    load = os.getloadavg()[0]  # other work on the machine skews the figures: keep a trace of it
     child.start()
     sending.close()
     try:
@@ -297,18 +305,18 @@ def in_child(limit: float | None, function, *args):
     child.join()
     status, value = outcome
     if status == "ok":
-        return value
+        return value | {"load_before": load}
     if limit is None:  # preparation: nothing to measure without it
         raise SystemExit(f"{function.__name__} failed: {value}")
     _clean_spill(args[0])  # every case's first argument is the database
-    return {"error": value, "exit_code": child.exitcode, "seconds": time.perf_counter() - started, "peak_rss": high_water}
+    return {"error": value, "exit_code": child.exitcode, "seconds": time.perf_counter() - started, "peak_rss": high_water, "load_before": load}
 
 
 def _child(sending, function, *args) -> None:
     try:
         sending.send(("ok", function(*args)))
-    except BaseException:
-        sending.send(("failed", traceback.format_exc()))
+    except BaseException as error:  # DuckDB's messages run on with advice: the first line says it
+        sending.send(("failed", f"{type(error).__name__}: {str(error).strip().splitlines()[0]}\n{traceback.format_exc()}"))
 
 
 def _peak_rss_of(pid: int) -> int | None:
@@ -355,6 +363,8 @@ def print_subsets(subsets: list[dict]) -> None:
             continue
         print(f"{s['case']:<26} {s['nights_evaluated']:>6} {s.get('metrics', ''):>7} {seconds(s['compile']):>21} "
               f"{seconds(s['query']):>21} {seconds(s['evaluate']) if 'evaluate' in s else '':>21} {mib(s['peak_rss']):>9}  {scans(s)}")
+        for rule, timing in s.get("per_rule", {}).items():
+            print(f"{'  ' + rule:<26} {'':>6} {'':>7} {'':>21} {seconds(timing):>21}")
 
 
 def print_nights(nights: list[dict]) -> None:
@@ -372,7 +382,7 @@ def print_nights(nights: list[dict]) -> None:
 
 def failure(case: dict) -> str:
     memory = f", peak RSS {mib(case['peak_rss'])}" if case.get("peak_rss") else ""
-    return f"{case['error'].strip().splitlines()[-1]} (after {case['seconds']:.0f} s{memory})"
+    return f"{case['error'].splitlines()[0]} (after {case['seconds']:.0f} s{memory})"
 
 
 if __name__ == "__main__":
