@@ -231,7 +231,7 @@ def history(
 
 @app.command()
 def snooze(
-    account_id: Annotated[Optional[str], typer.Argument(metavar="[ACCOUNT_ID]", help="The account whose warnings to snooze.", show_default=False)] = None,
+    account_id: Annotated[Optional[str], typer.Argument(metavar="ACCOUNT_ID", help="The account whose warnings to snooze.", show_default=False)] = None,
     rule: Annotated[Optional[str], typer.Option("--rule", metavar="RULE_ID", help="Only this rule's warning [default: every rule].", show_default=False)] = None,
     until: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night the snooze covers.", show_default=False)] = None,
     reason: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Why; shown in history and alerts.", show_default=False)] = None,

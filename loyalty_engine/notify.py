@@ -9,6 +9,7 @@ from datetime import date
 from functools import lru_cache
 
 import duckdb
+import pyarrow as pa
 from babel.numbers import format_decimal
 from jinja2 import Template
 
@@ -94,8 +95,7 @@ def night_mailing(
         {"night": night, "all_open": all_open},
     ).fetchall()
     accounts = sorted({row[0] for row in rows})
-    groups = account_groups(con, night, accounts)
-    revenue = _revenue(con, night, accounts)
+    groups, revenue = _account_facts(con, night, accounts)
     warnings, unrouted = [], 0
     for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, cc, owner_language in rows:
         rule = rules.get(rule_id)
@@ -133,30 +133,21 @@ def night_mailing(
     return Mailing(warnings, _portfolios(con, night), unrouted)
 
 
-def account_groups(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> dict[str, str]:
-    """Each account's loyalty group on the night (the built-in metric rules use)."""
+def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> tuple[dict[str, str], dict]:
+    """For the digest's accounts: each one's loyalty group (the built-in metric rules use) and its
+    revenue over the last 365 days and per calendar month."""
     if not accounts:
-        return {}
+        return {}, {}
     compiled = compile_rules(RuleSet({}, []), [night], explain=True)
-    con.register("digest_accounts", _accounts_table(accounts))
+    con.register("digest_accounts", pa.table({"account_id": pa.array(accounts, pa.string())}))
     try:
-        rows = con.execute(
+        groups = con.execute(
             f"SELECT account_id, loyalty_group FROM ({compiled.sql}) WHERE account_id IN (SELECT account_id FROM digest_accounts)"
         ).fetchall()
+        revenue = con.execute(REVENUE, {"night": night}).fetchall()
     finally:
         con.unregister("digest_accounts")
-    return dict(rows)
-
-
-def _revenue(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> dict[str, tuple[float, list[float]]]:
-    if not accounts:
-        return {}
-    con.register("digest_accounts", _accounts_table(accounts))
-    try:
-        rows = con.execute(REVENUE, {"night": night}).fetchall()
-    finally:
-        con.unregister("digest_accounts")
-    return {account: (float(last_year), [float(m) for m in months]) for account, last_year, months in rows}
+    return dict(groups), {account: (float(last_year), [float(m) for m in months]) for account, last_year, months in revenue}
 
 
 def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfolio]:
@@ -165,12 +156,6 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
         retention = (at_end - won) / at_start if at_start else None
         portfolios[owner] = Portfolio(watched, warned, retention)
     return portfolios
-
-
-def _accounts_table(accounts: list[str]):
-    import pyarrow as pa
-
-    return pa.table({"account_id": pa.array(accounts, pa.string())})
 
 
 def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
