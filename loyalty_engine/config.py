@@ -13,6 +13,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import ConfigError, not_valid_yaml
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -22,8 +23,74 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvSettings(_Section):
+    """How a CSV extract is written. None: detected from the file (see docs/extracts.md)."""
+
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    decimal: Literal[".", ","] | None = None  # None: "," when the delimiter is ";", else "."
+    date_format: str | None = None  # strptime codes, e.g. "%d.%m.%Y"; ISO and 31.10.2026 are always read
+    encoding: Literal["utf-8", "latin-1", "cp1252"] | None = None  # None: BOM or valid UTF-8, else cp1252
+    quote: str = Field(default='"', min_length=1, max_length=1)
+
+    def merged(self, override: "CsvSettings | None") -> "CsvSettings":
+        """These settings with the keys the override sets explicitly."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class TableSettings(_Section):
+    # snapshot: the file holds the whole table; append: new and changed rows, merged by id.
+    mode: Literal["snapshot", "append"] = "snapshot"
+    required: bool | None = None  # None: as the data contract says (interactions, surveys optional)
+    csv: CsvSettings | None = None  # overrides of extracts.csv for this table
+
+
 class ExtractSettings(_Section):
     path: Path
+    csv: CsvSettings = CsvSettings()  # defaults for every table
+    tables: dict[str, TableSettings] = {}
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: dict[str, TableSettings]) -> dict[str, TableSettings]:
+        for name in value:
+            if name not in TABLES:
+                raise ValueError(f"unknown table {name!r}; the tables are {', '.join(TABLES)}")
+        return value
+
+    def table(self, name: str) -> TableSettings:
+        return self.tables.get(name, TableSettings())
+
+    def csv_for(self, name: str) -> CsvSettings:
+        return self.csv.merged(self.table(name).csv)
+
+
+class GateSettings(_Section):
+    """Limits the night's extracts must keep before any digest goes out. Shares are fractions: 0.2 = 20 %."""
+
+    max_row_drop: float = Field(default=0.2, ge=0, le=1)  # fewer rows than the previous loaded night
+    max_row_jump: float = Field(default=1.0, ge=0)  # more rows: 1.0 = more than double
+    max_age_days: int = Field(default=7, ge=0)  # the newest order, before the business date
+    # Other tables only where set: complaints and contracts are sparse.
+    max_age_days_per_table: dict[str, int] = {}
+    min_recent_order_share: float = Field(default=0.5, ge=0, le=1)  # last week against usual weekdays; 0: off
+    max_new_warning_share: float = Field(default=0.25, ge=0, le=1)  # of all accounts, newly warned tonight
+    flood_min_accounts: int = Field(default=20, ge=0)  # the flood check applies from this many new accounts
+
+    @field_validator("max_age_days_per_table")
+    @classmethod
+    def _per_table(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if name not in TABLES or not TABLES[name].event_date:
+                raise ValueError(f"{name!r} is not a table with dated rows")
+            if days < 0:
+                raise ValueError(f"{name}: days must be 0 or more")
+        return value
+
+
+class ValidationSettings(_Section):
+    max_bad_fraction: float = Field(default=0.05, ge=0, le=1)  # of a table's rows quarantined
 
 
 class SmtpSettings(_Section):
@@ -104,6 +171,8 @@ class Settings(_Section):
     email: EmailSettings
     digest: DigestSettings = DigestSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    gate: GateSettings = GateSettings()
+    validation: ValidationSettings = ValidationSettings()
     snoozes: Path = Path("snoozes.yaml")  # ops' snoozes; a missing file means none
     # Where the file came from; relative paths above are already resolved against its folder.
     source: Path = Field(default=Path("config.yaml"), exclude=True)

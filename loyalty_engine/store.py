@@ -78,6 +78,6 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 def absent_tables(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:
-    """The optional tables the night was loaded without."""
+    """The tables the night was loaded without (optional ones, by contract or by config)."""
     loaded = {row[0] for row in con.execute("SELECT table_name FROM loads WHERE night = ?", [night]).fetchall()}
-    return {name for name, table in TABLES.items() if table.optional and name not in loaded}
+    return {name for name in TABLES if name not in loaded}

@@ -49,23 +49,24 @@ class TableCheck:
 
 
 def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable], night: date) -> list[TableCheck]:
-    """Check every staged table and publish the night's clean tables, all in one transaction."""
-    con.begin()
-    try:
-        results = [
-            _validate_table(con, table, staged[name], night) if name in staged else _absent_table(con, table, night)
-            for name, table in TABLES.items()
-        ]
-        drop_staged(con)
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
+    """Check every staged table and publish the night's clean tables.
+
+    The caller owns the transaction (night.py makes the whole night one): nothing here commits.
+    """
+    # Tonight's account ids; with accounts as a delta (mode: append), the stored ones count too.
+    known = "SELECT nullif(trim(account_id), '') FROM stage_accounts"
+    if "accounts" in staged and staged["accounts"].mode == "append" and _exists(con, "accounts"):
+        known += " UNION ALL SELECT account_id FROM accounts"
+    results = [
+        _validate_table(con, table, staged[name], night, known) if name in staged else _absent_table(con, table, night)
+        for name, table in TABLES.items()
+    ]
+    drop_staged(con)
     return results
 
 
-def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: StagedTable, night: date) -> TableCheck:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_{table.name} AS {_typed_sql(table)}")
+def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: StagedTable, night: date, known_accounts: str) -> TableCheck:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_{table.name} AS {_typed_sql(table, known_accounts)}")
     failures = _failures(con, table.name, SCHEMAS[table.name](night))
     con.execute("DELETE FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name])
     if failures.height:
@@ -103,14 +104,19 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
         for c in table.columns
     )
     derived = "".join(f", {c.sql} AS {c.name}" for c in table.derived)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {table.name} AS
+    clean = f"""
         SELECT {keep}{derived} FROM typed_{table.name}
         WHERE _line NOT IN (SELECT line FROM quarantine WHERE night = $night AND table_name = $table AND row_kept_out)
-        """,
-        {"night": night, "table": table.name},
-    )
+    """
+    params = {"night": night, "table": table.name}
+    if staged.mode == "append" and _exists(con, table.name):
+        # A delta: its rows replace the stored rows with the same id; the others stay.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE delta_{table.name} AS {clean}", params)
+        con.execute(f"DELETE FROM {table.name} WHERE {table.key} IN (SELECT {table.key} FROM delta_{table.name})")
+        con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM delta_{table.name}")
+        con.execute(f"DROP TABLE delta_{table.name}")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {table.name} AS {clean}", params)
     con.execute(f"DROP TABLE typed_{table.name}")
     quarantined = con.execute(
         "SELECT count(DISTINCT line) FROM quarantine WHERE night = ? AND table_name = ? AND row_kept_out",
@@ -137,6 +143,10 @@ def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: Staged
     return TableCheck(table.name, str(staged.source), staged.rows, quarantined, reasons, newest)
 
 
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]).fetchone()[0])
+
+
 def _absent_table(con: duckdb.DuckDBPyConnection, table: Table, night: date) -> TableCheck:
     """An optional table the night came without: empty tonight, and not counted as loaded."""
     con.execute(table.create_sql())
@@ -145,7 +155,7 @@ def _absent_table(con: duckdb.DuckDBPyConnection, table: Table, night: date) -> 
     return TableCheck(table.name, "", 0, 0, present=False)
 
 
-def _typed_sql(table: Table) -> str:
+def _typed_sql(table: Table, known_accounts: str) -> str:
     """Parse dates and numbers in SQL; keep the text beside them; add the whole-table facts."""
     columns = ["_line"]
     for column in table.columns:
@@ -171,8 +181,7 @@ def _typed_sql(table: Table) -> str:
     if table.name != "accounts":
         columns.append(
             # A blank id among the accounts must not make every lookup unknown (x IN (…, NULL) is NULL).
-            "nullif(trim(account_id), '') IN (SELECT nullif(trim(account_id), '') FROM stage_accounts "
-            "WHERE nullif(trim(account_id), '') IS NOT NULL) AS _account_known"
+            f"nullif(trim(account_id), '') IN (SELECT id FROM ({known_accounts}) AS known(id) WHERE id IS NOT NULL) AS _account_known"
         )
     return f"SELECT {', '.join(columns)} FROM stage_{table.name}"
 
