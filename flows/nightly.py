@@ -1,11 +1,13 @@
-"""The nightly flow: stage + validate → evaluate + advance warnings + route → render → deliver.
+"""The nightly flow: load, gate and evaluate the night (one transaction) → render → deliver.
 
 The flow only composes; each task wraps plain functions from `loyalty_engine`, opens the
-DuckDB file itself (connections do not travel between tasks) and closes it when done.
+DuckDB file itself (connections do not travel between tasks) and closes it when done. The
+whole run holds the database's lock, so a second run at the same time stops at once.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -18,26 +20,25 @@ from prefect.tasks import exponential_backoff
 
 from loyalty_engine import store
 from loyalty_engine.config import Settings, load_settings
-from loyalty_engine.deliver import DeliveryReport, deliver_digests
-from loyalty_engine.digest import Digest, render_digests, render_notice
-from loyalty_engine.errors import DeliveryError, ExtractError
-from loyalty_engine.extracts import newest_extract_date, stage_extracts
-from loyalty_engine.lifecycle import advance_warnings
+from loyalty_engine.deliver import DeliveryReport, deliver_digests, undelivered_earlier
+from loyalty_engine.digest import Digest, render_digests
+from loyalty_engine.errors import DeliveryError
+from loyalty_engine.extracts import newest_extract_date
+from loyalty_engine.gate import Check, GateStop
+from loyalty_engine.night import NightState, run_night
+from loyalty_engine.notices import render_gate_notice
 from loyalty_engine.notify import night_mailing
-from loyalty_engine.routing import route_warnings
-from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules, prove_rules
+from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
 from loyalty_engine.snoozes import Snooze, load_snoozes
-from loyalty_engine.validate import TableCheck, validate_night
-
-
-STALE_DAYS = 30
+from loyalty_engine.validate import TableCheck
 
 
 @dataclass
 class NightSummary:
     night: date
     tables: list[TableCheck] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)  # the gate's, every one with figure, limit, outcome
     warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts its condition held for
     notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, snoozed, … -> warnings
     unrouted: int = 0  # warnings with no owner address and no email.ops_recipients: mailed to nobody
@@ -48,20 +49,12 @@ class NightSummary:
     outbox: Path | None = None
 
 
-@task(name="load and validate extracts", cache_policy=NO_CACHE)
-def load_task(settings: Settings, night: date) -> list[TableCheck]:
-    # One connection for both stages: the staged text lives in TEMP tables, never in the file.
+@task(name="load, check and evaluate the night", cache_policy=NO_CACHE)
+def night_task(settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], night: date) -> NightState:
+    # One connection and one transaction: the staged text lives in TEMP tables, and a night
+    # stopped by the gate (or a crash) leaves the previous night's state as it was.
     with store.connect(settings.database) as con:
-        return validate_night(con, stage_extracts(con, settings.extracts.path, night), night)
-
-
-@task(name="evaluate rules and advance warnings", cache_policy=NO_CACHE)
-def evaluate_task(settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], night: date) -> tuple[NightOutcome, dict[str, int]]:
-    with store.connect(settings.database) as con:
-        outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
-        notices = advance_warnings(con, ruleset, night, outcome, snoozes, settings.digest.repeat_after_days)
-        route_warnings(con, night)
-    return outcome, dict(notices)
+        return run_night(con, settings, ruleset, snoozes, night)
 
 
 @task(name="render digests", cache_policy=NO_CACHE)
@@ -78,7 +71,9 @@ def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list
 @task(name="deliver digests", cache_policy=NO_CACHE)
 def deliver_task(settings: Settings, digests: list[Digest]) -> DeliveryReport:
     with store.connect(settings.database) as con:
-        report = deliver_digests(con, digests, settings.email)
+        # Digests of earlier nights that never went out (a crash, a server down all night) first.
+        earlier = undelivered_earlier(con, digests[0].night, settings.digest.repeat_after_days) if digests else []
+        report = deliver_digests(con, earlier + digests, settings.email)
     if report.failed:
         # Raising makes Prefect retry; the ledger makes the retry send only what is still missing.
         raise DeliveryError(report)
@@ -109,13 +104,24 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     prove_rules(ruleset, night)
     snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
     logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
+    with store.night_lock(settings.database):
+        try:
+            state = night_task(settings, ruleset, snoozes, night)
+        except GateStop as stop:
+            # Nothing was replaced or advanced (a hold keeps nothing either; a release re-runs
+            # the night). Ops hear of it, once per night.
+            summary.checks = stop.checks
+            log_checks(summary.checks)
+            tell_ops(settings, night, stop)
+            publish_summary(summary)
+            raise
+        _deliver_night(settings, ruleset, night, state, summary)
+    return summary
 
-    try:
-        summary.tables = load_task(settings, night)
-    except ExtractError as problem:
-        # Nothing was replaced or advanced: the night stays unevaluated. Ops hear of it.
-        tell_ops(settings, night, str(problem))
-        raise
+
+def _deliver_night(settings: Settings, ruleset: RuleSet, night: date, state: NightState, summary: NightSummary) -> None:
+    logger = get_run_logger()
+    summary.tables, summary.checks, summary.notices = state.tables, state.checks, state.notices
     for check in summary.tables:
         if not check.present:
             logger.info("%-10s absent tonight (optional)", check.table)
@@ -126,14 +132,8 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
         )
         for reason in check.reasons:
             logger.info("%-10s   quarantined: %s", "", reason)
-        # Orders are the heartbeat: none for a month usually means an old or wrong extract.
-        if check.table == "orders" and check.newest and (night - check.newest).days > STALE_DAYS:
-            logger.warning(
-                "%s: the newest row is from %s, %d days before the night %s; is --date right?",
-                check.table, check.newest, (night - check.newest).days, night,
-            )
-
-    outcome, summary.notices = evaluate_task(settings, ruleset, snoozes, night)
+    log_checks(summary.checks)
+    outcome = state.outcome
     for rule in ruleset.rules:
         if rule.enabled and rule.id not in outcome.skipped:
             summary.warnings[rule.id] = sum(1 for signal in outcome.signals if signal.rule_id == rule.id)
@@ -149,28 +149,34 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
     logger.info("Digests: %d recipients to notify", len(digests))
     retries = settings.email.retries
     delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
-    state = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
+    delivered = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
         settings, digests, return_state=True
     )
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException) and not isinstance(outcome, DeliveryError):
-        raise outcome
-    summary.delivery = outcome.args[0] if isinstance(outcome, DeliveryError) else outcome
+    report = delivered.result(raise_on_failure=False)
+    if isinstance(report, BaseException) and not isinstance(report, DeliveryError):
+        raise report
+    summary.delivery = report.args[0] if isinstance(report, DeliveryError) else report
     if settings.email.mode == "outbox":
         summary.outbox = settings.email.outbox_dir / night.isoformat()
     publish_summary(summary)
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return summary
+    if isinstance(report, BaseException):
+        raise report
 
 
-def tell_ops(settings: Settings, night: date, problem: str) -> None:
-    """Mail ops that the night could not run (once per night and address, through the ledger)."""
+def log_checks(checks: list[Check]) -> None:
+    logger = get_run_logger()
+    levels = {"fail": logging.WARNING, "hold": logging.WARNING, "warn": logging.INFO}
+    for check in checks:  # the passed ones are in the run summary and the nightly-gate artifact
+        logger.log(levels.get(check.outcome.value, logging.DEBUG), "gate: %s", check.line())
+
+
+def tell_ops(settings: Settings, night: date, stop: GateStop) -> None:
+    """Mail ops why the night stopped (once per night, kind and address, through the ledger)."""
     logger = get_run_logger()
     if not settings.email.ops_recipients:
-        logger.warning("night %s not evaluated and email.ops_recipients is empty: nobody is told", night)
+        logger.warning("night %s stopped and email.ops_recipients is empty: nobody is told", night)
         return
-    notices = render_notice(night, settings.email.sender, settings.email.ops_recipients, settings.digest.language, problem)
+    notices = render_gate_notice(night, settings.email.sender, settings.email.ops_recipients, settings.digest.language, stop)
     with store.connect(settings.database) as con:
         report = deliver_digests(con, notices, settings.email)
     for who, why in report.failed.items():
@@ -184,11 +190,15 @@ def publish_summary(summary: NightSummary) -> None:
         for c in summary.tables
     ]
     create_table_artifact(key="nightly-tables", table=rows, description=f"Extracts of {summary.night}")
+    checks = [{"check": c.name, "table": c.table, "outcome": c.outcome.value, "figure": c.figure, "limit": c.limit} for c in summary.checks]
+    create_table_artifact(key="nightly-gate", table=checks, description=f"Gate of {summary.night}")
     create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(summary), description=f"Night {summary.night}")
 
 
 def summary_markdown(summary: NightSummary) -> str:
-    lines = [f"# Night {summary.night}", "", "| rule | condition held | accounts without data |", "|---|---:|---:|"]
+    lines = [f"# Night {summary.night}", "", "| gate check | outcome | figure | limit |", "|---|---|---|---|"]
+    lines += [f"| {c.table} {c.name} | {c.outcome.value} | {c.figure} | {c.limit} |" for c in summary.checks]
+    lines += ["", "| rule | condition held | accounts without data |", "|---|---:|---:|"]
     lines += [f"| {rule} | {count} | {summary.no_data.get(rule, 0)} |" for rule, count in summary.warnings.items()]
     lines += [f"| {rule} | skipped: {why} | |" for rule, why in summary.skipped.items()]
     if summary.notices:

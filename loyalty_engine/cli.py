@@ -4,9 +4,11 @@ Exit codes (scripts can rely on them):
   0  done
   1  internal error (a bug: the traceback is printed)
   2  usage or configuration error
-  3  the night's extract cannot be loaded (missing file or column, broken CSV)
+  3  the night's extracts failed the gate (no owner mailed; ops told; see `loyalty gate`)
   4  a rule file cannot be read or compiled
   5  some digests could not be delivered (they are retried on the next run)
+  6  the night's digests are held: too many new warnings (see `loyalty release`)
+  7  another run is using the database
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ Exit codes:
   0  done
   1  internal error (a bug; the traceback is printed)
   2  usage or configuration error
-  3  the night's extract cannot be loaded
+  3  the night's extracts failed the gate (no owner mailed; ops told)
   4  a rule file cannot be read or compiled
-  5  some digests could not be delivered (retried on the next run)"""
+  5  some digests could not be delivered (retried on the next run)
+  6  the night's digests are held: too many new warnings
+  7  another run is using the database"""
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -118,13 +122,21 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
     ruleset = load_rules(settings.rules)
     prove_rules(ruleset, night.date() if night else date.today())  # at once, before Prefect starts
     load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
+    from loyalty_engine.store import night_lock
+
+    with night_lock(settings.database):  # another run going: say so now, not after Prefect's start
+        pass
     _prefect_environment(settings)
+    _run_flow(settings, night.date() if night else None)
+
+
+def _run_flow(settings: Settings, night: date | None) -> None:
     if not os.environ.get("PREFECT_API_URL"):
         err.print("[dim]Starting Prefect's local API for this run (about 20 s) …[/dim]")
     from flows.nightly import nightly  # Prefect is imported only by the commands that run the flow
 
     logging.getLogger("prefect.flow_runs").addHandler(_Progress())
-    summary = nightly(config_path=str(settings.source), night=night.date() if night else None)
+    summary = nightly(config_path=str(settings.source), night=night)
     _print_summary(summary, settings)
 
 
@@ -133,6 +145,20 @@ NOTICES = {
     "new": "new", "repeat": "still open and mailed again", "resolved": "resolved", "open": "open (mailed earlier)",
     "pending": "pending", "snoozed": "snoozed", "inhibited": "inhibited", "kept": "kept (not judged tonight)",
 }
+
+
+def _print_checks(checks, title: str | None = None) -> None:
+    """The gate's checks as a table: outcome, what, figure, limit, and the detail where there is one."""
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
+    for heading in ("gate", "check", "figure", "limit"):
+        table.add_column(heading, overflow="fold")
+    styles = {"fail": "bold red", "hold": "bold yellow", "warn": "yellow", "skip": "dim"}
+    for c in checks:
+        outcome = f"[{styles[c.outcome.value]}]{c.outcome.value}[/]" if c.outcome.value in styles else c.outcome.value
+        what = c.name if c.table == "*" else f"{c.table} {c.name}"
+        figure = escape(c.figure) + (f"\n[dim]{escape(c.detail)}[/dim]" if c.detail and c.outcome.value != "pass" else "")
+        table.add_row(outcome, what, figure, escape(c.limit))
+    out.print(table)
 
 
 def _print_summary(summary, settings: Settings) -> None:
@@ -145,6 +171,7 @@ def _print_summary(summary, settings: Settings) -> None:
         else:
             table.add_row(check.table, "absent", "")
     out.print(table)
+    _print_checks(summary.checks)
     for rule, count in summary.warnings.items():
         unknown = summary.no_data.get(rule, 0)
         out.print(f"{rule:<28} {count:>5} accounts" + (f", {unknown:,} without data" if unknown else ""))
@@ -158,6 +185,82 @@ def _print_summary(summary, settings: Settings) -> None:
     done = f"{len(report.sent)} written to {summary.outbox}" if summary.outbox else f"{len(report.sent)} sent via SMTP"
     out.print(f"digests: {done}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
     out.print(f"database: {settings.database}  (see `loyalty alerts`)")
+
+
+class GateFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def gate(
+    config: ConfigOption = None,
+    night: DateOption = None,
+    format: Annotated[GateFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = GateFormat.table,
+) -> None:
+    """Check a night's extracts against the gate, without changing anything.
+
+    Loads the night's extracts, validates them and, when they pass, evaluates the rules, all
+    in a transaction that is rolled back: prints every check with its figure, its limit and
+    its outcome (pass, warn, fail, hold), and exits as the nightly run would: 0 when the
+    night would go out, 3 when a check fails, 6 when the digests would be held. The night
+    defaults to the newest extract folder. Limits are set under `gate:` in config.yaml.
+
+    Example:
+
+    \b
+        loyalty gate --date 2026-11-23
+    """
+    from loyalty_engine import store
+    from loyalty_engine.extracts import newest_extract_date
+    from loyalty_engine.gate import DigestsHeld, GateFailed, Outcome
+    from loyalty_engine.night import run_night
+    from loyalty_engine.rules.loader import load_rules
+    from loyalty_engine.snoozes import load_snoozes
+
+    settings = _settings(config)
+    ruleset = load_rules(settings.rules)
+    snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
+    day = night.date() if night else newest_extract_date(settings.extracts.path) or date.today()
+    err.print(f"[dim]Checking the extracts of {day} in {settings.extracts.path} …[/dim]")
+    with store.night_lock(settings.database), store.connect(settings.database) as con:
+        checks = run_night(con, settings, ruleset, snoozes, day, dry_run=True).checks
+    if format is GateFormat.json:
+        print(json.dumps([{**c.__dict__, "outcome": c.outcome.value} for c in checks], ensure_ascii=False, indent=2))
+    else:
+        _print_checks(checks, title=f"Gate for {day}")
+    if any(c.outcome is Outcome.FAIL for c in checks):
+        raise typer.Exit(GateFailed.exit_code)
+    if any(c.outcome is Outcome.HOLD for c in checks):
+        raise typer.Exit(DigestsHeld.exit_code)
+
+
+@app.command()
+def release(
+    night: Annotated[datetime, typer.Option("--date", "-d", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="The held night.")],
+    by: Annotated[str, typer.Option("--by", metavar="NAME", help="Who looked and let the digests go [default: $USER].", show_default=False)] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Send a night's digests that the gate held back because of an alert flood.
+
+    When a night would warn more than gate.max_new_warning_share of all accounts for the
+    first time, the nightly run keeps nothing of the night, mails no owner and tells ops,
+    with the new warnings per rule (`loyalty gate --date D` shows them again). After a look,
+    this records who released the night and runs it again: its flood check then passes and
+    the digests go out. A night stopped for bad data cannot be released: fix the data.
+
+    Example:
+
+    \b
+        loyalty release --date 2026-11-23 --by "Petra Ops"
+    """
+    from loyalty_engine.night import release_night
+
+    settings = _settings(config)
+    release_night(settings, night.date(), by or os.environ.get("USER") or "unknown")
+    err.print(f"Night {night.date()} released; running it again to send the digests.")
+    _prefect_environment(settings)
+    _run_flow(settings, night.date())
 
 
 @app.command()

@@ -14,7 +14,8 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loyalty_engine.contract import TABLES
-from loyalty_engine.errors import ConfigError, not_valid_yaml
+from loyalty_engine.errors import ConfigError
+from loyalty_engine.yaml_files import load_yaml
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -202,15 +203,7 @@ def load_settings(path: Path | None = None) -> Settings:
     'de'
     """
     path = config_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(not_valid_yaml(path, err)) from None
+    node, data = load_yaml(path, ConfigError, what="config file")  # safe, size- and depth-limited
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     try:

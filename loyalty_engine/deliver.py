@@ -4,9 +4,17 @@ The ledger is the ``deliveries`` table: one row per (night, recipient). For each
 
 1. a row with status ``sent`` means it went out already: the digest is skipped, even if its
    content has changed since (an owner gets one mail per night, never a correction);
-2. otherwise the row is written as ``pending`` with the bytes about to go out and committed
-   *before* anything leaves the machine, so a crash mid-send leaves ``pending``, never nothing;
+2. otherwise the row is written as ``prepared`` with the bytes about to go out and committed
+   *before* anything leaves the machine, so a crash mid-send leaves ``prepared``, never nothing;
 3. the digest is delivered and the row marked ``sent`` or ``failed`` with a one-line reason.
+
+The one window left: the server has accepted a message (its reply to DATA) and the process
+dies before the ``sent`` update commits, one local UPDATE later. The next run then sends it
+again, with the same Message-ID, so mail clients show it once. It goes out twice at worst,
+never not at all.
+
+Digests of earlier nights still ``prepared`` or ``failed`` (the run crashed, the server was
+down all night) are sent by the next run from the stored bytes: see ``undelivered_earlier``.
 
 A retry (a later run, or the caller's Prefect retry) re-sends the *newly rendered* digest, not
 the bytes stored by the failed attempt: the new render reflects the data the night now has,
@@ -28,7 +36,7 @@ import ssl
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -45,7 +53,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     recipient VARCHAR NOT NULL,
     message_id VARCHAR NOT NULL,
     mode VARCHAR NOT NULL,          -- outbox | smtp: how it went (or was meant to go) out
-    status VARCHAR NOT NULL,        -- pending | sent | failed
+    status VARCHAR NOT NULL,        -- prepared | sent | failed
     attempts INTEGER NOT NULL,      -- attempts started, including one cut short by a crash
     last_error VARCHAR,             -- one line, never a secret
     message BLOB NOT NULL,          -- the exact bytes of the last attempt
@@ -106,7 +114,7 @@ def deliver_digests(
                 report.skipped.append(digest.recipient)
                 continue
             data = digest.message.as_bytes(policy=email.policy.SMTP)
-            _mark_pending(con, digest, data, settings.mode, now())
+            _mark_prepared(con, digest, data, settings.mode, now())
             try:
                 transport.deliver(digest, data)
             except _Undeliverable as err:
@@ -123,6 +131,26 @@ def deliver_digests(
     return report
 
 
+def undelivered_earlier(con: duckdb.DuckDBPyConnection, night: date, days: int) -> list[Digest]:
+    """Digests of the `days` nights before `night` that never went out, as they were prepared.
+
+    Their warnings were recorded as told that night, so a lost digest would leave its owner
+    never hearing of them: the next run sends the stored bytes (same Message-ID).
+    """
+    con.execute(LEDGER)
+    rows = con.execute(
+        """
+        SELECT night, recipient, message FROM deliveries
+        WHERE status <> 'sent' AND night < ? AND night >= ? ORDER BY night, recipient
+        """,
+        [night, night - timedelta(days=days)],
+    ).fetchall()
+    return [
+        Digest(earlier, recipient, email.message_from_bytes(data, policy=email.policy.SMTP))
+        for earlier, recipient, data in rows
+    ]
+
+
 def _already_sent(con: duckdb.DuckDBPyConnection, digest: Digest) -> bool:
     row = con.execute(
         "SELECT status FROM deliveries WHERE night = ? AND recipient = ?",
@@ -131,7 +159,7 @@ def _already_sent(con: duckdb.DuckDBPyConnection, digest: Digest) -> bool:
     return row is not None and row[0] == "sent"
 
 
-def _mark_pending(
+def _mark_prepared(
     con: duckdb.DuckDBPyConnection, digest: Digest, data: bytes, mode: str, now: datetime
 ) -> None:
     # Committed on its own, so the row is on disk before the mail leaves. begin() also refuses
@@ -142,11 +170,11 @@ def _mark_pending(
             """
             INSERT INTO deliveries AS d
                 (night, recipient, message_id, mode, status, attempts, last_error, message, updated_at)
-            VALUES (?, ?, ?, ?, 'pending', 1, NULL, ?, ?)
+            VALUES (?, ?, ?, ?, 'prepared', 1, NULL, ?, ?)
             ON CONFLICT (night, recipient) DO UPDATE SET
                 message_id = excluded.message_id,
                 mode = excluded.mode,
-                status = 'pending',
+                status = 'prepared',
                 attempts = d.attempts + 1,
                 message = excluded.message,
                 updated_at = excluded.updated_at

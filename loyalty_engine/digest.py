@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 from functools import cache
 
 import css_inline
@@ -28,6 +28,7 @@ from babel.numbers import format_currency, format_decimal, format_percent
 
 from loyalty_engine.errors import ConfigError
 from loyalty_engine.rules.loader import SEVERITIES as RULE_SEVERITIES
+from loyalty_engine.safe_text import escaped, printable
 
 # Most severe first: the order accounts and warnings appear in the digest.
 SEVERITIES = tuple(reversed(RULE_SEVERITIES))
@@ -194,6 +195,22 @@ class AccountWarning:
                 f"warning {self.rule_id!r} for account {self.account_id!r}: unknown severity "
                 f"{self.severity!r} (expected one of {', '.join(SEVERITIES)})"
             )
+        # Every text a digest shows comes through here, from the extract (names, segments, the
+        # bad value a route reason quotes) or from a rule file (titles, and messages with
+        # evidence values such as a contact person filled in). Control characters become U+FFFD
+        # once, for the HTML, the text part, the CSV and the To header's display name alike.
+        # Markup needs nothing here: the HTML template escapes it, and Jinja never evaluates
+        # what it prints, so "{{ 7*7 }}" in a name stays those characters.
+        for name in _ONE_LINE_TEXTS:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, printable(getattr(self, name), one_line=True))
+        for name in ("message", "action"):  # a rule author may write these on several lines
+            object.__setattr__(self, name, printable(getattr(self, name)))
+        if self.route_reason is not None:  # for ops, quoting the bad value: show what is wrong in it
+            object.__setattr__(self, "route_reason", escaped(self.route_reason))
+
+
+_ONE_LINE_TEXTS = ("account_id", "account_name", "owner_name", "title", "segment")
 
 
 @dataclass(frozen=True)
@@ -456,6 +473,8 @@ def _route_reason(reason: str, ui: dict[str, str]) -> str:
         reason = reason.replace("account has no owner address", "Kunde hat keine Betreuer-Adresse")
         if reason.startswith("owner address "):
             reason = "Betreuer-Adresse " + reason.removeprefix("owner address ").replace(" is not valid", " ist ungültig")
+        elif reason.startswith("owner name "):
+            reason = "Betreuer-Name " + reason.removeprefix("owner name ").replace(" is not valid", " ist ungültig")
     return f"{ui['routed']}: {reason}"
 
 
@@ -465,8 +484,15 @@ def _csv(warnings: list[AccountWarning], language: str) -> str:
     writer = csv.writer(out, delimiter=";" if language == "de" else ",", lineterminator="\r\n")
     writer.writerow(["account_id", "account_name", "segment", "group", "revenue_12m", "notice", "severity", "rule_id", "title", "message", "action"])
     for w in sorted(warnings, key=lambda w: (w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
-        writer.writerow([w.account_id, w.account_name, w.segment or "", w.group or "", round(w.revenue_12m or 0), w.notice, w.severity, w.rule_id, w.title, w.message, w.action])
+        account = [_cell(w.account_id), _cell(w.account_name), _cell(w.segment or ""), w.group or "", round(w.revenue_12m or 0)]
+        writer.writerow(account + [w.notice, w.severity, w.rule_id, _cell(w.title), _cell(w.message), _cell(w.action)])
     return "\ufeff" + out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet runs a cell that starts with = + - or @ as a formula (an account named
+    `=HYPERLINK(…)`); a leading apostrophe keeps it text (OWASP's advice for CSV exports)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _domain_of(sender: str) -> str:
@@ -475,6 +501,10 @@ def _domain_of(sender: str) -> str:
     local, at, domain = address.rpartition("@")
     if not (local and at and domain):
         raise ConfigError(f"email.sender: {sender!r} is not an email address (expected name@domain)")
+    # The From header carries the setting as written: one address, nothing that could end the
+    # header line or hide in it ("a@x.de\r\nBcc: …" parses as a@x.de, then fails the header).
+    if len(getaddresses([sender])) != 1 or escaped(sender) != sender:
+        raise ConfigError(f"email.sender: {sender!r} must be one address such as 'Name <name@example.com>'")
     return domain.lower()
 
 

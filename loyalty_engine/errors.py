@@ -1,10 +1,17 @@
 """Errors a user can fix: bad config, bad rule, bad extract. The CLI prints them on one line."""
 
+from loyalty_engine.safe_text import escaped
+
 
 class UserError(Exception):
     """A mistake in something the user wrote or delivered; printed without a traceback."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        # Messages quote what the user wrote (a YAML key, a value); a line break or a terminal
+        # escape in it must not break the one line the CLI prints, so each is shown escaped.
+        return escaped(super().__str__())
 
 
 class ConfigError(UserError):
@@ -21,6 +28,12 @@ class RuleError(UserError):
     """A rule file cannot be read or compiled."""
 
     exit_code = 4
+
+
+class RunLocked(UserError):
+    """Another run holds the database: this one stops before touching anything."""
+
+    exit_code = 7
 
 
 class DeliveryError(Exception):

@@ -165,7 +165,7 @@ def advance_warnings(
     for name, table in (("night_rules", rules), ("night_inhibitions", inhibitions), ("night_snoozes", night_snoozes)):
         con.register(name, table)
     previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
-    con.begin()
+    # No transaction of its own: the night's (night.py) makes this atomic with the load.
     try:
         con.execute("DELETE FROM warning_nights WHERE night = ?", [night])
         con.execute(
@@ -175,10 +175,6 @@ def advance_warnings(
         con.execute(
             "INSERT OR REPLACE INTO nights VALUES (?, ?)", [night, datetime.now(UTC).replace(tzinfo=None)]
         )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     finally:
         for name in ("night_rules", "night_inhibitions", "night_snoozes"):
             con.unregister(name)

@@ -11,22 +11,29 @@ import duckdb
 def route_warnings(con: duckdb.DuckDBPyConnection, night: date) -> int:
     """Fill recipient, route_reason and cc of the night's warnings; returns how many go to ops.
 
-    Addresses were checked when the accounts were validated: a bad owner address was cleared
-    there (and kept in quarantine, whose value the reason quotes)."""
+    Owners were checked when the accounts were validated: a bad owner address (not one plain
+    address: "a@x.de, b@y.de", a line break) or owner name (a line break or another control
+    character, which would land in the To header) was cleared there and kept in quarantine,
+    whose value the reason quotes. Either sends the account's warnings to ops, who can fix the
+    ERP, rather than to an owner we cannot address safely."""
     con.execute(
         """
         UPDATE warning_nights w SET
-            recipient = lower(a.owner_email),
+            recipient = CASE WHEN bad_name.value IS NULL THEN lower(a.owner_email) END,
             route_reason = CASE
-                WHEN a.owner_email IS NOT NULL THEN NULL
-                WHEN bad.value IS NOT NULL THEN 'owner address ''' || bad.value || ''' is not valid'
-                ELSE 'account has no owner address'
+                WHEN a.owner_email IS NULL AND bad.value IS NOT NULL THEN 'owner address ''' || bad.value || ''' is not valid'
+                WHEN a.owner_email IS NULL THEN 'account has no owner address'
+                WHEN bad_name.value IS NOT NULL THEN 'owner name ''' || bad_name.value || ''' is not valid'
             END,
-            cc = CASE WHEN w.severity = 'critical' AND a.owner_email IS NOT NULL THEN lower(a.supervisor_email) END
+            cc = CASE WHEN w.severity = 'critical' AND a.owner_email IS NOT NULL AND bad_name.value IS NULL
+                      THEN lower(a.supervisor_email) END
         FROM accounts a
         LEFT JOIN (SELECT row_key, any_value(value) AS value FROM quarantine
                    WHERE night = $night AND table_name = 'accounts' AND column_name = 'owner_email'
                    GROUP BY row_key) bad ON bad.row_key = a.account_id
+        LEFT JOIN (SELECT row_key, any_value(value) AS value FROM quarantine
+                   WHERE night = $night AND table_name = 'accounts' AND column_name = 'owner_name'
+                   GROUP BY row_key) bad_name ON bad_name.row_key = a.account_id
         WHERE w.night = $night AND w.account_id = a.account_id
         """,
         {"night": night},

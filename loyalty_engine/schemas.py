@@ -18,6 +18,7 @@ import pandera.polars as pa
 import polars as pl
 
 from loyalty_engine.contract import INTERACTION_KINDS
+from loyalty_engine.safe_text import NOT_ON_ONE_LINE
 
 # What an email header carries as it is: an ASCII dot-atom address (no quotes, no IDN), so
 # every owner address that passes here can be put into a digest's To header.
@@ -57,6 +58,15 @@ def not_before(column: str, name: str, strictly: bool = False) -> pa.Check:
     return pa.Check(check, name=name)
 
 
+def one_line() -> pa.Check:
+    """No line break, tab or other control character (safe_text.py): the owner's name becomes
+    the display name of a digest's To header, where a line break would start a header of its own."""
+    return pa.Check(
+        lambda data: data.lazyframe.select(pl.col(data.key).str.contains(NOT_ON_ONE_LINE).not_().fill_null(True)),
+        name="is_one_line_text",
+    )
+
+
 def text(required: bool = True, checks: list[pa.Check] | None = None) -> pa.Column:
     return pa.Column(pl.String, nullable=not required, checks=checks or [])
 
@@ -81,7 +91,7 @@ def accounts_schema(night: date) -> pa.DataFrameSchema:
             "account_id": text(checks=[unique_key()]),
             "name": text(),
             "owner_email": text(False, [pa.Check.str_matches(EMAIL, error="is_email")]),
-            "owner_name": text(False),
+            "owner_name": text(False, [one_line()]),
             "status": text(False, [pa.Check.isin(["active", "closed"], error="status_is_active_or_closed")]),
             "segment": text(False),
             "language": text(False, [pa.Check.isin(["de", "en"], error="language_is_de_or_en")]),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
 
 from loyalty_engine.contract import TABLES
-from loyalty_engine.errors import UserError
+from loyalty_engine.errors import RunLocked, UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loads (
@@ -60,6 +64,21 @@ CREATE TABLE IF NOT EXISTS warning_nights (
     route_reason VARCHAR,
     cc VARCHAR,                     -- the supervisor, for critical warnings
     PRIMARY KEY (night, account_id, rule_id)
+);
+CREATE TABLE IF NOT EXISTS gate_checks (
+    night DATE NOT NULL,
+    check_name VARCHAR NOT NULL,    -- presence | readable | schema | volume | recent_orders | freshness | quarantine | flood
+    table_name VARCHAR NOT NULL,    -- '*': the whole night
+    outcome VARCHAR NOT NULL,       -- pass | warn | fail | hold | skip (see gate.Outcome)
+    figure VARCHAR NOT NULL,
+    limit_text VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL,
+    checked_at TIMESTAMP NOT NULL   -- UTC; the last run's checks replace earlier ones
+);
+CREATE TABLE IF NOT EXISTS releases (
+    night DATE PRIMARY KEY,         -- a night whose held digests ops let go (`loyalty release`)
+    released_by VARCHAR NOT NULL,
+    released_at TIMESTAMP NOT NULL  -- UTC
 );"""
 
 
@@ -75,6 +94,35 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if not read_only:
         con.execute(SCHEMA)
     return con
+
+
+@contextmanager
+def night_lock(database: Path) -> Iterator[None]:
+    """Hold `<database>.lock` for a whole run: a second run stops at once instead of interleaving.
+
+    DuckDB's own file lock only covers the moments a connection is open; a run opens and closes
+    its connection per stage. flock is released by the kernel when the process dies, so a
+    killed run never leaves a stale lock behind.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    path = database.with_name(database.name + ".lock")
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunLocked(f"{database}: another run is using the database ({holder}); not starting") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def absent_tables(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:

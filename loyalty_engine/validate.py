@@ -66,9 +66,19 @@ def validate_night(con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable
 
 
 def _validate_table(con: duckdb.DuckDBPyConnection, table: Table, staged: StagedTable, night: date, known_accounts: str) -> TableCheck:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_{table.name} AS {_typed_sql(table, known_accounts)}")
+    typed = _typed_sql(table, known_accounts, staged.decimal, staged.date_format)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE typed_{table.name} AS {typed}")
     failures = _failures(con, table.name, SCHEMAS[table.name](night))
     con.execute("DELETE FROM quarantine WHERE night = ? AND table_name = ?", [night, table.name])
+    if staged.unreadable:
+        # Records the CSV reader could not split into the header's columns: the raw line, kept out.
+        con.execute(
+            f"""
+            INSERT INTO quarantine
+            SELECT ?, ?, line, NULL, column_name, check_name, value, ?, true FROM stage_{table.name}_rejects
+            """,
+            [night, table.name, str(staged.source)],
+        )
     if failures.height:
         con.register("failed_rows", failures.to_arrow())
         raw_value = " ".join(f"WHEN '{c.name}' THEN s.{c.name}" for c in table.columns)
@@ -155,16 +165,16 @@ def _absent_table(con: duckdb.DuckDBPyConnection, table: Table, night: date) -> 
     return TableCheck(table.name, "", 0, 0, present=False)
 
 
-def _typed_sql(table: Table, known_accounts: str) -> str:
-    """Parse dates and numbers in SQL; keep the text beside them; add the whole-table facts."""
+def _typed_sql(table: Table, known_accounts: str, decimal: str = ".", date_format: str | None = None) -> str:
+    """Parse dates and numbers in SQL; keep the text beside them; add the whole-table facts.
+
+    decimal and date_format: how the extract writes them (StagedTable, from extracts.csv).
+    """
     columns = ["_line"]
     for column in table.columns:
         text = f"nullif(trim({column.name}), '')"
         if column.kind == "date":
-            # ISO dates, timestamps where a date is meant ('2026-03-01 14:05'), and the compact
-            # 20260301 that SAP and many ERPs export: all unambiguous.
-            parsed = f"coalesce(TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE), CAST(TRY_STRPTIME({text}, '%Y%m%d') AS DATE))"
-            columns += [f"{parsed} AS {column.name}", f"{text} AS _raw_{column.name}"]
+            columns += [f"{_date_sql(text, date_format)} AS {column.name}", f"{text} AS _raw_{column.name}"]
         elif column.kind == "flag":
             parsed = (
                 f"CASE WHEN lower({text}) IN ('true', 't', 'yes', 'y', '1', 'ja', 'j', 'wahr', 'x') THEN true "
@@ -172,7 +182,7 @@ def _typed_sql(table: Table, known_accounts: str) -> str:
             )
             columns += [f"{parsed} AS {column.name}", f"{text} AS _raw_{column.name}"]
         elif column.kind == "number":
-            columns += [f"TRY_CAST({text} AS DOUBLE) AS {column.name}", f"{text} AS _raw_{column.name}"]
+            columns += [f"{_number_sql(text, decimal)} AS {column.name}", f"{text} AS _raw_{column.name}"]
         else:
             columns.append(f"{'lower(' + text + ')' if column.lowercase else text} AS {column.name}")
     key = f"nullif(trim({table.key}), '')"
@@ -184,6 +194,34 @@ def _typed_sql(table: Table, known_accounts: str) -> str:
             f"nullif(trim(account_id), '') IN (SELECT id FROM ({known_accounts}) AS known(id) WHERE id IS NOT NULL) AS _account_known"
         )
     return f"SELECT {', '.join(columns)} FROM stage_{table.name}"
+
+
+def _date_sql(text: str, date_format: str | None) -> str:
+    """A date written as configured (strptime codes), else in one of the unambiguous forms: ISO
+    dates, timestamps where a date is meant ('2026-03-01 14:05'), the compact 20260301 of SAP
+    and many ERPs, and the German 31.10.2026 (dots mean day first; four-digit year only, so
+    31.10.26 is not read as the year 26)."""
+    forms = [
+        f"TRY_CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE)",
+        f"CAST(TRY_STRPTIME({text}, '%Y%m%d') AS DATE)",
+        rf"CASE WHEN regexp_full_match({text}, '\d{{1,2}}\.\d{{1,2}}\.\d{{4}}') THEN CAST(TRY_STRPTIME({text}, '%d.%m.%Y') AS DATE) END",
+    ]
+    if date_format:
+        forms.insert(0, f"CAST(TRY_STRPTIME({text}, {_sql_string(date_format)}) AS DATE)")
+    return f"coalesce({', '.join(forms)})"
+
+
+def _number_sql(text: str, decimal: str) -> str:
+    """A number. With a decimal comma, '.' may only group thousands (1.234.567,8): '1.5' in such
+    a file is not a number rather than silently 15."""
+    if decimal == ",":
+        grouped = r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d+)?"
+        return f"CASE WHEN regexp_full_match({text}, '{grouped}') THEN TRY_CAST(replace(replace({text}, '.', ''), ',', '.') AS DOUBLE) END"
+    return f"TRY_CAST({text} AS DOUBLE)"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _failures(con: duckdb.DuckDBPyConnection, name: str, schema: pa.DataFrameSchema) -> pl.DataFrame:

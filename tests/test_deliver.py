@@ -139,11 +139,11 @@ def test_a_new_night_is_delivered_again(con, tmp_path: Path) -> None:
     assert (tmp_path / "outbox" / "2026-11-24" / f"{OWNERS[0]}.eml").exists()
 
 
-def test_pending_row_from_a_crash_is_delivered_with_the_new_render(con, tmp_path: Path) -> None:
-    # A run that died after committing 'pending' and before sending left this behind.
+def test_prepared_row_from_a_crash_is_delivered_with_the_new_render(con, tmp_path: Path) -> None:
+    # A run that died after committing 'prepared' and before sending left this behind.
     deliver_digests(con, [], outbox_settings(tmp_path))  # creates the ledger
     con.execute(
-        "INSERT INTO deliveries VALUES (?, ?, '<old@example.com>', 'outbox', 'pending', 1, NULL, ?, ?)",
+        "INSERT INTO deliveries VALUES (?, ?, '<old@example.com>', 'outbox', 'prepared', 1, NULL, ?, ?)",
         [NIGHT, OWNERS[0], b"stale bytes", datetime(2026, 11, 23, 6, 0)],
     )
 
@@ -359,7 +359,7 @@ CRASHING_RUN = textwrap.dedent(
 )
 
 
-def test_crash_while_sending_leaves_pending_and_the_next_run_delivers(tmp_path: Path, smtp_server) -> None:
+def test_crash_while_sending_leaves_prepared_and_the_next_run_delivers(tmp_path: Path, smtp_server) -> None:
     db = tmp_path / "loyalty.duckdb"
     smtp_server.data_replies.append("hang")
     child = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, str(db), str(smtp_server.port)])
@@ -370,7 +370,7 @@ def test_crash_while_sending_leaves_pending_and_the_next_run_delivers(tmp_path: 
         child.wait(30)
 
     with duckdb.connect(str(db)) as con:
-        assert ledger(con)["anna@example.com"][:2] == ("pending", 1)
+        assert ledger(con)["anna@example.com"][:2] == ("prepared", 1)
 
         report = deliver_digests(con, digests()[:1], smtp_settings(smtp_server))
 

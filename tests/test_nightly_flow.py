@@ -12,7 +12,7 @@ from email import policy
 import duckdb
 import pytest
 
-from loyalty_engine.errors import ExtractError
+from loyalty_engine.gate import GateFailed
 from tests.conftest import NIGHT, write_config, write_extract, write_table
 from tests.test_rules import Extract, baseline
 
@@ -80,18 +80,18 @@ def test_a_missing_column_stops_the_night_mails_no_owner_and_tells_ops(tmp_path,
     write_table(folder, "orders", [], columns=["order_id", "account_id", "order_date", "currency"])
     config = write_config(tmp_path, mode="smtp", smtp=f"{{host: {smtp_server.host}, port: {smtp_server.port}}}")
     config.write_text(config.read_text().replace("  retries: 0", "  retries: 0\n  ops_recipients: [ops@example.com]"))
-    with pytest.raises(ExtractError, match=r"orders.csv: missing required column 'amount'"):
+    with pytest.raises(GateFailed, match=r"orders.csv: missing required column 'amount'"):
         nightly(config_path=str(config), night=NIGHT)
     [notice] = smtp_server.messages
     assert notice.rcpt_tos == ["ops@example.com"]
     message = email.message_from_bytes(notice.content, policy=policy.default)
-    assert message["Subject"] == "Frühwarnung 23.11.2026: Nacht nicht ausgewertet, keine Digests versandt"
+    assert message["Subject"] == "Frühwarnung 23.11.2026: Nacht angehalten, keine Digests versandt (orders schema)"
     assert "missing required column 'amount'" in message.get_content()
     with duckdb.connect(str(tmp_path / "data" / "loyalty.duckdb")) as con:
         assert con.execute("SELECT count(*) FROM nights").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM warning_nights").fetchone() == (0,)
     # Run again with the same broken extract: ops are not told twice.
-    with pytest.raises(ExtractError):
+    with pytest.raises(GateFailed):
         nightly(config_path=str(config), night=NIGHT)
     assert len(smtp_server.messages) == 1
 

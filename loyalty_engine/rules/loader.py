@@ -33,7 +33,8 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from loyalty_engine.contract import TABLES
-from loyalty_engine.errors import RuleError, not_valid_yaml
+from loyalty_engine.errors import RuleError
+from loyalty_engine.yaml_files import SafeLoader, load_yaml
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 LANGUAGES = ("de", "en")
@@ -159,8 +160,8 @@ class RuleSet:
     rules: list[Rule]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader whose mappings remember where each key's value starts."""
+class _LineLoader(SafeLoader):
+    """A YAML loader (safe, within yaml_files' limits) whose mappings remember where each key's value starts."""
 
 
 class _Located(dict):
@@ -239,13 +240,10 @@ def _same_place(existing: Metric, other: Metric) -> Metric:
 
 
 def read_located(path: Path):
-    """A YAML file whose mappings remember where each key was written; one-line RuleError if unreadable."""
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as err:
-        raise RuleError(not_valid_yaml(path, err)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RuleError(f"{path}: cannot read file ({err})") from None
+    """A YAML file whose mappings remember where each key was written; one-line RuleError if
+    unreadable, too large, too deep or not plain data. Rule files, rule tests and snoozes.yaml
+    are all read here."""
+    return load_yaml(path, RuleError, _LineLoader)[1]
 
 
 def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric], list[Rule]]:

@@ -1,0 +1,113 @@
+"""One night's load and state update, as one DuckDB transaction.
+
+stage → validate → gate → evaluate rules → advance warnings → route → flood check. Either all
+of it is committed, or none: a run killed at any point, or stopped by the gate, leaves the
+previous night's tables and warnings exactly as they were, and the next run does the night
+again from the start. Only the gate's checks are kept when the night stops, so ops can see why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import duckdb
+
+from loyalty_engine import gate, store
+from loyalty_engine.config import Settings
+from loyalty_engine.errors import UserError
+from loyalty_engine.extracts import ExtractProblems, stage_extracts
+from loyalty_engine.gate import Check, GateStop, Outcome
+from loyalty_engine.lifecycle import advance_warnings
+from loyalty_engine.routing import route_warnings
+from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
+from loyalty_engine.rules.loader import RuleSet
+from loyalty_engine.snoozes import Snooze
+from loyalty_engine.validate import TableCheck, validate_night
+
+
+@dataclass
+class NightState:
+    """What the night's transaction did (or, for a dry run, would do)."""
+
+    night: date
+    tables: list[TableCheck] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    outcome: NightOutcome | None = None
+    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, … -> warnings
+
+
+def run_night(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ruleset: RuleSet,
+    snoozes: list[Snooze],
+    night: date,
+    *,
+    dry_run: bool = False,
+) -> NightState:
+    """Load, check and evaluate the night; commit it, or raise GateFailed / DigestsHeld.
+
+    A stopped night is rolled back and only its checks are recorded. `dry_run` rolls back
+    whatever happens and returns the checks instead of raising (`loyalty gate`).
+    """
+    state = NightState(night)
+    con.begin()
+    try:
+        _load_and_evaluate(con, settings, ruleset, snoozes, state)
+        if dry_run:
+            con.rollback()
+            return state
+        gate.stop_if_failed(night, state.checks)
+        gate.record_checks(con, night, state.checks)
+        con.commit()
+    except GateStop as stop:
+        con.rollback()
+        if dry_run:
+            state.checks = stop.checks
+            return state
+        gate.record_checks(con, night, stop.checks)
+        raise
+    except BaseException:
+        con.rollback()
+        raise
+    return state
+
+
+def _load_and_evaluate(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], state: NightState
+) -> None:
+    night = state.night
+    try:
+        staged = stage_extracts(con, settings.extracts, night)
+    except ExtractProblems as found:
+        raise gate.GateFailed(night, gate.problem_checks(found.problems) + [_flood_not_checked()]) from None
+    state.tables = validate_night(con, staged, night)
+    state.checks = gate.extract_checks(con, night, state.tables, settings)
+    if any(c.outcome is Outcome.FAIL for c in state.checks):
+        state.checks.append(_flood_not_checked())
+        raise gate.GateFailed(night, state.checks)
+    state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+    state.notices = dict(advance_warnings(con, ruleset, night, state.outcome, snoozes, settings.digest.repeat_after_days))
+    route_warnings(con, night)
+    state.checks.append(gate.flood_check(con, night, settings))
+
+
+def _flood_not_checked() -> Check:
+    return Check("flood", "*", Outcome.SKIP, "not checked", "", "the night stopped before the rules ran")
+
+
+def release_night(settings: Settings, night: date, by: str) -> None:
+    """Record that ops let a held night's digests go; the next run of the night sends them."""
+    with store.night_lock(settings.database), store.connect(settings.database) as con:
+        outcomes = {c.name: c.outcome for c in gate.stored_checks(con, night)}
+        if outcomes.get("flood") is not Outcome.HOLD:
+            ran = "its last run was not held" if outcomes else "it has not run"
+            raise UserError(f"night {night} has no held digests to release ({ran}; see `loyalty gate --date {night}`)")
+        later = con.execute("SELECT max(night) FROM nights WHERE night > ?", [night]).fetchone()[0]
+        if later is not None:
+            raise UserError(f"night {night} is older than the evaluated night {later}, whose digests told its warnings")
+        con.execute(
+            "INSERT OR REPLACE INTO releases VALUES (?, ?, ?)",
+            [night, by, datetime.now(timezone.utc).replace(tzinfo=None)],
+        )
