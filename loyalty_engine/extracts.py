@@ -454,8 +454,8 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
             SELECT least(greatest(reader_line - 2 - j, 0), {good}), false, j, breaks FROM rejected
         )
         SELECT k, good, j,
-               {first} + row_number() OVER w - 1
-                 + coalesce(sum(breaks) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS line
+               CAST({first} + row_number() OVER w - 1
+                 + coalesce(sum(breaks) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS line
         FROM records
         WINDOW w AS (ORDER BY k, good, j)
         """

@@ -1,4 +1,4 @@
-"""Loading and validating extracts: bad rows go to quarantine, a broken extract stops the night."""
+"""Loading and validating extracts: bad rows and broken lines go to quarantine, a broken extract stops the night."""
 
 from __future__ import annotations
 
@@ -132,12 +132,20 @@ def test_missing_table_file_is_named(tmp_path):
         load(tmp_path)
 
 
-def test_broken_csv_line_stops_the_night_with_its_line(tmp_path):
+def test_a_broken_csv_line_is_quarantined_and_the_night_goes_on(tmp_path):
     folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1")])
     with (folder / "orders.csv").open("a", encoding="utf-8") as handle:
-        handle.write("O2,A1,2026-11-01,10,EUR,surplus\r\n")
-    with pytest.raises(ExtractError, match=r"orders.csv:3: broken CSV line"):
-        load(tmp_path)
+        handle.write("O2,A1,2026-11-01,10,EUR,surplus\r\n")  # one field too many
+        handle.write("O3,A1,2026-11-01\r\n")                  # two too few
+        handle.write("O4,A1,2026-11-02,12,EUR\r\n")           # good again: keeps its own line
+    checks = {c.table: c for c in load(tmp_path)}
+    assert (checks["orders"].rows_loaded, checks["orders"].rows_quarantined) == (4, 2)
+    assert {row for row in quarantine(tmp_path) if row[0] == "orders"} == {
+        ("orders", 3, None, "*", "csv_too_many_columns", "O2,A1,2026-11-01,10,EUR,surplus"),
+        ("orders", 4, None, "amount", "csv_missing_columns", "O3,A1,2026-11-01"),
+    }
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT order_id FROM orders ORDER BY 1").fetchall() == [("O1",), ("O4",)]
 
 
 def test_an_empty_file_is_named_and_header_only_semicolon_bom_files_load(tmp_path):
@@ -151,11 +159,21 @@ def test_an_empty_file_is_named_and_header_only_semicolon_bom_files_load(tmp_pat
     assert (checks["contracts"].rows_loaded, checks["complaints"].rows_loaded, checks["orders"].rows_loaded) == (1, 0, 0)
 
 
-def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_line(tmp_path):
+def test_a_file_that_is_not_utf8_is_read_as_windows_1252(tmp_path):
     folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
     text = (folder / "accounts.csv").read_text(encoding="utf-8")
     (folder / "accounts.csv").write_bytes(text.encode("cp1252"))
-    with pytest.raises(ExtractError, match=r"accounts.csv:2: the file is not UTF-8 \(export it as UTF-8"):
+    checks = {c.table: c for c in load(tmp_path)}
+    assert (checks["accounts"].rows_loaded, checks["accounts"].rows_quarantined) == (2, 0)
+    with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
+        assert con.execute("SELECT name FROM accounts ORDER BY 1").fetchall() == [("Bäckerei Größ KG",), ("Müller Metallbau GmbH",)]
+
+
+def test_a_byte_the_encoding_cannot_decode_stops_the_night_with_its_line(tmp_path):
+    folder = write_extract(tmp_path / "extracts", accounts=ACCOUNTS)
+    text = (folder / "accounts.csv").read_text(encoding="utf-8")
+    (folder / "accounts.csv").write_bytes(text.encode("cp1252").replace(b"Gr\xf6\xdf", b"Gr\x81"))  # 0x81: not in cp1252
+    with pytest.raises(ExtractError, match=r"accounts.csv:3: byte 0x81 is neither UTF-8 nor Windows-1252 \(cp1252\) text"):
         load(tmp_path)
 
 
