@@ -106,10 +106,11 @@ def night_mailing(
         last_year, months = revenue.get(account_id, (0.0, ()))
         common = dict(
             account_id=account_id,
-            # A quoted cell may hold line breaks; a header or a digest line may not.
-            account_name=" ".join(name.split()),
+            # Names, and the texts below with their values filled in, go as they are: AccountWarning
+            # puts a name on one line and replaces control characters, for every digest alike.
+            account_name=name,
             owner_email=owner_email or "",
-            owner_name=" ".join((owner_name or "").split()),
+            owner_name=owner_name or "",
             rule_id=rule_id,
             severity=severity,
             title=_text(rule.title, speaks, numbers),
