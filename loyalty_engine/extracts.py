@@ -394,13 +394,35 @@ def _read_csv(con: duckdb.DuckDBPyConnection, name: str, path: Path, source: _Ut
         f"quote={_sql_string(dialect.quote)}, escape={_sql_string(dialect.quote)}, store_rejects=true, "
         "rejects_table='csv_rejects', rejects_scan='csv_reject_scans')"
     )
-    # DuckDB keeps CSV rejects in TEMP tables that accumulate; start each file with empty ones.
-    con.execute("DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS csv_reject_scans")
+
+    def read(file: Path) -> None:
+        # DuckDB keeps CSV rejects in TEMP tables that accumulate; start each file with empty ones.
+        con.execute("DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS csv_reject_scans")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE read_{name} AS SELECT * FROM {reader}", [str(file)])
+
+    lone_cr = _lone_cr_line(source.path, dialect.quote)
+    if lone_cr is not None:
+        raise ExtractError(f"{path}:{lone_cr}: {_LONE_CR}")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE read_{name} AS SELECT * FROM {reader}", [str(source.path)])
+        read(source.path)
     except duckdb.Error as err:
         reason = _first_line(err).replace(str(source.path), str(path))
-        raise ExtractError(f"{path}: cannot read: {reason}") from None
+        if "state machine reached an invalid state" not in reason:
+            raise ExtractError(f"{path}: cannot read: {reason}") from None
+        # DuckDB's strict reader takes one kind of line end per file: LF lines mixed with CRLF
+        # lines stop it, without a line number. Read the same lines, all ending in LF.
+        handle, temporary = tempfile.mkstemp(prefix="loyalty-extract-", suffix=".csv")
+        os.close(handle)
+        try:
+            _crlf_to_lf(source.path, Path(temporary))
+            read(Path(temporary))
+        except duckdb.Error as again:
+            where = _lone_cr_line(source.path, None)  # a CR alone after a quote in mid-value
+            if where is not None:
+                raise ExtractError(f"{path}:{where}: {_LONE_CR}") from None
+            raise ExtractError(f"{path}: cannot read: {_first_line(again).replace(temporary, str(path))}") from None
+        finally:
+            Path(temporary).unlink(missing_ok=True)
     # Keep this file's rejected records (one row each, the first error) before the next file's
     # read drops them; `reader_line` is DuckDB's count (records and blank lines, see _number_lines).
     con.execute(
@@ -416,6 +438,45 @@ def _read_csv(con: duckdb.DuckDBPyConnection, name: str, path: Path, source: _Ut
         """
     )
     con.execute("DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS csv_reject_scans")
+
+
+_LONE_CR = (
+    "a carriage return (CR) inside a line, outside quotes: where does the line end? "
+    "(old Mac line ends, or a value with a line break the export did not quote)"
+)
+
+
+def _lone_cr_line(path: Path, quote: str | None) -> int | None:
+    """The line of the first CR not followed by LF, outside quotes if `quote` is given
+    (counting quote characters: exact for files quoted as RFC 4180 says)."""
+    mark = quote.encode() if quote else None
+    newlines = quotes = 0
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_CHUNK)
+            data, carry = carry + chunk, b""
+            if chunk and data.endswith(b"\r"):  # its LF may start the next chunk
+                data, carry = data[:-1], b"\r"
+            if data.count(b"\r") != data.count(b"\r\n"):
+                for match in re.finditer(rb"\r(?!\n)", data):
+                    if mark is None or (quotes + data.count(mark, 0, match.start())) % 2 == 0:
+                        return newlines + data.count(b"\n", 0, match.start()) + 1
+            if not chunk:
+                return None
+            newlines += data.count(b"\n")
+            quotes += data.count(mark) if mark else 0
+
+
+def _crlf_to_lf(path: Path, target: Path) -> None:
+    carry = b""
+    with path.open("rb") as source, target.open("wb") as sink:
+        while chunk := source.read(_CHUNK):
+            data, carry = carry + chunk, b""
+            if data.endswith(b"\r"):
+                data, carry = data[:-1], b"\r"
+            sink.write(data.replace(b"\r\n", b"\n"))
+        sink.write(carry)
 
 
 def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect: _Dialect, selected: list[str]) -> int:
@@ -453,7 +514,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
             -- rows before a rejected record are its line - 2 - the rejected ones before it.
             SELECT least(greatest(reader_line - 2 - j, 0), {good}), false, j, breaks FROM rejected
         )
-        SELECT k, good, j,
+        SELECT k, good, j, breaks,
                CAST({first} + row_number() OVER w - 1
                  + coalesce(sum(breaks) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS line
         FROM records
@@ -475,7 +536,12 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
         JOIN order_{name} o ON NOT o.good AND o.j = r.j
         """
     )
+    last = con.execute(f"SELECT max(line + breaks) FROM order_{name}").fetchone()[0]
     con.execute(f"DROP TABLE order_{name}")
+    if last is not None and last > dialect.lines:
+        # More records than lines: the reader broke a line somewhere we cannot see.
+        where = _lone_cr_line(path, None)  # CR, LF and quotes are the same bytes in every encoding read
+        raise ExtractError(f"{path}:{where}: {_LONE_CR}" if where else f"{path}: the reader found more records than the file has lines")
     _finish_rejects(con, name, path)
     return rejected
 

@@ -8,9 +8,12 @@ with no settings at all; the typed values, the quarantine and the line numbers a
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from datetime import date, datetime, timezone
+from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from loyalty_engine import store
@@ -198,3 +201,59 @@ def test_utf16_is_named(tmp_path):
     (folder / "accounts.csv").write_bytes((folder / "accounts.csv").read_text(encoding="utf-8").encode("utf-16"))
     with pytest.raises(ExtractError, match=r"accounts.csv:1: the file is UTF-16; export it as UTF-8 or Windows-1252"):
         load(ExtractSettings(path=folder), tmp_path / "db.duckdb")
+
+
+def test_mixed_line_ends_load_and_a_lone_cr_is_named(tmp_path):
+    folder = tmp_path / "extracts"
+    shutil.copytree(FIXTURES / "quoted_multiline", folder)
+    text = (folder / "orders.csv").read_text(encoding="utf-8")
+    # Lines appended by another tool: CRLF after LF. DuckDB alone refuses the whole file.
+    (folder / "orders.csv").write_text(text + "O10,A1,2026-11-22,1,EUR,\r\nO11,A1,2026-11-22,2,EUR,\r\n", encoding="utf-8")
+    load(ExtractSettings(path=folder), tmp_path / "db.duckdb")
+    with store.connect(tmp_path / "db.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM orders WHERE order_id IN ('O10', 'O11')").fetchone() == (2,)
+    (folder / "orders.csv").write_text(text + "O10,A1,2026-11-22,1,EUR,a\rb\n", encoding="utf-8")
+    with pytest.raises(ExtractError, match=r"orders.csv:14: a carriage return \(CR\) inside a line, outside quotes"):
+        load(ExtractSettings(path=folder), tmp_path / "db.duckdb")
+
+
+def test_parquet_with_other_but_compatible_types_loads(tmp_path):
+    """int32 or int64, float32 or decimal amounts, timestamps (with or without zone) where dates are meant."""
+    folder = tmp_path / "extracts"
+    shutil.copytree(FIXTURES / "quoted_multiline", folder)
+    (folder / "orders.csv").unlink()
+    (folder / "contracts.csv").unlink()
+    pq.write_table(
+        pa.table({
+            "order_id": pa.array([1, 2, 3], pa.int32()),
+            "account_id": pa.array(["A1", "A2", "A3"]),
+            "order_date": pa.array([datetime(2026, 10, 31, 14, 5), datetime(2026, 11, 1), datetime(2026, 11, 2)], pa.timestamp("ms")),
+            "amount": pa.array([Decimal("1234.56"), Decimal("0.50"), Decimal("-1.00")], pa.decimal128(10, 2)),
+            "currency": pa.array(["EUR"] * 3),
+        }),
+        folder / "orders.parquet",
+    )
+    pq.write_table(
+        pa.table({
+            "contract_id": pa.array([7], pa.int64()),
+            "account_id": pa.array(["A1"]),
+            "start_date": pa.array([datetime(2026, 1, 1, tzinfo=timezone.utc)], pa.timestamp("us", tz="UTC")),
+            "end_date": pa.array([date(2026, 12, 31)], pa.date32()),
+            "annual_value": pa.array([12000.5], pa.float32()),
+        }),
+        folder / "contracts.parquet",
+    )
+    db = tmp_path / "db.duckdb"
+    staged, checks = load(ExtractSettings(path=folder), db)
+    assert staged["orders"].types == {
+        "order_id": "INTEGER", "account_id": "VARCHAR", "order_date": "TIMESTAMP", "amount": "DECIMAL(10,2)", "currency": "VARCHAR",
+    }
+    assert rows(db, "SELECT order_id, order_date, amount FROM orders ORDER BY 1") == [
+        ("1", date(2026, 10, 31), 1234.56), ("2", date(2026, 11, 1), 0.5),
+    ]
+    assert rows(db, "SELECT line, row_key, check_name, value FROM quarantine WHERE table_name = 'orders'") == [
+        (3, "3", "amount_never_negative", "-1.00")
+    ]
+    assert rows(db, "SELECT contract_id, start_date, end_date, annual_value, term_months FROM contracts") == [
+        ("7", date(2026, 1, 1), date(2026, 12, 31), 12000.5, 12.0)
+    ]
