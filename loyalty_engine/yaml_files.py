@@ -23,7 +23,7 @@ import yaml
 
 from loyalty_engine.errors import UserError, not_valid_yaml
 
-MAX_BYTES = 1_000_000  # 1 MB: the shipped rule files are 5 KB, a year of snoozes about 100 KB
+MAX_BYTES = 1_000_000  # 1 MB: the largest shipped rule file has 4 KB
 MAX_DEPTH = 50  # the deepest file we write needs 6 levels
 MAX_VALUES = 1_000_000  # more than a 1 MB file can hold without aliases
 
