@@ -1,6 +1,6 @@
 """Digests -> mailboxes (SMTP) or .eml files (outbox), through a ledger so nothing is sent twice.
 
-The ledger is the ``deliveries`` table: one row per (night, recipient). For each digest:
+The ledger is the ``deliveries`` table (store.py): one row per (night, recipient). For each digest:
 
 1. a row with status ``sent`` means it went out already: the digest is skipped, even if its
    content has changed since (an owner gets one mail per night, never a correction);
@@ -47,20 +47,6 @@ from loyalty_engine.digest import Digest
 
 log = logging.getLogger(__name__)
 
-LEDGER = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    night DATE NOT NULL,
-    recipient VARCHAR NOT NULL,
-    message_id VARCHAR NOT NULL,
-    mode VARCHAR NOT NULL,          -- outbox | smtp: how it went (or was meant to go) out
-    status VARCHAR NOT NULL,        -- prepared | sent | failed
-    attempts INTEGER NOT NULL,      -- attempts started, including one cut short by a crash
-    last_error VARCHAR,             -- one line, never a secret
-    message BLOB NOT NULL,          -- the exact bytes of the last attempt
-    updated_at TIMESTAMP NOT NULL,  -- UTC
-    PRIMARY KEY (night, recipient)
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -101,7 +87,6 @@ def deliver_digests(
         if report.failed:
             raise DeliveryError(f"{len(report.failed)} digests failed")  # the task retries
     """
-    con.execute(LEDGER)
     now = clock or (lambda: datetime.now(UTC).replace(tzinfo=None))
     report = DeliveryReport()
     if settings.mode == "smtp":
@@ -137,7 +122,6 @@ def undelivered_earlier(con: duckdb.DuckDBPyConnection, night: date, days: int) 
     Their warnings were recorded as told that night, so a lost digest would leave its owner
     never hearing of them: the next run sends the stored bytes (same Message-ID).
     """
-    con.execute(LEDGER)
     rows = con.execute(
         """
         SELECT night, recipient, message FROM deliveries

@@ -79,6 +79,18 @@ CREATE TABLE IF NOT EXISTS releases (
     night DATE PRIMARY KEY,         -- a night whose held digests ops let go (`loyalty release`)
     released_by VARCHAR NOT NULL,
     released_at TIMESTAMP NOT NULL  -- UTC
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    night DATE NOT NULL,
+    recipient VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,          -- outbox | smtp: how it went (or was meant to go) out
+    status VARCHAR NOT NULL,        -- prepared | sent | failed
+    attempts INTEGER NOT NULL,      -- attempts started, including one cut short by a crash
+    last_error VARCHAR,             -- one line, never a secret
+    message BLOB NOT NULL,          -- the exact bytes of the last attempt
+    updated_at TIMESTAMP NOT NULL,  -- UTC
+    PRIMARY KEY (night, recipient)
 );"""
 
 

@@ -14,14 +14,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from loyalty_engine import store
 from loyalty_engine.config import EmailSettings, SmtpSettings
-from loyalty_engine.deliver import deliver_digests
+from loyalty_engine.deliver import deliver_digests, undelivered_earlier
 from loyalty_engine.digest import AccountWarning, Digest, render_digests
 
 NIGHT = date(2026, 11, 23)
@@ -50,7 +51,7 @@ def digests(night: date = NIGHT, title: str = "Bestellfrequenz sinkt") -> list[D
 
 @pytest.fixture
 def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(str(tmp_path / "loyalty.duckdb"))
+    connection = store.connect(tmp_path / "loyalty.duckdb")
     yield connection
     connection.close()
 
@@ -120,10 +121,10 @@ def test_outbox_rerun_skips_what_was_delivered(con, tmp_path: Path) -> None:
 
 def test_outbox_ledger_survives_reopening_the_database(tmp_path: Path) -> None:
     path = tmp_path / "loyalty.duckdb"
-    with duckdb.connect(str(path)) as first:
+    with store.connect(path) as first:
         deliver_digests(first, digests(), outbox_settings(tmp_path))
 
-    with duckdb.connect(str(path)) as second:
+    with store.connect(path) as second:
         report = deliver_digests(second, digests(), outbox_settings(tmp_path))
 
     assert report.skipped == OWNERS
@@ -344,7 +345,8 @@ CRASHING_RUN = textwrap.dedent(
     """
     import sys
     from datetime import date
-    import duckdb
+    from pathlib import Path
+    from loyalty_engine import store
     from loyalty_engine.config import EmailSettings, SmtpSettings
     from loyalty_engine.deliver import deliver_digests
     from loyalty_engine.digest import AccountWarning, render_digests
@@ -353,7 +355,7 @@ CRASHING_RUN = textwrap.dedent(
     warning = AccountWarning("K-1", "Bäckerei Kühn", "anna@example.com", "Anna", "r", "high", "t", "m", "a")
     settings = EmailSettings(mode="smtp", sender="loyalty@example.com",
                              smtp=SmtpSettings(host="127.0.0.1", port=port, timeout_seconds=60))
-    with duckdb.connect(db) as con:
+    with store.connect(Path(db)) as con:
         deliver_digests(con, render_digests([warning], date(2026, 11, 23), "loyalty@example.com", "de"), settings)
     """
 )
@@ -376,3 +378,17 @@ def test_crash_while_sending_leaves_prepared_and_the_next_run_delivers(tmp_path:
 
         assert report.sent == ["anna@example.com"]
         assert ledger(con)["anna@example.com"][:2] == ("sent", 2)
+
+
+def test_a_digest_an_earlier_night_never_sent_goes_out_with_the_next_run(con, smtp_server, unused_port) -> None:
+    settings = EmailSettings(mode="smtp", sender="loyalty@example.com", smtp=SmtpSettings(host=smtp_server.host, port=unused_port))
+    yesterday = digests()[0]
+    report = deliver_digests(con, [yesterday], settings)  # the server is not there: failed
+    assert list(report.failed) == [yesterday.recipient]
+    today = yesterday.night + timedelta(days=1)
+    earlier = undelivered_earlier(con, today, 7)
+    assert [(d.night, d.recipient, d.message["Message-ID"]) for d in earlier] == [(yesterday.night, yesterday.recipient, yesterday.message["Message-ID"])]
+    working = settings.model_copy(update={"smtp": SmtpSettings(host=smtp_server.host, port=smtp_server.port)})
+    assert deliver_digests(con, earlier, working).sent == [yesterday.recipient]
+    assert undelivered_earlier(con, today, 7) == [] and len(smtp_server.messages) == 1
+
