@@ -93,11 +93,6 @@ UI_STRINGS: dict[str, dict[str, str]] = {
             "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "
             "und berücksichtigt Daten bis einschließlich {night}."
         ),
-        "notice_subject": "Frühwarnung {night}: Nacht nicht ausgewertet, keine Digests versandt",
-        "notice_body": (
-            "Die Frühwarnung für den {night} konnte nicht laufen; kein Betreuer hat eine E-Mail bekommen.\n\n"
-            "Grund: {problem}\n\nSobald der Export da ist, holt `loyalty run --date {iso}` die Nacht nach.\n"
-        ),
         "unknown": "unbekannt",
         "critical": "kritisch",
         "high": "hoch",
@@ -143,11 +138,6 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "footer": (
             "This message was generated automatically by the loyalty early-warning system "
             "and covers data up to and including {night}."
-        ),
-        "notice_subject": "Early warning {night}: night not evaluated, no digests sent",
-        "notice_body": (
-            "The early warning for {night} could not run; no account owner was mailed.\n\n"
-            "Reason: {problem}\n\nOnce the export is there, `loyalty run --date {iso}` catches the night up.\n"
         ),
         "unknown": "unknown",
         "critical": "critical",
@@ -263,7 +253,7 @@ def render_digests(
     """
     if language not in UI_STRINGS:
         raise ConfigError(f"digest.language: must be one of {sorted(UI_STRINGS)}, got {language!r}")
-    sender_domain = _domain_of(sender)
+    sender_domain = domain_of(sender)
     by_recipient: dict[str, list[AccountWarning]] = {}
     for warning in warnings:
         by_recipient.setdefault((warning.recipient or warning.owner_email).strip().lower(), []).append(warning)
@@ -276,25 +266,6 @@ def render_digests(
         )
         for recipient, owned in sorted(by_recipient.items())
     ]
-
-
-def render_notice(night: date, sender: str, recipients: list[str], language: str, problem: str) -> list[Digest]:
-    """A short mail to each ops address: the night could not run, and no owner was mailed."""
-    ui = UI_STRINGS[language]
-    night_label = format_date(night, "medium", locale=LOCALES[language])
-    notices = []
-    for address in recipients:
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"] = sender
-        message["To"] = Address(addr_spec=address)
-        message["Subject"] = ui["notice_subject"].format(night=night_label)
-        message["Date"] = format_datetime(datetime.combine(night, DATE_HEADER_TIME))
-        message["Message-ID"] = message_id(night, f"notice:{address}", _domain_of(sender))
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-Loyalty-Night"] = night.isoformat()
-        message.set_content(ui["notice_body"].format(night=night_label, iso=night.isoformat(), problem=problem), cte="quoted-printable")
-        notices.append(Digest(night, f"notice:{address}", message))
-    return notices
 
 
 def message_id(night: date, recipient: str, sender_domain: str) -> str:
@@ -495,7 +466,7 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _domain_of(sender: str) -> str:
+def domain_of(sender: str) -> str:
     """The domain of the sender's address: the right-hand side of every Message-ID we mint."""
     _, address = parseaddr(sender)
     local, at, domain = address.rpartition("@")

@@ -186,8 +186,11 @@ def _recent_orders(con: duckdb.DuckDBPyConnection, night: date, min_share: float
         {"night": night},
     ).fetchone() or (0, None, 0)
     limit = f"at least {min_share:.0%} of the usual week"
-    if not usual or weeks < 2 or usual < MIN_USUAL_ORDERS:
-        return Check("recent_orders", "orders", Outcome.PASS, f"{last_week:,} orders in the last 7 days; too little history to judge", limit)
+    if weeks < 2:
+        return Check("recent_orders", "orders", Outcome.PASS, f"{last_week:,} orders in the last 7 days; under 2 weeks of history before them", limit)
+    if (usual or 0) < MIN_USUAL_ORDERS:
+        figure = f"{last_week:,} orders in the last 7 days, usual {usual or 0:,.0f}: too few to judge (under {MIN_USUAL_ORDERS})"
+        return Check("recent_orders", "orders", Outcome.PASS, figure, limit)
     share = last_week / usual
     figure = f"{last_week:,} orders in the last 7 days, usual {usual:,.0f} ({share:.0%})"
     if share < min_share:

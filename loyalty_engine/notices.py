@@ -14,7 +14,7 @@ from email.utils import format_datetime
 
 from babel.dates import format_date
 
-from loyalty_engine.digest import DATE_HEADER_TIME, LOCALES, Digest, _domain_of, message_id
+from loyalty_engine.digest import DATE_HEADER_TIME, LOCALES, Digest, domain_of, message_id
 from loyalty_engine.gate import Check, DigestsHeld, GateStop, Outcome
 
 TEXTS = {
@@ -96,7 +96,7 @@ def render_gate_notice(night: date, sender: str, recipients: list[str], language
         message["To"] = Address(addr_spec=address)
         message["Subject"] = texts[f"{kind}_subject"].format(night=night_label, first=first)
         message["Date"] = format_datetime(datetime.combine(night, DATE_HEADER_TIME))
-        message["Message-ID"] = message_id(night, key, _domain_of(sender))
+        message["Message-ID"] = message_id(night, key, domain_of(sender))
         message["Auto-Submitted"] = "auto-generated"
         message["X-Loyalty-Night"] = night.isoformat()
         message.set_content(body, cte="quoted-printable")
