@@ -13,20 +13,24 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import yaml
 
+from loyalty_engine import store
 from loyalty_engine.config import load_settings
+from loyalty_engine.digest import AccountWarning, Digest, render_digests
 from loyalty_engine.errors import ConfigError, RuleError, UserError
+from loyalty_engine.extracts import stage_extracts
+from loyalty_engine.notify import night_mailing
 from loyalty_engine.rules.loader import check_rule_files, load_rules
 from loyalty_engine.rules.testing import run_rule_tests
 from loyalty_engine.snoozes import load_snoozes
+from loyalty_engine.validate import validate_night
 from loyalty_engine.yaml_files import MAX_BYTES, MAX_DEPTH
-from tests.conftest import ROOT
+from tests.conftest import COLUMNS, NIGHT, ROOT, run_nights, write_config, write_table
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
@@ -123,13 +127,17 @@ def test_pyyaml_alone_overflows_the_stack_on_deep_nesting_which_is_why_depth_is_
     list(yaml.parse(deep))  # the parser is iterative (and slow past that: 10,000 levels take 20 s); composing recurses
 
 
+def _config_nested(levels: int) -> str:
+    """The config with a key holding lists nested so that the file has `levels` levels (the top mapping is one)."""
+    return CONFIG + "extra: " + "[" * (levels - 1) + "]" * (levels - 1) + "\n"
+
+
 def test_fifty_levels_are_fine_fifty_one_are_not(tmp_path):
     path = tmp_path / "config.yaml"
-    nested = lambda levels: CONFIG + "extra: " + "[" * (levels - 1) + "]" * (levels - 1) + "\n"  # noqa: E731 (+ the root)
-    path.write_text(nested(MAX_DEPTH))
+    path.write_text(_config_nested(MAX_DEPTH))
     with pytest.raises(ConfigError, match=r"config.yaml:5: extra: unknown key$"):  # read, then checked
         load_settings(path)
-    path.write_text(nested(MAX_DEPTH + 1))
+    path.write_text(_config_nested(MAX_DEPTH + 1))
     with pytest.raises(ConfigError, match=r"config.yaml:5:57: nested deeper than 50 levels$"):
         load_settings(path)
 
@@ -190,9 +198,7 @@ def test_cli_prints_one_line_for_an_impossible_date_in_the_snoozes_file(tmp_path
 
 # --- Digest texts and headers ------------------------------------------------------------------
 
-from loyalty_engine.digest import AccountWarning, Digest, render_digests  # noqa: E402
 
-NIGHT = date(2026, 11, 23)
 SENDER = "Frühwarnsystem <fruehwarnung@example.com>"
 # What must never reach a reader: C0 controls but tab and line feed, DEL, C1, the line and
 # paragraph separators, bidi embeddings, overrides and isolates.
@@ -291,12 +297,6 @@ def test_a_sender_that_is_not_one_address_is_a_config_error(sender):
 
 # --- Owners that try to add headers, and hostile rule texts, through a real night ---------------
 
-from loyalty_engine import store  # noqa: E402
-from loyalty_engine.extracts import stage_extracts  # noqa: E402
-from loyalty_engine.notify import night_mailing  # noqa: E402
-from loyalty_engine.validate import validate_night  # noqa: E402
-from tests.conftest import COLUMNS, write_config, write_table  # noqa: E402
-from tests.conftest import NIGHT as EXTRACT_NIGHT  # noqa: E402
 
 LONG = "Sehr lange Empfehlung. " * 500  # 11,500 characters
 HOSTILE_RULES = r"""
@@ -339,7 +339,7 @@ def hostile_project(folder: Path) -> Path:
     """Rules with hostile texts, an extract with hostile names and owners, a config routing to ops."""
     (folder / "rules").mkdir(parents=True)
     (folder / "rules" / "hostile.yaml").write_text(HOSTILE_RULES.replace("LONG", LONG), encoding="utf-8")
-    night = folder / "extracts" / EXTRACT_NIGHT.isoformat()
+    night = folder / "extracts" / NIGHT.isoformat()
     write_table(night, "accounts", ACCOUNTS, columns=COLUMNS["accounts"] + ["segment"])
     for table in ("orders", "complaints", "contracts"):
         write_table(night, table, [])
@@ -377,18 +377,16 @@ def test_owners_with_line_breaks_or_several_addresses_go_to_ops_with_the_reason(
     config = hostile_project(tmp_path)
     ruleset = load_rules(tmp_path / "rules")
     with store.connect(tmp_path / "loyalty.duckdb") as con:
-        validate_night(con, stage_extracts(con, tmp_path / "extracts", EXTRACT_NIGHT), EXTRACT_NIGHT)
-        from tests.conftest import run_nights
-
-        run_nights(con, ruleset, EXTRACT_NIGHT)
+        validate_night(con, stage_extracts(con, tmp_path / "extracts", NIGHT), NIGHT)
+        run_nights(con, ruleset, NIGHT)
         quarantined = con.execute("SELECT row_key, column_name, check_name, row_kept_out FROM quarantine ORDER BY 1").fetchall()
-        mailing = night_mailing(con, ruleset, EXTRACT_NIGHT, "de", load_settings(config).email.ops_recipients)
+        mailing = night_mailing(con, ruleset, NIGHT, "de", load_settings(config).email.ops_recipients)
     assert quarantined == [
         ("L1", "owner_email", "is_email", False), ("M1", "owner_email", "is_email", False),
         ("N1", "owner_name", "is_one_line_text", False), ("S1", "owner_email", "is_email", False),
         ("Z1", "owner_name", "is_one_line_text", False),
     ]  # fmt: skip
-    anna, ops = render_digests(mailing.warnings, EXTRACT_NIGHT, SENDER, "de", portfolios=mailing.portfolios)
+    anna, ops = render_digests(mailing.warnings, NIGHT, SENDER, "de", portfolios=mailing.portfolios)
     assert (anna.envelope, ops.envelope) == (["anna@example.com"], ["ops@example.com"])
     check_digest(anna.message.as_bytes(), "anna@example.com", "Anna Groß")
     text, html = check_digest(ops.message.as_bytes(), "ops@example.com", "")
@@ -404,8 +402,8 @@ def test_a_nightly_flow_run_writes_hostile_rule_texts_and_names_as_text(tmp_path
     from flows.nightly import nightly
 
     config = hostile_project(tmp_path)
-    nightly(config_path=str(config), night=EXTRACT_NIGHT)
-    outbox = tmp_path / "outbox" / EXTRACT_NIGHT.isoformat()
+    nightly(config_path=str(config), night=NIGHT)
+    outbox = tmp_path / "outbox" / NIGHT.isoformat()
     assert sorted(p.name for p in outbox.glob("*.eml")) == ["anna@example.com.eml", "ops@example.com.eml"]
 
     text, html = check_digest((outbox / "anna@example.com.eml").read_bytes(), "anna@example.com", "Anna Groß")
