@@ -223,6 +223,7 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
     from loyalty_engine.deliver import deliver_digests
     from loyalty_engine.digest import render_digests
     from loyalty_engine.extracts import stage_extracts
+    from loyalty_engine.gate import extract_checks, flood_check, record_checks, stop_if_failed
     from loyalty_engine.lifecycle import advance_warnings
     from loyalty_engine.notify import night_mailing
     from loyalty_engine.routing import route_warnings
@@ -260,25 +261,35 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
         check_rules(ruleset)  # a broken rule stops the night before any data is replaced
         return ruleset
 
-    # Stage and validate share one connection (TEMP staging), as the flow's load task does.
-    loading = contextlib.ExitStack()
+    # Stage to the flood check share one connection and one transaction, as night.run_night does;
+    # its steps are timed one by one here.
+    night_transaction = contextlib.ExitStack()
 
     def stage():
-        con = loading.enter_context(database())
-        return con, stage_extracts(con, settings.extracts.path, night)
+        con = night_transaction.enter_context(database())
+        con.begin()
+        return con, stage_extracts(con, settings.extracts, night)
 
     def validate():
-        with loading:
-            con, staged_tables = staged
-            return validate_night(con, staged_tables, night)
+        con, staged_tables = staged
+        return validate_night(con, staged_tables, night)
+
+    def gate():
+        return extract_checks(staged[0], night, checks, settings)
 
     def evaluate():
-        # As the flow's evaluate task: the rules, then the lifecycle and routing on the same connection.
-        with database() as con:
-            outcome = evaluate_rules(con, ruleset, night)
-            advance_warnings(con, ruleset, night, outcome, load_snoozes(settings.snoozes), settings.digest.repeat_after_days)
-            route_warnings(con, night)
-            return outcome.signals
+        con = staged[0]
+        outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+        advance_warnings(con, ruleset, night, outcome, load_snoozes(settings.snoozes), settings.digest.repeat_after_days)
+        route_warnings(con, night)
+        gate_checks.append(flood_check(con, night, settings))
+        return outcome.signals
+
+    def commit():
+        with night_transaction:
+            stop_if_failed(night, gate_checks)
+            record_checks(staged[0], night, gate_checks)
+            staged[0].commit()
 
     def render():
         with database() as con:
@@ -322,7 +333,9 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
     ruleset = measure("rules", rules)
     staged = measure("stage", stage)
     checks = measure("validate", validate)
+    gate_checks = measure("gate", gate)
     fired = measure("evaluate", evaluate)
+    measure("commit", commit)
     digests = measure("render", render)
     report = measure("deliver", deliver)
 

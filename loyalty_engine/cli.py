@@ -33,6 +33,7 @@ from rich.table import Table
 
 from loyalty_engine.config import Settings, config_path, load_settings
 from loyalty_engine.errors import DeliveryError, UserError
+from loyalty_engine.safe_text import printable
 
 EPILOG = """\b
 Exit codes:
@@ -480,7 +481,8 @@ def _print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: 
         for column in shown:
             table.add_column(column)
         for row in rows:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in shown))
+            # Values come from extracts: a terminal escape in a name must not reach the terminal.
+            table.add_row(*("" if row[c] is None else escape(printable(str(row[c]), one_line=True)) for c in shown))
         if rows:
             out.print(table)
         err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")

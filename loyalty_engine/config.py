@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import ConfigError
+from loyalty_engine.safe_text import escaped
 from loyalty_engine.yaml_files import load_yaml
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -122,8 +123,9 @@ class EmailSettings(_Section):
     @field_validator("sender")
     @classmethod
     def _sender(cls, value: str) -> str:
-        if "@" not in parseaddr(value)[1]:
-            raise ValueError("not an email address such as 'Name <name@example.com>'")
+        # One address, nothing that could end the From header or hide in it.
+        if "@" not in parseaddr(value)[1] or len(getaddresses([value])) != 1 or escaped(value) != value:
+            raise ValueError("not one email address such as 'Name <name@example.com>'")
         return value
 
     @field_validator("ops_recipients")

@@ -54,7 +54,7 @@ digest:
         ("language: de", "language: fr", "14: digest.language: must be one of 'de' or 'en', got 'fr'"),
         ("digest:", "schedule: {timezone: Europe/Berln}\ndigest:", "13: schedule.timezone: not an IANA time zone such as Europe/Berlin, got 'Europe/Berln'"),
         ("digest:", "schedule: {cron: every night}\ndigest:", "13: schedule.cron: not a cron expression (Wrong number of fields), got 'every night'"),
-        ("sender: a@example.com", "sender: Frühwarnsystem", "8: email.sender: not an email address such as 'Name <name@example.com>', got 'Frühwarnsystem'"),
+        ("sender: a@example.com", "sender: Frühwarnsystem", "8: email.sender: not one email address such as 'Name <name@example.com>', got 'Frühwarnsystem'"),
     ],
 )
 def test_config_mistakes_name_line_and_key(tmp_path, old, new, message):
