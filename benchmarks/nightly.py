@@ -46,7 +46,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STAGES = ("rules", "stage", "validate", "evaluate", "render", "deliver")
+STAGES = ("rules", "stage", "validate", "gate", "evaluate", "commit", "render", "deliver")
 RUNS = ("first", "re-run")
 DEFAULT_NIGHT = date(2026, 11, 23)  # fixed, so the same arguments give the same sample everywhere
 
