@@ -104,7 +104,10 @@ class _Progress(logging.Handler):
 def run(config: ConfigOption = None, night: DateOption = None) -> None:
     """Run the nightly job once.
 
-    Loads the night's extracts, validates them, evaluates the rules and mails the digests.
+    Loads the night's extracts, validates them, checks them against the gate, evaluates
+    the rules and mails the digests. A night that fails the gate changes nothing, mails no
+    owner and tells ops (exit 3); one that would warn too many accounts at once holds its
+    digests for `loyalty release` (exit 6). Only one run at a time per database (exit 7).
 
     The night defaults to the newest <YYYY-MM-DD> folder under extracts.path, else today.
     Re-running a night replaces its data and warnings but never mails a digest twice.
