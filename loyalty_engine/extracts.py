@@ -8,6 +8,8 @@ import difflib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -135,8 +137,8 @@ def stage_extracts(con: duckdb.DuckDBPyConnection, extracts: ExtractSettings | P
 
 def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     for name in TABLES:
-        con.execute(f"DROP TABLE IF EXISTS stage_{name}")
-        con.execute(f"DROP TABLE IF EXISTS stage_{name}_rejects")
+        for staged in (f"stage_{name}", f"stage_{name}_rejects", f"read_{name}"):
+            con.execute(f"DROP TABLE IF EXISTS {staged}")
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path, csv: CsvSettings, mode: str) -> StagedTable:
@@ -154,7 +156,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path, csv: CsvSet
         except ExtractError as err:
             raise unusable("readable", str(err)) from None
         header = con.sql(f"SELECT * FROM read_{table.name} LIMIT 0")
-        names = [name for name in header.columns if name in dialect.header]
+        names = header.columns
     else:
         dialect = None
         try:
@@ -262,30 +264,26 @@ class _Dialect:
     lines: int  # physical lines of the file
 
 
-class _utf8_source:
-    """Context manager: the file as UTF-8, resolving the encoding (None: detect), see _resolve_encoding."""
-
-    def __init__(self, path: Path, encoding: str | None) -> None:
-        self.path, self.encoding, self.temporary = path, encoding, None
-
-    def __enter__(self) -> _Utf8Source:
-        encoding = _resolve_encoding(self.path, self.encoding)
-        if encoding == "utf-8":
-            lines, problem = _scan_utf8(self.path)
-            if problem:
-                raise ExtractError(
-                    f"{self.path}:{lines}: {problem} is not UTF-8 "
-                    "(set extracts.csv.encoding to cp1252 or latin-1 if the file is written that way)"
-                )
-            return _Utf8Source(self.path, encoding, lines)
-        handle, name = tempfile.mkstemp(prefix="loyalty-extract-", suffix=".csv")
-        os.close(handle)
-        self.temporary = Path(name)
-        return _Utf8Source(self.temporary, encoding, _transcode(self.path, encoding, self.temporary))
-
-    def __exit__(self, *exc) -> None:
-        if self.temporary is not None:
-            self.temporary.unlink(missing_ok=True)
+@contextmanager
+def _utf8_source(path: Path, configured: str | None) -> Iterator[_Utf8Source]:
+    """The file as UTF-8 for DuckDB, its encoding resolved (None: detected, see _resolve_encoding)."""
+    encoding = _resolve_encoding(path, configured)
+    if encoding == "utf-8":
+        lines, problem = _scan_utf8(path)
+        if problem:
+            raise ExtractError(
+                f"{path}:{lines}: {problem} is not UTF-8 "
+                "(set extracts.csv.encoding to cp1252 or latin-1 if the file is written that way)"
+            )
+        yield _Utf8Source(path, encoding, lines)
+        return
+    handle, name = tempfile.mkstemp(prefix="loyalty-extract-", suffix=".csv")
+    os.close(handle)
+    copy = Path(name)
+    try:
+        yield _Utf8Source(copy, encoding, _transcode(path, encoding, copy, detected=configured is None))
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def _resolve_encoding(path: Path, configured: str | None) -> str:
@@ -322,7 +320,7 @@ def _scan_utf8(path: Path) -> tuple[int, str | None]:
             last = chunk[-1:]
 
 
-def _transcode(path: Path, encoding: str, target: Path) -> int:
+def _transcode(path: Path, encoding: str, target: Path, detected: bool) -> int:
     """Copy a single-byte encoded file to `target` as UTF-8, chunk by chunk; its physical line
     count. Line ends stay where they were, so line numbers do too."""
     newlines, last = 0, b"\n"
@@ -333,9 +331,9 @@ def _transcode(path: Path, encoding: str, target: Path) -> int:
             except UnicodeDecodeError as err:
                 line = newlines + chunk.count(b"\n", 0, err.start) + 1
                 name = _ENCODING_NAMES[encoding]
+                what = f"neither UTF-8 nor {name} text" if detected else f"not {name} text, as extracts.csv.encoding says"
                 raise ExtractError(
-                    f"{path}:{line}: byte 0x{chunk[err.start]:02X} is neither UTF-8 nor {name} text "
-                    "(set extracts.csv.encoding to the file's encoding)"
+                    f"{path}:{line}: byte 0x{chunk[err.start]:02X} is {what} (set extracts.csv.encoding to the file's encoding)"
                 ) from None
             sink.write(text.encode("utf-8"))
             newlines += chunk.count(b"\n")
@@ -348,17 +346,17 @@ def _dialect(path: Path, source: _Utf8Source, csv: CsvSettings, table: Table) ->
     columns), decimal mark (configured, else ',' with ';' as delimiter, the German convention)
     and the header's column names, read with Python's csv module from the first record only."""
     with source.path.open(encoding="utf-8-sig", newline="") as handle:
-        first = handle.readline()
-        delimiter = csv.delimiter or _detect_delimiter(first, csv.quote, table)
-        handle.seek(0)
-        reader = csv_module.reader(handle, delimiter=delimiter, quotechar=csv.quote, doublequote=True, strict=False)
         try:
+            first = handle.readline()
+            delimiter = csv.delimiter or _detect_delimiter(first, csv.quote, table)
+            handle.seek(0)
+            reader = csv_module.reader(handle, delimiter=delimiter, quotechar=csv.quote, doublequote=True, strict=False)
             names = next(reader, [])
         except csv_module.Error as err:
             raise ExtractError(f"{path}:1: cannot read the header line: {err}") from None
         header_lines = max(reader.line_num, 1)
-    if first.endswith("\r") and not first.endswith("\r\n"):
-        raise ExtractError(f"{path}:1: lines end with CR only (old Mac style); export with LF or CRLF line ends")
+    if not names:
+        raise ExtractError(f"{path}:1: the header line is empty")
     header: list[str] = []
     for position, name in enumerate(names, start=1):
         unique = name if name.strip() and name not in header else f"column{position}"

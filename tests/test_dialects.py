@@ -257,3 +257,12 @@ def test_parquet_with_other_but_compatible_types_loads(tmp_path):
     assert rows(db, "SELECT contract_id, start_date, end_date, annual_value, term_months FROM contracts") == [
         ("7", date(2026, 1, 1), date(2026, 12, 31), 12000.5, 12.0)
     ]
+
+
+def test_a_byte_the_configured_encoding_lacks_is_named(tmp_path):
+    folder = tmp_path / "extracts"
+    shutil.copytree(FIXTURES / "sap_cp1252_semicolon", folder)
+    data = (folder / "orders.csv").read_bytes()
+    (folder / "orders.csv").write_bytes(data.replace(b"letzte", b"letzte \x81"))
+    with pytest.raises(ExtractError, match=r"orders.csv:8: byte 0x81 is not Windows-1252 \(cp1252\) text, as extracts.csv.encoding says"):
+        load(ExtractSettings(path=folder, csv=CsvSettings(encoding="cp1252")), tmp_path / "db.duckdb")
