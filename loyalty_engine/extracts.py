@@ -188,7 +188,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path, csv: CsvSet
         # order (preserve_insertion_order).
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE stage_{table.name} AS "
-            f"SELECT rowid + 1 AS _line, {', '.join(selected)} FROM read_{table.name}"
+            f"SELECT {_position(con, table.name)} + 1 AS _line, {', '.join(selected)} FROM read_{table.name}"
         )
         unreadable = 0
     else:
@@ -493,8 +493,9 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
         f"SELECT (SELECT count(*) FROM read_{name}), (SELECT count(*) FROM stage_{name}_rejects)"
     ).fetchone()
     columns = ", ".join(selected)
+    position = _position(con, name)
     if not rejected and good + dialect.header_lines == dialect.lines:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE stage_{name} AS SELECT rowid + {first} AS _line, {columns} FROM read_{name}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stage_{name} AS SELECT {position} + {first} AS _line, {columns} FROM read_{name}")
         _finish_rejects(con, name, None)
         return 0
     breaks = " + ".join(_breaks(_quoted(column)) for column in dialect.header) or "0"
@@ -506,7 +507,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
             FROM stage_{name}_rejects
         ),
         records AS (
-            SELECT rowid AS k, true AS good, 0 AS j, {breaks} AS breaks FROM read_{name}
+            SELECT {position} AS k, true AS good, 0 AS j, {breaks} AS breaks FROM read_{name}
             UNION ALL
             -- DuckDB's line counts the header, the records before and blank lines: the good
             -- rows before a rejected record are its line - 2 - the rejected ones before it.
@@ -523,7 +524,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, dialect
         f"""
         CREATE OR REPLACE TEMP TABLE stage_{name} AS
         SELECT o.line AS _line, {columns}
-        FROM read_{name} JOIN order_{name} o ON o.good AND o.k = read_{name}.rowid
+        FROM (SELECT {position} AS _position, * FROM read_{name}) r JOIN order_{name} o ON o.good AND o.k = r._position
         """
     )
     con.execute(
@@ -573,6 +574,16 @@ def _finish_rejects(con: duckdb.DuckDBPyConnection, name: str, path: Path | None
             f"CREATE OR REPLACE TEMP TABLE stage_{name}_rejects (line BIGINT, column_name VARCHAR, check_name VARCHAR, "
             "value VARCHAR, error_message VARCHAR)"
         )
+
+
+def _position(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """SQL: a row's 0-based position in read_<name>, in file order.
+
+    rowid is insertion order, but inside a transaction (the night's) DuckDB numbers new rows
+    from 36028797018960000, not 0: count from the table's first rowid.
+    """
+    first = con.execute(f"SELECT coalesce(min(rowid), 0) FROM read_{name}").fetchall()[0][0]
+    return f"(rowid - {first})"
 
 
 def _breaks(column: str) -> str:
