@@ -19,7 +19,7 @@ class ConfigError(UserError):
 
 
 class ExtractError(UserError):
-    """A night's extract cannot be loaded at all (missing file, missing column, broken CSV)."""
+    """A night's extract cannot be loaded at all (missing file or column, unreadable file): a gate failure."""
 
     exit_code = 3
 
