@@ -69,10 +69,11 @@ def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list
 
 
 @task(name="deliver digests", cache_policy=NO_CACHE)
-def deliver_task(settings: Settings, digests: list[Digest]) -> DeliveryReport:
+def deliver_task(settings: Settings, night: date, digests: list[Digest]) -> DeliveryReport:
     with store.connect(settings.database) as con:
-        # Digests of earlier nights that never went out (a crash, a server down all night) first.
-        earlier = undelivered_earlier(con, digests[0].night, settings.digest.repeat_after_days) if digests else []
+        # Digests of earlier nights that never went out (a crash, a server down all night) first,
+        # also on a night that has nothing new to send.
+        earlier = undelivered_earlier(con, night, settings.digest.repeat_after_days)
         report = deliver_digests(con, earlier + digests, settings.email)
     if report.failed:
         # Raising makes Prefect retry; the ledger makes the retry send only what is still missing.
@@ -115,11 +116,11 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
             tell_ops(settings, night, stop)
             publish_summary(summary)
             raise
-        _deliver_night(settings, ruleset, night, state, summary)
+        _report_and_deliver(settings, ruleset, night, state, summary)
     return summary
 
 
-def _deliver_night(settings: Settings, ruleset: RuleSet, night: date, state: NightState, summary: NightSummary) -> None:
+def _report_and_deliver(settings: Settings, ruleset: RuleSet, night: date, state: NightState, summary: NightSummary) -> None:
     logger = get_run_logger()
     summary.tables, summary.checks, summary.notices = state.tables, state.checks, state.notices
     for check in summary.tables:
@@ -150,7 +151,7 @@ def _deliver_night(settings: Settings, ruleset: RuleSet, night: date, state: Nig
     retries = settings.email.retries
     delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
     delivered = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
-        settings, digests, return_state=True
+        settings, night, digests, return_state=True
     )
     report = delivered.result(raise_on_failure=False)
     if isinstance(report, BaseException) and not isinstance(report, DeliveryError):

@@ -54,12 +54,17 @@ class Check:
     limit: str  # what it may have
     detail: str = ""  # for ops: the file, the column, what to look at
 
-    def line(self) -> str:
+    def text(self) -> str:
+        """What was checked, the figure, the limit and the detail, on one line."""
         where = f"{self.table} {self.name}" if self.table != "*" else self.name
-        text = f"{self.outcome.value.upper():4}  {where}: {self.figure}"
+        text = f"{where}: {self.figure}"
         if self.limit:
             text += f" (limit: {self.limit})"
         return text + (f"; {self.detail}" if self.detail else "")
+
+    def line(self) -> str:
+        """The text, after the outcome: `FAIL  orders volume: …`."""
+        return f"{self.outcome.value.upper():4}  {self.text()}"
 
 
 class GateStop(UserError):
@@ -70,7 +75,7 @@ class GateStop(UserError):
         self.checks = checks
         stopping = [c for c in checks if c.outcome in (Outcome.FAIL, Outcome.HOLD)]
         more = f" (and {len(stopping) - 1} more)" if len(stopping) > 1 else ""
-        super().__init__(f"night {night} {self.verb}: {stopping[0].line()[6:]}{more}")
+        super().__init__(f"night {night} {self.verb}: {stopping[0].text()}{more}")
 
 
 class GateFailed(GateStop):

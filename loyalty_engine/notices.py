@@ -79,7 +79,7 @@ def render_gate_notice(night: date, sender: str, recipients: list[str], language
             texts[f"{kind}_intro"].format(night=night_label),
             "",
             texts["problems"],
-            *(f"- {check.line()[6:]}" for check in stopping),
+            *(f"- {check.text()}" for check in stopping),
             "",
             texts[f"{kind}_todo"].format(iso=night.isoformat()),
             "",
