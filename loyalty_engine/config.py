@@ -167,6 +167,20 @@ class ScheduleSettings(_Section):
         return value
 
 
+class LostSettings(_Section):
+    """When an account counts as lost, for the backtest (docs/backtest.md gives the reasoning)."""
+
+    no_order_days: int = Field(default=180, ge=1)  # silent this long after its last order: lost on that order
+    regular_orders: int = Field(default=4, ge=1)  # orders in the year before the last one: it ordered regularly
+    revenue_drop: float = Field(default=0.5, gt=0, lt=1)  # or a year's revenue fell by more than this share
+
+
+class BacktestSettings(_Section):
+    lost: LostSettings = LostSettings()
+    horizon_days: int = Field(default=180, ge=1)  # a warning is right if the account was lost within this
+    min_lead_days: int = Field(default=30, ge=0)  # a lost account counts as caught if warned this long before
+
+
 class Settings(_Section):
     extracts: ExtractSettings
     database: Path
@@ -176,6 +190,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     gate: GateSettings = GateSettings()
     validation: ValidationSettings = ValidationSettings()
+    backtest: BacktestSettings = BacktestSettings()
     snoozes: Path = Path("snoozes.yaml")  # ops' snoozes; a missing file means none
     # Where the file came from; relative paths above are already resolved against its folder.
     source: Path = Field(default=Path("config.yaml"), exclude=True)

@@ -91,6 +91,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message BLOB NOT NULL,          -- the exact bytes of the last attempt
     updated_at TIMESTAMP NOT NULL,  -- UTC
     PRIMARY KEY (night, recipient)
+);
+CREATE TABLE IF NOT EXISTS backtest_figures (
+    ran_at TIMESTAMP NOT NULL,      -- UTC; the rows of one `loyalty backtest` share it
+    first_night DATE NOT NULL,
+    last_night DATE NOT NULL,
+    rules VARCHAR NOT NULL,         -- the rules folder or file it replayed
+    rule_id VARCHAR,                -- NULL: the total over the live rules
+    mode VARCHAR,                   -- live | shadow
+    nights_fired INTEGER NOT NULL,  -- nights with at least one new warning
+    accounts_flagged INTEGER NOT NULL,
+    emails_per_owner_week DOUBLE,
+    precision DOUBLE,               -- shares 0..1; NULL: no account whose outcome is known
+    recall DOUBLE,
+    median_lead_days DOUBLE
 );"""
 
 

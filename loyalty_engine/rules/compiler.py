@@ -293,11 +293,14 @@ def compile_rules(
     account: str | None = None,
     explain: bool = False,
     accounts: exp.Expression | None = None,
+    replay: bool = False,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
     earlier ones are there for `for:`); `explain` adds each condition part's operands and result.
-    `account` (one id) or `accounts` (a condition on the column account_id) limits the accounts."""
+    `account` (one id) or `accounts` (a condition on the column account_id) limits the accounts.
+    `replay` (the backtest) keeps closed accounts, which were open on past nights as far as
+    anyone can tell, and leaves out accounts on nights before their customer_since."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -315,7 +318,7 @@ def compile_rules(
         table_metrics = [m for m in metrics if m.table == table and m.aggregate != "attribute"]
         ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=len(nights) > JOINED_NIGHTS)
     ctes.insert(0, ("nights", bounds.nights_query(nights)))
-    ctes.append(("metrics", _account_metrics(metrics, tables, accounts)))
+    ctes.append(("metrics", _account_metrics(metrics, tables, accounts, replay)))
 
     outcome_columns: list[exp.Expression] = [exp.column("account_id"), exp.column("night")]
     outcome_columns += [exp.column(m.name) for m in metrics if m.name in ruleset.metrics]
@@ -594,12 +597,15 @@ def _filtered(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expre
 ZERO_WHEN_EMPTY = ("count", "sum", "distinct")
 
 
-def _account_metrics(metrics: list[Metric], tables: list[str], accounts: exp.Expression | None) -> exp.Select:
+def _account_metrics(metrics: list[Metric], tables: list[str], accounts: exp.Expression | None, replay: bool) -> exp.Select:
     """Every account (but closed ones) x night, with its metrics."""
     query = exp.select(exp.column("account_id", "a"), exp.column("night", "n"))
     query = query.from_(exp.alias_(exp.to_table("accounts"), "a")).join(exp.alias_(exp.to_table("nights"), "n"), join_type="cross")
     # Closed accounts are gone already; warning about them is noise.
     condition = exp.func("coalesce", exp.column("status", "a"), exp.Literal.string("active")).neq("closed")
+    if replay:
+        since = exp.column("customer_since", "a")
+        condition = exp.or_(since.is_(exp.null()), since <= exp.column("night", "n"))
     if accounts is not None:
         condition = exp.and_(condition, accounts.transform(lambda n: exp.column(n.name, "a") if isinstance(n, exp.Column) else n))
     query = query.where(condition)

@@ -1,0 +1,360 @@
+"""Replay the rules over past nights and judge their warnings against what happened afterwards.
+
+The database's latest extract holds every account's history, so any past night can be seen as
+it was: the compiler counts only rows dated up to each night. The replay has three steps:
+
+1. **Signals** for every account and night of the range from set-based SQL (the compiler's
+   streamed form: one sort of rows and per-night probes), in chunks of accounts so that
+   memory stays bounded. Only what the lifecycle needs is kept: the nights a condition held,
+   and the nights it could not be judged for pairs that held at some point.
+2. **Warnings** from the real lifecycle (`lifecycle.advance_warnings`: `for:`, repeats,
+   resolution, inhibition; snoozes off), night after night, in an in-memory database of its
+   own. Each night is one statement over that night's signals, not over orders.
+3. **Figures** per rule and for all live rules together: nights fired, accounts flagged, the
+   emails each owner would have had per week, and against the accounts that were lost
+   (`account_fates`): precision, recall and the median lead time (docs/backtest.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from loyalty_engine import store
+from loyalty_engine.config import BacktestSettings, LostSettings
+from loyalty_engine.lifecycle import advance_warnings
+from loyalty_engine.rules.compiler import compile_rules
+from loyalty_engine.rules.evaluate import NightOutcome, runnable
+from loyalty_engine.rules.loader import RuleSet
+
+# Account x night probes per chunk of the signal query: about 4 GB of DuckDB memory each.
+PROBES_PER_CHUNK = 4_000_000
+FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "recall", "median_lead_days")
+
+
+@dataclass
+class Backtest:
+    first: date
+    last: date
+    data_end: date  # the last night the data covers: outcomes after it are unknown
+    nights: int
+    owners: int
+    rules: list[dict]  # per rule: rule_id, mode, and FIGURES
+    total: dict  # FIGURES over the live rules together
+    # Per account: the first night each rule (and '*', any live rule) warned it, and its fate.
+    flagged: list[dict] = field(default_factory=list, repr=False)
+
+    def as_json(self) -> dict:
+        return {"first_night": self.first.isoformat(), "last_night": self.last.isoformat(), "data_end": self.data_end.isoformat(),
+                "nights": self.nights, "owners": self.owners, "rules": self.rules, "total": self.total}
+
+
+def replay_nights(first: date, last: date) -> list[date]:
+    """Every day from first to last: the nightly job runs every night, weekends included
+    (a weekend night has the same data as Friday's and changes only the days since)."""
+    return [first + timedelta(days=d) for d in range((last - first).days + 1)]
+
+
+def run_backtest(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    settings: BacktestSettings,
+    first: date,
+    last: date,
+    repeat_after_days: int = 7,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Backtest:
+    """Replay the enabled rules (live and shadow) on every night from first to last."""
+    data_end = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
+    if data_end is None:
+        raise ValueError("no night loaded yet")
+    last = min(last, data_end)
+    nights = replay_nights(first, last)
+    absent = store.absent_tables(con, data_end)
+    ruleset, _ = runnable(ruleset, absent)
+    held = _signals(con, ruleset, nights, progress)
+    progress(f"replaying the lifecycle over {len(nights)} nights")
+    with duckdb.connect() as replay:
+        warnings = _lifecycle(replay, con, held, ruleset, nights, repeat_after_days)
+    con.register("replayed_warnings", warnings)
+    try:
+        account_fates(con, settings.lost, data_end)
+        return _figures(con, ruleset, settings, first, last, data_end, len(nights))
+    finally:
+        con.unregister("replayed_warnings")
+
+
+def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date], progress) -> pa.Table:
+    """(night, account_id, rule_id, holds) where a condition held (true) or could not be judged
+    (null) for an (account, rule) pair that held on some night: what the lifecycle needs."""
+    accounts = con.execute("SELECT count(*) FROM accounts").fetchall()[0][0]
+    chunks = max(1, math.ceil(accounts * len(nights) / PROBES_PER_CHUNK))
+    con.execute("CREATE OR REPLACE TEMP TABLE replay_signals (night DATE, account_id VARCHAR, rule_id VARCHAR, holds BOOLEAN)")
+    for chunk in range(chunks):
+        progress(f"evaluating {len(ruleset.rules)} rules on {len(nights)} nights, accounts part {chunk + 1} of {chunks}")
+        part = exp.EQ(this=exp.Mod(this=exp.func("hash", exp.column("account_id")), expression=exp.Literal.number(chunks)), expression=exp.Literal.number(chunk))
+        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True)
+        holds = ", ".join(f'"{r.id}.holds"' for r in compiled.rules)
+        started = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM ({compiled.sql})")
+        progress(f"query {time.perf_counter() - started:.1f} s")
+        for rule in compiled.rules:
+            column = f'"{rule.id}.holds"'
+            con.execute(
+                f"""INSERT INTO replay_signals
+                SELECT night, account_id, ?, {column} FROM replay_part
+                WHERE {column} OR ({column} IS NULL AND account_id IN (SELECT account_id FROM replay_part WHERE {column}))""",
+                [rule.id],
+            )
+    con.execute("DROP TABLE replay_part")
+    return con.sql("SELECT * FROM replay_signals ORDER BY night").to_arrow_table()
+
+
+def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], repeat_after_days: int):
+    """The warnings night by night, as the nightly job would have kept them (snoozes off)."""
+    replay.execute(store.SCHEMA)
+    # Every account as open: whether one was closed on a past night is not known.
+    accounts = con.sql("SELECT account_id, owner_email FROM accounts").to_arrow_table()
+    replay.register("known_accounts", accounts)
+    replay.execute("CREATE TABLE accounts AS SELECT account_id, owner_email, NULL::VARCHAR AS status FROM known_accounts")
+    replay.register("replay_held", held)
+    replay.execute("CREATE TABLE held AS SELECT * FROM replay_held ORDER BY night")
+    severity = {rule.id: rule.severity for rule in ruleset.rules}
+    replay.execute("CREATE TABLE severities (rule_id VARCHAR, severity VARCHAR)")
+    replay.executemany("INSERT INTO severities VALUES (?, ?)", list(severity.items()))
+    for night in nights:
+        replay.execute(
+            """INSERT INTO signals SELECT h.night, h.account_id, h.rule_id, s.severity, '{}'
+               FROM held h JOIN severities s USING (rule_id) WHERE h.night = ? AND h.holds""",
+            [night],
+        )
+        replay.execute("CREATE OR REPLACE TEMP TABLE night_unknown AS SELECT account_id, rule_id FROM held WHERE night = ? AND holds IS NULL", [night])
+        advance_warnings(replay, ruleset, night, NightOutcome(), [], repeat_after_days)
+    return replay.sql(
+        """SELECT w.night, w.account_id, w.rule_id, w.notice,
+                  w.notice IN ('new', 'repeat') OR (w.notice = 'resolved' AND w.last_mailed IS NOT NULL) AS would_mail,
+                  a.owner_email
+           FROM warning_nights w JOIN accounts a USING (account_id)"""
+    ).to_arrow_table()
+
+
+def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: date) -> None:
+    """TEMP TABLE account_fates (account_id, last_order, lost_on, lost_how): which accounts were
+    lost, and when, as far as the data up to data_end shows.
+
+    - stopped: it ordered regularly (`regular_orders` in the year up to its last order) and then
+      not for `no_order_days`: lost on its last order day. Known once no_order_days have passed.
+    - shrank: it still orders, but a year's revenue fell by more than `revenue_drop` against the
+      year before (at a month end, the months complete): lost on that month end.
+    lost_on is NULL for the rest: kept, or not known yet."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE account_fates AS
+        WITH last_orders AS (
+            SELECT account_id, max(order_date) AS last_order FROM orders WHERE order_date <= $end GROUP BY account_id
+        ),
+        stopped AS (
+            SELECT l.account_id, l.last_order AS lost_on
+            FROM last_orders l JOIN orders o ON o.account_id = l.account_id
+                AND o.order_date > l.last_order - INTERVAL 1 YEAR AND o.order_date <= l.last_order
+            WHERE l.last_order + $silence <= $end
+            GROUP BY l.account_id, l.last_order
+            HAVING count(*) >= $regular
+        ),
+        months AS (
+            SELECT account_id, date_trunc('month', order_date)::DATE AS month, sum(amount) AS revenue, count(*) AS orders
+            FROM orders WHERE order_date <= $end GROUP BY ALL
+        ),
+        grid AS (  -- every account x month from its first order to the last complete month
+            SELECT f.account_id, m.month::DATE AS month
+            FROM (SELECT account_id, min(month) AS first_month FROM months GROUP BY account_id) f,
+                 range(f.first_month, date_trunc('month', $end::DATE + 1)::DATE, INTERVAL 1 MONTH) m(month)
+        ),
+        years AS (
+            SELECT g.account_id, (g.month + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE AS month_end,
+                sum(coalesce(m.revenue, 0)) OVER recent AS revenue_recent,
+                sum(coalesce(m.revenue, 0)) OVER before AS revenue_before,
+                sum(coalesce(m.orders, 0)) OVER before AS orders_before,
+                count(*) OVER before AS months_before
+            FROM grid g LEFT JOIN months m USING (account_id, month)
+            WINDOW recent AS (PARTITION BY g.account_id ORDER BY g.month ROWS 11 PRECEDING),
+                   before AS (PARTITION BY g.account_id ORDER BY g.month ROWS BETWEEN 23 PRECEDING AND 12 PRECEDING)
+        ),
+        shrank AS (
+            SELECT account_id, min(month_end) AS lost_on FROM years
+            WHERE months_before = 12 AND orders_before >= $regular AND revenue_before > 0
+              AND revenue_recent < (1 - $drop) * revenue_before
+            GROUP BY account_id
+        )
+        SELECT l.account_id, l.last_order,
+            coalesce(s.lost_on, r.lost_on) AS lost_on,
+            CASE WHEN s.lost_on IS NOT NULL THEN 'stopped' WHEN r.lost_on IS NOT NULL THEN 'shrank' END AS lost_how
+        FROM last_orders l LEFT JOIN stopped s USING (account_id) LEFT JOIN shrank r USING (account_id)
+        """,
+        {"end": data_end, "silence": lost.no_order_days, "regular": lost.regular_orders, "drop": lost.revenue_drop},
+    )
+
+
+def judge(con: duckdb.DuckDBPyConnection, warned: str, settings: BacktestSettings, first: date, last: date, data_end: date) -> dict[str, dict]:
+    """Precision, recall and median lead per group of `warned` (a table or view with group_id,
+    account_id, first_warned), against TEMP TABLE account_fates.
+
+    - precision: of the flagged accounts whose outcome is known, the share lost within
+      horizon_days after the first warning. Known: lost by then, or the data reaches past the
+      horizon and shows it kept (it ordered after the horizon, or its silence is long enough).
+    - recall: of the accounts lost from first + min_lead_days to last + min_lead_days (so a
+      warning in time could have come inside the range), the share first warned at least
+      min_lead_days before.
+    - median lead: days from the first warning to the loss (the last order for an account that
+      stopped), over the flagged accounts that were lost; positive means warned in time."""
+    rows = con.execute(
+        f"""
+        WITH flagged AS (
+            SELECT w.group_id, w.account_id, w.first_warned, f.last_order, f.lost_on,
+                f.lost_on IS NOT NULL AND f.lost_on <= w.first_warned + $horizon AS lost_after
+            FROM {warned} w LEFT JOIN account_fates f USING (account_id)
+        ),
+        judged AS (
+            SELECT *, lost_after OR ($end >= first_warned + $horizon AND (
+                coalesce(last_order > first_warned + $horizon, false)
+                OR last_order IS NULL OR $end >= last_order + $silence)) AS known
+            FROM flagged
+        ),
+        lost_in_range AS (
+            SELECT account_id, lost_on FROM account_fates
+            WHERE lost_on >= $first::DATE + $lead AND lost_on <= $last::DATE + $lead
+        ),
+        groups AS (SELECT DISTINCT group_id FROM {warned})
+        SELECT g.group_id,
+            (SELECT count(*) FROM judged j WHERE j.group_id = g.group_id) AS accounts_flagged,
+            (SELECT count(*) FILTER (WHERE known) FROM judged j WHERE j.group_id = g.group_id) AS outcome_known,
+            (SELECT count(*) FILTER (WHERE lost_after) FROM judged j WHERE j.group_id = g.group_id) AS lost_after_warning,
+            (SELECT median(lost_on - first_warned) FILTER (WHERE lost_after) FROM judged j WHERE j.group_id = g.group_id) AS median_lead_days,
+            (SELECT count(*) FROM lost_in_range) AS lost,
+            (SELECT count(*) FROM lost_in_range l JOIN {warned} w ON w.account_id = l.account_id AND w.group_id = g.group_id
+             WHERE w.first_warned <= l.lost_on - $lead) AS caught
+        FROM groups g
+        """,
+        {"horizon": settings.horizon_days, "end": data_end, "silence": settings.lost.no_order_days,
+         "first": first, "last": last, "lead": settings.min_lead_days},
+    ).fetchall()
+    figures = {}
+    for group_id, flagged, known, lost_after, lead, lost, caught in rows:
+        figures[group_id] = {
+            "accounts_flagged": flagged,
+            "outcome_known": known,
+            "lost_after_warning": lost_after,
+            "precision": lost_after / known if known else None,
+            "lost_in_range": lost,
+            "caught": caught,
+            "recall": caught / lost if lost else None,
+            "median_lead_days": float(lead) if lead is not None else None,
+        }
+    return figures
+
+
+def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, last: date, data_end: date, nights: int) -> Backtest:
+    live = [r.id for r in ruleset.rules if getattr(r, "mode", "live") == "live"]
+    owners = con.execute("SELECT count(DISTINCT owner_email) FROM accounts").fetchall()[0][0]
+    weeks = nights / 7
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE replay_first_warnings AS
+           SELECT rule_id AS group_id, account_id, min(night) AS first_warned FROM replayed_warnings WHERE notice = 'new' GROUP BY ALL
+           UNION ALL
+           SELECT '*', account_id, min(night) FROM replayed_warnings WHERE notice = 'new' AND list_contains($live, rule_id) GROUP BY ALL""",
+        {"live": live},
+    )
+    judged = judge(con, "replay_first_warnings", settings, first, last, data_end)
+    noise = dict(
+        con.execute(
+            """SELECT coalesce(rule_id, '*'), count(DISTINCT (owner_email, night)) FILTER (WHERE would_mail)
+               FROM replayed_warnings WHERE rule_id IS NOT NULL
+               GROUP BY GROUPING SETS ((rule_id), ())""",
+        ).fetchall()
+    )
+    noise["*"] = con.execute(
+        "SELECT count(DISTINCT (owner_email, night)) FILTER (WHERE would_mail) FROM replayed_warnings WHERE list_contains($live, rule_id)",
+        {"live": live},
+    ).fetchall()[0][0]
+    fired = dict(con.execute("SELECT rule_id, count(DISTINCT night) FROM replayed_warnings WHERE notice = 'new' GROUP BY ALL").fetchall())
+    fired["*"] = con.execute("SELECT count(DISTINCT night) FROM replayed_warnings WHERE notice = 'new' AND list_contains($live, rule_id)", {"live": live}).fetchall()[0][0]
+
+    def row(group: str) -> dict:
+        found = judged.get(group, {})
+        return {
+            "nights_fired": fired.get(group, 0),
+            "accounts_flagged": found.get("accounts_flagged", 0),
+            "emails_per_owner_week": round(noise.get(group, 0) / owners / weeks, 3) if owners and weeks else None,
+            "precision": _share(found.get("precision")),
+            "recall": _share(found.get("recall")) if found else (0.0 if judged.get("*", {}).get("lost_in_range") else None),
+            "median_lead_days": found.get("median_lead_days"),
+            "outcome_known": found.get("outcome_known", 0),
+            "lost_in_range": found.get("lost_in_range", judged.get("*", {}).get("lost_in_range", 0)),
+            "caught": found.get("caught", 0),
+        }
+
+    rules = [{"rule_id": r.id, "mode": getattr(r, "mode", "live"), **row(r.id)} for r in ruleset.rules]
+    flagged = [dict(zip(("group_id", "account_id", "first_warned", "lost_on", "lost_how"), values)) for values in con.execute(
+        """SELECT w.group_id, w.account_id, w.first_warned, f.lost_on, f.lost_how
+           FROM replay_first_warnings w LEFT JOIN account_fates f USING (account_id) ORDER BY 1, 2"""
+    ).fetchall()]
+    return Backtest(first, last, data_end, nights, owners, rules, row("*"), flagged)
+
+
+def _share(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def compare(before: Backtest, after: Backtest) -> dict:
+    """Accounts the second rule set flags (any live rule) that the first does not, and the
+    reverse, with what happened to them."""
+    def accounts(backtest: Backtest) -> dict[str, dict]:
+        return {f["account_id"]: f for f in backtest.flagged if f["group_id"] == "*"}
+
+    old, new = accounts(before), accounts(after)
+
+    def summary(ids: set[str], source: dict[str, dict]) -> dict:
+        fates = [source[i] for i in sorted(ids)]
+        return {
+            "accounts": len(fates),
+            "lost": sum(1 for f in fates if f["lost_on"] is not None),
+            "accounts_list": [
+                {"account_id": f["account_id"], "first_warned": f["first_warned"].isoformat(),
+                 "lost_on": f["lost_on"].isoformat() if f["lost_on"] else None, "lost_how": f["lost_how"]}
+                for f in fates
+            ],
+        }
+
+    return {"added": summary(set(new) - set(old), new), "dropped": summary(set(old) - set(new), old)}
+
+
+def store_figures(con: duckdb.DuckDBPyConnection, backtest: Backtest, rules: Path) -> datetime:
+    """Keep the figures for `rules list` and the report; the latest backtest is the one shown."""
+    ran_at = datetime.now(UTC).replace(tzinfo=None)
+    rows = [(r["rule_id"], r["mode"], r) for r in backtest.rules] + [(None, None, backtest.total)]
+    con.executemany(
+        "INSERT INTO backtest_figures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [ran_at, backtest.first, backtest.last, str(rules), rule_id, mode, *(figures[name] for name in FIGURES)]
+            for rule_id, mode, figures in rows
+        ],
+    )
+    return ran_at
+
+
+def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
+    """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
+    result = con.execute(
+        f"""SELECT rule_id, first_night, last_night, {', '.join(FIGURES)} FROM backtest_figures
+            WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)"""
+    )
+    names = [d[0] for d in result.description]
+    return {row[0]: dict(zip(names, row)) for row in result.fetchall()}
