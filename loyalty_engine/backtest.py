@@ -51,6 +51,8 @@ class Backtest:
     total: dict  # FIGURES over the live rules together
     # Per account: the first night each rule (and '*', any live rule) warned it, and its fate.
     flagged: list[dict] = field(default_factory=list, repr=False)
+    # The replayed warning_nights: night, account_id, rule_id, notice, would_mail, owner_email.
+    warnings: pa.Table | None = field(default=None, repr=False)
 
     def as_json(self) -> dict:
         return {"first_night": self.first.isoformat(), "last_night": self.last.isoformat(), "data_end": self.data_end.isoformat(),
@@ -87,7 +89,9 @@ def run_backtest(
     con.register("replayed_warnings", warnings)
     try:
         account_fates(con, settings.lost, data_end)
-        return _figures(con, ruleset, settings, first, last, data_end, len(nights))
+        result = _figures(con, ruleset, settings, first, last, data_end, len(nights))
+        result.warnings = warnings
+        return result
     finally:
         con.unregister("replayed_warnings")
 
@@ -105,7 +109,7 @@ def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date
         holds = ", ".join(f'"{r.id}.holds"' for r in compiled.rules)
         started = time.perf_counter()
         con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM ({compiled.sql})")
-        progress(f"query {time.perf_counter() - started:.1f} s")
+        progress(f"evaluated in {time.perf_counter() - started:.1f} s")
         for rule in compiled.rules:
             column = f'"{rule.id}.holds"'
             con.execute(
@@ -348,13 +352,3 @@ def store_figures(con: duckdb.DuckDBPyConnection, backtest: Backtest, rules: Pat
         ],
     )
     return ran_at
-
-
-def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
-    """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
-    result = con.execute(
-        f"""SELECT rule_id, first_night, last_night, {', '.join(FIGURES)} FROM backtest_figures
-            WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)"""
-    )
-    names = [d[0] for d in result.description]
-    return {row[0]: dict(zip(names, row)) for row in result.fetchall()}

@@ -299,6 +299,7 @@ def alerts(
     One row per account and rule: severity, state (pending, firing, resolved), what the
     night did with it (new, open, open and mailed again, snoozed, inhibited, resolved,
     pending, kept when it could not be judged), whether it was mailed, to whom, and why.
+    A shadow rule's warnings (mode shadow) are listed as they would have been, never mailed.
     The latest evaluated night unless --date names one. Reads the database only.
 
     Example:
@@ -310,7 +311,7 @@ def alerts(
 
     settings = _settings(config)
     rows = night_warnings(settings.database, night.date() if night else None)
-    _print_rows(rows, format, ("account_id", "account_name", "rule_id", "severity", "state", "notice", "mailed", "recipient", "reason"), "warnings")
+    _print_rows(rows, format, ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "reason"), "warnings")
 
 
 @app.command()
@@ -323,7 +324,8 @@ def history(
 
     Each night a warning of the account changed: when it went pending, fired, was
     mailed (and to whom), was mailed again, snoozed, inhibited, kept without data,
-    resolved, or lapsed while pending, with the reason. Reads the database only.
+    resolved, or lapsed while pending, with the reason. A shadow rule's events say what it
+    would have mailed (mode shadow). Reads the database only.
 
     Example:
 
@@ -333,7 +335,7 @@ def history(
     from loyalty_engine.report import account_history
 
     rows = account_history(_settings(config).database, account_id)
-    _print_rows(rows, format, ("night", "rule_id", "event", "reason"), "events")
+    _print_rows(rows, format, ("night", "rule_id", "mode", "event", "reason"), "events")
 
 
 @app.command()
@@ -447,6 +449,49 @@ def preview(
 
 
 @app.command()
+def report(
+    out_file: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.html", help="Where to write the page.")],
+    config: ConfigOption = None,
+    night: DateOption = None,
+) -> None:
+    """Write the portfolio report: one HTML page for ops and management.
+
+    The four groups of the brief (satisfaction against order frequency, each active account
+    coloured by its warning state), the retention rate per month over two years, new warnings
+    per rule and per owner over 90 days, the gate's outcomes over 30 days and the last
+    backtest's figures. One self-contained file: no script, nothing loaded from elsewhere;
+    it opens offline and prints. In digest.language. Data up to --date (default: the latest
+    evaluated night). Reads the database only; see docs/report.md.
+
+    Example:
+
+    \b
+        loyalty report --date 2026-11-23 --out report.html
+    """
+    from loyalty_engine.errors import RuleError
+    from loyalty_engine.portfolio import portfolio_report
+    from loyalty_engine.report import open_database
+    from loyalty_engine.rules.loader import load_rules
+
+    settings = _settings(config)
+    try:  # the rules give titles; a rule file being edited must not cost ops the report
+        ruleset = load_rules(settings.rules)
+    except RuleError as problem:
+        err.print(f"warning: rule titles not shown: {problem}", markup=False)
+        ruleset = None
+    with open_database(settings.database) as con:
+        figures, html = portfolio_report(con, night.date() if night else None, settings.digest.language, ruleset, settings.database.name)
+    partial = out_file.with_name(f".{out_file.name}.partial")
+    try:  # written whole or not at all: a reader never opens half a page
+        partial.write_text(html, encoding="utf-8")
+        partial.replace(out_file)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"{out_file}: cannot write the report: {error.strerror or error}") from None
+    out.print(f"Portfolio report for {figures.night}: {len(figures.accounts):,} active accounts; written to {out_file}")
+
+
+@app.command()
 def quarantine(
     config: ConfigOption = None,
     night: DateOption = None,
@@ -557,7 +602,11 @@ def _file_order(problem: Exception) -> tuple:
 
 @rules_app.command("list")
 def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format: FormatOption = Format.table) -> None:
-    """List the rules with severity, state and what they say.
+    """List the rules with severity, state, what they say and how they did in the last backtest.
+
+    Once `loyalty backtest` has run, each rule shows its figures from it: accounts flagged,
+    digests per owner and week, precision, recall and median lead in days (see `loyalty
+    backtest --help`), so you see which rules earn their place.
 
     Example:
 
@@ -567,19 +616,62 @@ def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format:
     from loyalty_engine.rules.loader import load_rules
 
     ruleset = load_rules(_rules_paths(paths, config))
-    rows = [
-        {
-            "rule_id": rule.id,
-            "severity": rule.severity,
-            "enabled": "yes" if rule.enabled else "no",
-            "for": f"{rule.for_nights} nights" if rule.for_nights > 1 else "",
-            "title": rule.title.get("en") or next(iter(rule.title.values())),
-            "labels": " ".join(f"{k}={v}" for k, v in rule.labels.items()),
-            "file": f"{rule.where.file.name}:{rule.where.line}",
-        }
-        for rule in ruleset.rules
-    ]
-    _print_rows(rows, format, ("rule_id", "severity", "enabled", "for", "title", "labels", "file"), "rules")
+    figures = _last_backtest(config)
+    rows = []
+    for rule in ruleset.rules:
+        found = figures.get(rule.id, {})
+        rows.append(
+            {
+                "rule_id": rule.id,
+                "severity": rule.severity,
+                "enabled": "yes" if rule.enabled else "no",
+                "mode": getattr(rule, "mode", "live"),
+                "for": f"{rule.for_nights} nights" if rule.for_nights > 1 else "",
+                "title": rule.title.get("en") or next(iter(rule.title.values())),
+                "labels": " ".join(f"{k}={v}" for k, v in rule.labels.items()),
+                "file": f"{rule.where.file.name}:{rule.where.line}",
+                "flagged": found.get("accounts_flagged"),
+                "digests/week": found.get("emails_per_owner_week"),
+                "precision": found.get("precision"),
+                "recall": found.get("recall"),
+                "lead_days": found.get("median_lead_days"),
+            }
+        )
+    shown = ("rule_id", "severity", "enabled", "mode", "for", "title", "file")
+    if figures:
+        period = next(iter(figures.values()))
+        err.print(f"Figures from the backtest of {period['first_night']} … {period['last_night']}")
+        shown += ("flagged", "digests/week", "precision", "recall", "lead_days")
+        if format is Format.table:
+            for row in rows:
+                for key in ("precision", "recall"):
+                    row[key] = None if row[key] is None else f"{row[key]:.0%}"
+                row["lead_days"] = None if row["lead_days"] is None else f"{row['lead_days']:+.0f}"
+                row["digests/week"] = None if row["digests/week"] is None else f"{row['digests/week']:.1f}"
+    _print_rows(rows, format, shown, "rules")
+
+
+def _last_backtest(config: Path | None) -> dict:
+    """The last backtest's figures by rule id, or {} (none yet, or the database busy)."""
+    import duckdb
+
+    from loyalty_engine import store
+    from loyalty_engine.report import latest_figures
+
+    try:
+        database = _settings(config).database
+    except UserError:
+        return {}  # rules listed from files alone, without a config
+    if not database.exists():
+        return {}
+    try:
+        with store.connect(database, read_only=True) as con:
+            return latest_figures(con)
+    except duckdb.IOException:
+        err.print("[dim]The database is in use by a run; backtest figures left out.[/dim]")
+        return {}
+    except duckdb.CatalogException:  # a database from before backtests, opened read-only
+        return {}
 
 
 @rules_app.command("test")
@@ -657,6 +749,132 @@ def explain(
             raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
         explained = explain_account(con, ruleset, account_id, night.date() if night else loaded, absent_tables(con, loaded))
     out.print(render(explained), markup=False)
+
+
+class BacktestFormat(str, Enum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def backtest(
+    first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First night to replay.")],
+    last: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night to replay.")],
+    rules: Annotated[
+        Optional[Path], typer.Option("--rules", metavar="PATH", help="Rule file or folder [default: the rules folder of the config].", show_default=False)
+    ] = None,
+    compare_with: Annotated[
+        Optional[Path], typer.Option("--compare", metavar="PATH", help="A second rule set: its figures, and the accounts it adds and drops.", show_default=False)
+    ] = None,
+    format: Annotated[BacktestFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = BacktestFormat.table,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write to FILE instead of stdout.", show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Replay the rules on past nights and show how early and how precisely they warned.
+
+    Every night from --from to --to is evaluated as it was (only data dated up to it counts),
+    and the warnings go through the real lifecycle (for:, repeats, resolution, inhibition;
+    snoozes off). Shadow rules are replayed like live ones. Per rule and for all live rules:
+    nights with a new warning, accounts flagged, digests per owner and week, and where the
+    data shows what happened next: precision (flagged accounts lost within
+    backtest.horizon_days), recall (lost accounts warned at least backtest.min_lead_days
+    before) and the median lead in days from the first warning to the loss. What "lost"
+    means is set under backtest.lost in config.yaml (docs/backtest.md). The figures are kept
+    for `loyalty rules list` and `loyalty report`. Needs the database to itself (exit 7
+    while a run is going).
+
+    Examples:
+
+    \b
+        loyalty backtest --from 2025-05-01 --to 2026-04-30
+        loyalty backtest --from 2025-05-01 --to 2026-04-30 --compare rules-next/ --format json
+    """
+    from loyalty_engine import backtest as replay
+    from loyalty_engine import store
+    from loyalty_engine.rules.loader import load_rules
+
+    settings = _settings(config)
+    if first > last:
+        raise UserError(f"--from {first:%Y-%m-%d} lies after --to {last:%Y-%m-%d}")
+    rules_path = rules or settings.rules
+    rule_sets = [(rules_path, load_rules(rules_path))]
+    if compare_with is not None:
+        rule_sets.append((compare_with, load_rules(compare_with)))
+    if not settings.database.exists():
+        raise UserError(f"{settings.database}: no database yet; run `loyalty run` first")
+    results = []
+    with store.night_lock(settings.database), store.connect(settings.database) as con:
+        if con.execute("SELECT count(*) FROM loads").fetchall()[0][0] == 0:
+            raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
+        for path, ruleset in rule_sets:
+            err.print(f"[dim]Replaying {path} …[/dim]")
+            results.append(
+                replay.run_backtest(
+                    con, ruleset, settings.backtest, first.date(), last.date(), settings.digest.repeat_after_days,
+                    progress=lambda message: err.print(f"[dim]  {message}[/dim]"),
+                )
+            )
+        replay.store_figures(con, results[0], rules_path)
+    difference = replay.compare(results[0], results[1]) if len(results) == 2 else None
+    if format is BacktestFormat.json:
+        document = results[0].as_json()
+        if difference is not None:
+            document["compare"] = {"rules_path": str(compare_with), **results[1].as_json(), **difference}
+        text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
+    elif format is BacktestFormat.html:
+        from loyalty_engine.backtest_page import render_backtest
+
+        text = render_backtest(results, [path for path, _ in rule_sets], difference, settings.digest.language)
+    else:
+        text = None
+    if text is not None:
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+            err.print(f"Wrote {output}")
+        else:
+            print(text)
+        return
+    for (path, _), result in zip(rule_sets, results):
+        _print_backtest(result, str(path))
+    if difference is not None:
+        _print_difference(difference, str(rules_path), str(compare_with))
+
+
+def _share_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _print_backtest(result, title: str) -> None:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"{title}: {result.nights} nights {result.first} … {result.last}, {result.owners} owners (outcomes known up to {result.data_end})",
+        title_justify="left",
+    )
+    for column, justify in (("rule", "left"), ("mode", "left"), ("nights fired", "right"), ("accounts flagged", "right"), ("digests/owner/week", "right"),
+                            ("precision", "right"), ("recall", "right"), ("median lead (days)", "right")):
+        table.add_column(column, justify=justify)
+    rows = [(r["rule_id"], r["mode"], r) for r in result.rules] + [("all live rules", "", result.total)]
+    for index, (name, mode, figures) in enumerate(rows):
+        table.add_row(
+            name, mode, str(figures["nights_fired"]), str(figures["accounts_flagged"]),
+            "–" if figures["emails_per_owner_week"] is None else f"{figures['emails_per_owner_week']:.1f}",
+            _share_text(figures["precision"]), _share_text(figures["recall"]),
+            "–" if figures["median_lead_days"] is None else f"{figures['median_lead_days']:+.0f}",
+            end_section=index == len(rows) - 2,
+        )
+    out.print(table)
+
+
+def _print_difference(difference: dict, before: str, after: str) -> None:
+    for key, verb in (("added", f"{after} warns, {before} does not"), ("dropped", f"{before} warns, {after} does not")):
+        part = difference[key]
+        out.print(f"{part['accounts']} accounts {verb}; {part['lost']} of them were lost")
+        for account in part["accounts_list"][:20]:
+            fate = f"lost {account['lost_on']} ({account['lost_how']})" if account["lost_on"] else "not lost"
+            out.print(f"  {account['account_id']}  first warned {account['first_warned']}  {fate}", markup=False)
+        if part["accounts"] > 20:
+            out.print(f"  … and {part['accounts'] - 20} more (--format json lists all)")
 
 
 @app.command("generate-sample")

@@ -10,6 +10,7 @@ import duckdb
 
 from loyalty_engine import store
 from loyalty_engine.errors import UserError
+from loyalty_engine.lifecycle import SHADOW_REASON
 
 
 def open_database(database: Path) -> duckdb.DuckDBPyConnection:
@@ -52,13 +53,14 @@ def night_warnings(database: Path, night: date | None = None) -> list[dict]:
                 SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity, w.state,
                        CASE w.notice WHEN 'repeat' THEN 'open, mailed again' ELSE w.notice END AS notice,
                        w.mailed, coalesce(w.recipient, 'ops') AS recipient, w.cc, w.since,
-                       coalesce(w.reason, w.route_reason) AS reason, w.evidence
+                       coalesce(w.reason, w.route_reason) AS reason, w.evidence,
+                       CASE WHEN starts_with(w.reason, ?) THEN 'shadow' ELSE 'live' END AS mode
                 FROM warning_nights w LEFT JOIN accounts a USING (account_id)
                 WHERE w.night = ?
                 ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
                          WHEN 'low' THEN 3 ELSE 4 END, w.account_id, w.rule_id
                 """,
-                [night],
+                [SHADOW_REASON, night],
             )
         )
     for row in rows:
@@ -78,11 +80,13 @@ WITH rows AS (
 ),
 evaluated AS (SELECT night, lead(night) OVER (ORDER BY night) AS next_night FROM nights)
 SELECT night, rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights,
-       coalesce(reason, route_reason) AS reason, evidence
+       coalesce(reason, route_reason) AS reason, evidence,
+       CASE WHEN starts_with(reason, $shadow) THEN 'shadow' ELSE 'live' END AS mode
 FROM rows
 WHERE mailed OR notice IS DISTINCT FROM was_notice OR state IS DISTINCT FROM was_state
 UNION ALL
-SELECT e.next_night, r.rule_id, 'lapsed', NULL, false, NULL, 0, 'the condition no longer held', r.evidence
+SELECT e.next_night, r.rule_id, 'lapsed', NULL, false, NULL, 0, 'the condition no longer held', r.evidence,
+       CASE WHEN starts_with(r.reason, $shadow) THEN 'shadow' ELSE 'live' END
 FROM rows r JOIN evaluated e USING (night)
 WHERE r.state = 'pending' AND e.next_night IS NOT NULL AND r.next_row IS DISTINCT FROM e.next_night
 ORDER BY night, rule_id
@@ -99,7 +103,7 @@ def account_history(database: Path, account_id: str) -> list[dict]:
         ).fetchall()
         if not any(count for (count,) in known):
             raise UserError(f"unknown account {account_id!r}: not in tonight's accounts and never warned")
-        rows = _rows(con.execute(HISTORY, {"account": account_id}))
+        rows = _rows(con.execute(HISTORY, {"account": account_id, "shadow": SHADOW_REASON}))
     for row in rows:
         row["event"] = _event(row)
         row["evidence"] = json.loads(row["evidence"])
@@ -110,6 +114,14 @@ def _event(row: dict) -> str:
     """What happened, in words."""
     if row["state"] == "lapsed":
         return "pending ended"
+    if row["mode"] == "shadow":  # never mailed: say what it would have sent, as the backtest counts it
+        would = {
+            "new": f"fired, would have been mailed to {row['recipient']}",
+            "repeat": f"still open, would have been mailed again to {row['recipient']}",
+            "resolved": f"resolved, would have been mailed to {row['recipient']}",
+        }
+        if row["notice"] in would and row["reason"] == SHADOW_REASON:
+            return would[row["notice"]] + " (shadow rule)"
     return {
         "pending": f"pending ({row['held_nights']} night{'s' if row['held_nights'] != 1 else ''} held)",
         "new": f"fired, mailed to {row['recipient']}",
@@ -120,3 +132,14 @@ def _event(row: dict) -> str:
         "kept": f"{row['state']}, not judged",
         "resolved": f"resolved, mailed to {row['recipient']}" if row["mailed"] else "resolved, not mailed",
     }[row["notice"]]
+
+
+def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
+    """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
+    result = con.execute(
+        """SELECT rule_id, first_night, last_night, nights_fired, accounts_flagged, emails_per_owner_week,
+                   precision, recall, median_lead_days FROM backtest_figures
+            WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)"""
+    )
+    names = [d[0] for d in result.description]
+    return {row[0]: dict(zip(names, row)) for row in result.fetchall()}

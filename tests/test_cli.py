@@ -32,7 +32,7 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 COMMANDS = [
     "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "quarantine", "explain", "generate-sample",
-    "rules check", "rules list", "rules test",
+    "backtest", "rules check", "rules list", "rules test",
 ]
 
 
