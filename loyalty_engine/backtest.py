@@ -266,7 +266,7 @@ def judge(con: duckdb.DuckDBPyConnection, warned: str, settings: BacktestSetting
 
 
 def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, last: date, data_end: date, nights: int) -> Backtest:
-    live = [r.id for r in ruleset.rules if getattr(r, "mode", "live") == "live"]
+    live = [r.id for r in ruleset.rules if r.mode == "live"]
     owners = con.execute("SELECT count(DISTINCT owner_email) FROM accounts").fetchall()[0][0]
     weeks = nights / 7
     con.execute(
@@ -305,7 +305,7 @@ def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, las
             "caught": found.get("caught", 0),
         }
 
-    rules = [{"rule_id": r.id, "mode": getattr(r, "mode", "live"), **row(r.id)} for r in ruleset.rules]
+    rules = [{"rule_id": r.id, "mode": r.mode, **row(r.id)} for r in ruleset.rules]
     flagged = [dict(zip(("group_id", "account_id", "first_warned", "lost_on", "lost_how"), values)) for values in con.execute(
         """SELECT w.group_id, w.account_id, w.first_warned, f.lost_on, f.lost_how
            FROM replay_first_warnings w LEFT JOIN account_fates f USING (account_id) ORDER BY 1, 2"""

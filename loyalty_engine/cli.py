@@ -625,7 +625,7 @@ def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format:
                 "rule_id": rule.id,
                 "severity": rule.severity,
                 "enabled": "yes" if rule.enabled else "no",
-                "mode": getattr(rule, "mode", "live"),
+                "mode": rule.mode,
                 "for": f"{rule.for_nights} nights" if rule.for_nights > 1 else "",
                 "title": rule.title.get("en") or next(iter(rule.title.values())),
                 "labels": " ".join(f"{k}={v}" for k, v in rule.labels.items()),

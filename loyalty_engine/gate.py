@@ -206,6 +206,9 @@ def _recent_orders(con: duckdb.DuckDBPyConnection, night: date, min_share: float
 def flood_check(con: duckdb.DuckDBPyConnection, night: date, settings: Settings) -> Check:
     """Would the night mail too many accounts as new warnings? (Run after the lifecycle.)"""
     gate = settings.gate
+    # `mailed`: only warnings owners will read count. Snoozed and inhibited ones do not, nor a
+    # shadow rule's (mailed is false for them): a rule on trial, however noisy, never holds the
+    # owners' digests. The night it goes live, its warnings are mailed as new and do count.
     new, watched = con.execute(
         """
         SELECT (SELECT count(DISTINCT account_id) FROM warning_nights WHERE night = ? AND notice = 'new' AND mailed),

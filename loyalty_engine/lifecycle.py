@@ -5,6 +5,11 @@ Each (account, rule) pair is advanced from its state on the previous *evaluated*
 result is one row per open pair in `warning_nights`, saying what the night does with it
 (`notice`) and whether it goes into tonight's digest (`mailed`). It is all one SQL statement
 over the night's signals, whatever the number of accounts.
+
+A shadow rule (`mode: shadow`, a rule on trial) goes through the same lifecycle, notices and
+`last_mailed` included, as if it were live, so its history shows what it would have sent; only
+`mailed` is false and `reason` starts with SHADOW_REASON. That mark is also how the next night
+knows the owner never heard of it: when the rule goes live, a warning still firing is new to them.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
-from loyalty_engine.rules.evaluate import NightOutcome
-from loyalty_engine.rules.loader import RuleSet
-from loyalty_engine.snoozes import Snooze
+if TYPE_CHECKING:  # only named in annotations: `loyalty alerts` and `history` read SHADOW_REASON without the compiler
+    from loyalty_engine.rules.evaluate import NightOutcome
+    from loyalty_engine.rules.loader import RuleSet
+    from loyalty_engine.snoozes import Snooze
 
 
 class State(StrEnum):
@@ -38,6 +45,12 @@ class Notice(StrEnum):
     KEPT = "kept"  # not judged tonight (no data, account missing, table absent): state unchanged
 
 
+# The reason of every row of a shadow rule begins with this (followed by '; ' and the reason a
+# live rule would have, if any). warning_nights has no mode column, and the mark must describe the
+# night as it was, not the rule as it is today: digests, alerts and history read it from the row.
+SHADOW_REASON = "shadow rule: not mailed"
+
+
 ADVANCE = """
 WITH prev AS (
     SELECT * FROM warning_nights WHERE night = $prev AND state IN ('pending', 'firing')
@@ -49,7 +62,11 @@ pairs AS (
            h.account_id IS NOT NULL AS held,
            coalesce(h.severity, p.severity) AS severity,
            coalesce(h.evidence, p.evidence) AS evidence,
-           p.state AS was, p.held_nights AS was_held, p.since AS was_since, p.last_mailed AS was_mailed,
+           p.state AS was, p.held_nights AS was_held, p.since AS was_since,
+           -- Shadow rows keep last_mailed as if mailed; once the rule is live that was never true,
+           -- so a warning that fired in shadow is new to the owner (and resolves unmailed).
+           CASE WHEN starts_with(p.reason, $shadow) AND NOT coalesce(r.shadow, false) THEN NULL ELSE p.last_mailed END AS was_mailed,
+           coalesce(r.shadow, false) AS shadow,
            r.for_nights, r.evaluated, r.rule_id IS NOT NULL AS known,
            a.account_id IS NOT NULL AS present, a.status = 'closed' AS closed,
            u.account_id IS NOT NULL AS unknown
@@ -109,6 +126,16 @@ noticed AS (
             ELSE 'open'
         END AS notice
     FROM judged
+),
+reasoned AS (
+    SELECT *,
+        CASE
+            WHEN notice = 'kept' THEN why
+            WHEN notice = 'snoozed' OR (notice = 'resolved' AND snoozed_by IS NOT NULL) THEN snoozed_by
+            WHEN notice = 'inhibited' THEN inhibited_by
+            WHEN notice = 'resolved' AND was_mailed IS NULL THEN 'the owner had not been told of it'
+        END AS live_reason
+    FROM noticed
 )
 SELECT $night AS night, account_id, rule_id, severity, evidence, state, held_nights, since,
     CASE
@@ -118,15 +145,10 @@ SELECT $night AS night, account_id, rule_id, severity, evidence, state, held_nig
         WHEN state = 'resolved' THEN was_mailed
     END AS last_mailed,
     notice,
-    notice IN ('new', 'repeat') OR (notice = 'resolved' AND was_mailed IS NOT NULL AND snoozed_by IS NULL) AS mailed,
-    CASE
-        WHEN notice = 'kept' THEN why
-        WHEN notice = 'snoozed' OR (notice = 'resolved' AND snoozed_by IS NOT NULL) THEN snoozed_by
-        WHEN notice = 'inhibited' THEN inhibited_by
-        WHEN notice = 'resolved' AND was_mailed IS NULL THEN 'the owner had not been told of it'
-    END AS reason,
+    NOT shadow AND (notice IN ('new', 'repeat') OR (notice = 'resolved' AND was_mailed IS NOT NULL AND snoozed_by IS NULL)) AS mailed,
+    CASE WHEN shadow THEN $shadow || coalesce('; ' || live_reason, '') ELSE live_reason END AS reason,
     NULL AS recipient, NULL AS route_reason, NULL AS cc
-FROM noticed
+FROM reasoned
 """
 
 
@@ -142,15 +164,26 @@ def advance_warnings(
 
     Call it on the connection `evaluate_rules` just used (it reads the TEMP table
     `night_unknown`). Re-running a night recomputes it from the night before. Returns how many
-    pairs got each notice."""
+    pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
+    so a run summary's "new" stays what owners are told."""
     rules = pa.table(
         {
             "rule_id": [r.id for r in ruleset.rules if r.enabled],
             "for_nights": [r.for_nights for r in ruleset.rules if r.enabled],
             "evaluated": [r.id not in outcome.skipped for r in ruleset.rules if r.enabled],
+            "shadow": [r.mode == "shadow" for r in ruleset.rules if r.enabled],
         }
     )
-    pairs = [(r.id, hidden) for r in ruleset.rules if r.enabled for hidden in r.inhibits]
+    # A rule on trial must not silence a live warning the owner relies on; it may hide other
+    # shadow rules (as it would once both are live), and a live rule hides a shadow one as usual.
+    modes = {r.id: r.mode for r in ruleset.rules}
+    pairs = [
+        (r.id, hidden)
+        for r in ruleset.rules
+        if r.enabled
+        for hidden in r.inhibits
+        if r.mode == "live" or modes.get(hidden) == "shadow"
+    ]
     inhibitions = pa.table({"source": [p[0] for p in pairs], "target": [p[1] for p in pairs]}, schema=pa.schema([("source", pa.string()), ("target", pa.string())]))
     night_snoozes = pa.table(
         {
@@ -170,7 +203,7 @@ def advance_warnings(
         con.execute("DELETE FROM warning_nights WHERE night = ?", [night])
         con.execute(
             f"INSERT INTO warning_nights {ADVANCE}",
-            {"night": night, "prev": previous, "repeat_after": repeat_after_days},
+            {"night": night, "prev": previous, "repeat_after": repeat_after_days, "shadow": SHADOW_REASON},
         )
         con.execute(
             "INSERT OR REPLACE INTO nights VALUES (?, ?)", [night, datetime.now(UTC).replace(tzinfo=None)]
@@ -178,4 +211,14 @@ def advance_warnings(
     finally:
         for name in ("night_rules", "night_inhibitions", "night_snoozes"):
             con.unregister(name)
-    return Counter(dict(con.execute("SELECT notice, count(*) FROM warning_nights WHERE night = ? GROUP BY notice", [night]).fetchall()))
+    return Counter(
+        dict(
+            con.execute(
+                """
+                SELECT CASE WHEN starts_with(reason, ?) THEN 'shadow ' || notice ELSE notice END, count(*)
+                FROM warning_nights WHERE night = ? GROUP BY ALL
+                """,
+                [SHADOW_REASON, night],
+            ).fetchall()
+        )
+    )

@@ -37,6 +37,8 @@ from loyalty_engine.errors import RuleError
 from loyalty_engine.yaml_files import SafeLoader, load_yaml
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+# live: mailed as usual; shadow: evaluated and kept in history, never mailed (a rule on trial).
+MODES = ("live", "shadow")
 LANGUAGES = ("de", "en")
 # What a metric computes over the rows of its table inside its window, and what it needs:
 # a table ("orders"), a number column ("orders.amount") or any column ("interactions.contact_person").
@@ -152,6 +154,7 @@ class Rule:
     inhibits: tuple[str, ...] = ()
     # Where each expression sits in the file, so compile errors can point into it.
     places: dict[str, Where] = field(default_factory=dict, compare=False)
+    mode: str = "live"  # one of MODES; a shadow rule's warnings are kept in history but never mailed
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,7 @@ def _did_you_mean(word: str, known) -> str:
 
 
 def _rule(path: Path, spec: _Located) -> Rule:
-    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled"})
+    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled", "mode"})
     for key in ("id", "severity", "when", "title", "message", "action"):
         if key not in spec:
             raise RuleError(f"{_at(path, spec, None)}: rule is missing required key '{key}'")
@@ -361,6 +364,9 @@ def _rule(path: Path, spec: _Located) -> Rule:
         raise RuleError(f"{_at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}")
     if not isinstance(spec.get("enabled", True), bool):
         raise RuleError(f"{_at(path, spec, 'enabled')}: enabled must be true or false")
+    mode = spec.get("mode", "live")
+    if mode not in MODES:
+        raise RuleError(f"{_at(path, spec, 'mode')}: mode must be one of {', '.join(MODES)}, got {mode!r}{_did_you_mean(str(mode), MODES)}")
     values = spec.get("values") or {}
     if values and not isinstance(values, _Located):
         raise RuleError(f"{_at(path, spec, 'values')}: values must be a mapping of name: expression")
@@ -398,6 +404,7 @@ def _rule(path: Path, spec: _Located) -> Rule:
         labels={str(k): str(v) for k, v in labels.items()},
         inhibits=tuple(inhibits),
         places=places,
+        mode=mode,
         **texts,
     )
 
