@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Prefect's settings (state under .prefect/, no telemetry, quiet console) are set by the
 # `loyalty` command itself and, for the tests, by tests/conftest.py.
 
-.PHONY: install browser demo test lock benchmark clean
+.PHONY: install browser demo test lock benchmark signal-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lock:
 
 benchmark: install
 	$(BIN)/python benchmarks/nightly.py
+
+# The rules against the BG/NBD baseline (benchmarks/README.md, "Signal quality"). Its extra
+# (lifetimes, pandas, scipy) is not in requirements.lock: installed here, with the lock as
+# constraints so no pinned package moves (a re-sync of the lock by `make install` removes it).
+signal-quality: install
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --override overrides.txt --constraint requirements.lock -e ".[benchmark]"
+	$(BIN)/python benchmarks/signal_quality.py
 
 clean:
 	rm -rf $(VENV) .prefect data outbox extracts

@@ -212,22 +212,26 @@ def judge(con: duckdb.DuckDBPyConnection, warned: str, settings: BacktestSetting
     account_id, first_warned), against TEMP TABLE account_fates.
 
     - precision: of the flagged accounts whose outcome is known, the share lost within
-      horizon_days after the first warning. Known: lost by then, or the data reaches past the
-      horizon and shows it kept (it ordered after the horizon, or its silence is long enough).
+      horizon_days after the first warning (an account lost before it counts against: the
+      warning came too late). Known: lost by then, or the data reaches past the horizon and
+      shows it kept (it ordered after the horizon, or its silence is long enough).
     - recall: of the accounts lost from first + min_lead_days to last + min_lead_days (so a
       warning in time could have come inside the range), the share first warned at least
       min_lead_days before.
     - median lead: days from the first warning to the loss (the last order for an account that
-      stopped), over the flagged accounts that were lost; positive means warned in time."""
+      stopped), over the flagged accounts lost up to the horizon, before the warning or after;
+      positive means warned while it was still ordering."""
     rows = con.execute(
         f"""
         WITH flagged AS (
             SELECT w.group_id, w.account_id, w.first_warned, f.last_order, f.lost_on,
-                f.lost_on IS NOT NULL AND f.lost_on <= w.first_warned + $horizon AS lost_after
+                coalesce(f.lost_on <= w.first_warned + $horizon, false) AS lost_by_horizon,
+                -- A warning after the loss was not a warning: it counts against precision.
+                coalesce(f.lost_on BETWEEN w.first_warned AND w.first_warned + $horizon, false) AS lost_after
             FROM {warned} w LEFT JOIN account_fates f USING (account_id)
         ),
         judged AS (
-            SELECT *, lost_after OR ($end >= first_warned + $horizon AND (
+            SELECT *, lost_by_horizon OR ($end >= first_warned + $horizon AND (
                 coalesce(last_order > first_warned + $horizon, false)
                 OR last_order IS NULL OR $end >= last_order + $silence)) AS known
             FROM flagged
@@ -241,7 +245,7 @@ def judge(con: duckdb.DuckDBPyConnection, warned: str, settings: BacktestSetting
             (SELECT count(*) FROM judged j WHERE j.group_id = g.group_id) AS accounts_flagged,
             (SELECT count(*) FILTER (WHERE known) FROM judged j WHERE j.group_id = g.group_id) AS outcome_known,
             (SELECT count(*) FILTER (WHERE lost_after) FROM judged j WHERE j.group_id = g.group_id) AS lost_after_warning,
-            (SELECT median(lost_on - first_warned) FILTER (WHERE lost_after) FROM judged j WHERE j.group_id = g.group_id) AS median_lead_days,
+            (SELECT median(lost_on - first_warned) FILTER (WHERE lost_by_horizon) FROM judged j WHERE j.group_id = g.group_id) AS median_lead_days,
             (SELECT count(*) FROM lost_in_range) AS lost,
             (SELECT count(*) FROM lost_in_range l JOIN {warned} w ON w.account_id = l.account_id AND w.group_id = g.group_id
              WHERE w.first_warned <= l.lost_on - $lead) AS caught
