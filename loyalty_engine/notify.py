@@ -14,6 +14,8 @@ from babel.numbers import format_decimal
 from jinja2 import Template
 
 from loyalty_engine.digest import LOCALES, AccountWarning, Portfolio
+from loyalty_engine.lifecycle import SHADOW_REASON
+from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
 
@@ -41,26 +43,22 @@ GROUP BY d.account_id
 """
 
 # Per owner: accounts watched, accounts with a firing warning, and the brief's retention rate
-# over the last 12 months: (customers at the end - customers won) / customers at the start,
-# where a customer at a date is an account that ordered in the 365 days up to it, and one won
-# in the period placed its first order ever in it.
-PORTFOLIO = """
-WITH orders_per AS (
-    SELECT account_id,
-        count(*) FILTER (WHERE order_date > $night - 730 AND order_date <= $night - 365) AS before,
-        count(*) FILTER (WHERE order_date > $night - 365 AND order_date <= $night) AS recent,
-        min(order_date) AS first_order
-    FROM orders WHERE order_date <= $night GROUP BY account_id
-)
+# over the last 12 months (retention.py: a customer at a date ordered in the 365 days up to it;
+# the portfolio report's monthly chart counts with the same CUSTOMERS).
+PORTFOLIO = f"""
+WITH periods AS (SELECT $night::DATE - 365 AS period_start, $night::DATE AS period_end),
+customers AS ({CUSTOMERS})
 SELECT lower(a.owner_email) AS owner,
     count(*) FILTER (WHERE coalesce(a.status, 'active') <> 'closed') AS watched,
     count(DISTINCT w.account_id) AS warned,
-    count(*) FILTER (WHERE o.before > 0) AS at_start,
-    count(*) FILTER (WHERE o.recent > 0) AS at_end,
-    count(*) FILTER (WHERE o.first_order > $night - 365) AS won
+    count(*) FILTER (WHERE o.at_start) AS at_start,
+    count(*) FILTER (WHERE o.at_end) AS at_end,
+    count(*) FILTER (WHERE o.won) AS won
 FROM accounts a
-LEFT JOIN orders_per o USING (account_id)
-LEFT JOIN (SELECT DISTINCT account_id FROM warning_nights WHERE night = $night AND state = 'firing') w USING (account_id)
+LEFT JOIN customers o USING (account_id)
+-- A shadow rule's warnings are not the owner's to hear of: they do not make an account "warned".
+LEFT JOIN (SELECT DISTINCT account_id FROM warning_nights
+           WHERE night = $night AND state = 'firing' AND NOT coalesce(starts_with(reason, $shadow), false)) w USING (account_id)
 WHERE a.owner_email IS NOT NULL
 GROUP BY lower(a.owner_email)
 """
@@ -81,7 +79,8 @@ def night_mailing(
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of their accounts name, else `language`); warnings without an owner go to each ops
     address. Evidence numbers are those of the last night the condition held. `all_open`
-    (for previews) takes every firing warning that is not snoozed or inhibited, as new."""
+    (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
+    as new: what the owner could get, and a shadow rule's warnings never go out."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
@@ -89,10 +88,11 @@ def night_mailing(
                w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
                mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
         FROM warning_nights w LEFT JOIN accounts a USING (account_id)
-        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')))
+        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')
+                                                 AND NOT coalesce(starts_with(w.reason, $shadow), false)))
         ORDER BY w.recipient, w.account_id, w.rule_id
         """,
-        {"night": night, "all_open": all_open},
+        {"night": night, "all_open": all_open, "shadow": SHADOW_REASON},
     ).fetchall()
     accounts = sorted({row[0] for row in rows})
     groups, revenue = _account_facts(con, night, accounts)
@@ -153,9 +153,8 @@ def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[s
 
 def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfolio]:
     portfolios = {}
-    for owner, watched, warned, at_start, at_end, won in con.execute(PORTFOLIO, {"night": night}).fetchall():
-        retention = (at_end - won) / at_start if at_start else None
-        portfolios[owner] = Portfolio(watched, warned, retention)
+    for owner, watched, warned, at_start, at_end, won in con.execute(PORTFOLIO, {"night": night, "shadow": SHADOW_REASON}).fetchall():
+        portfolios[owner] = Portfolio(watched, warned, retention_rate(at_start, at_end, won))
     return portfolios
 
 

@@ -31,7 +31,7 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 COMMANDS = [
-    "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "quarantine", "explain", "generate-sample",
+    "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "report", "quarantine", "explain", "generate-sample",
     "backtest", "rules check", "rules list", "rules test",
 ]
 
