@@ -327,8 +327,8 @@ def _render(
         "severity_colours": SEVERITY_COLOURS,
         "chart_height": CHART_HEIGHT,
     }
-    text = _environment().get_template("digest.txt.j2").render(context)
-    html = _inliner().inline(_environment().get_template("digest.html.j2").render(context))
+    text = template_environment().get_template("digest.txt.j2").render(context)
+    html = _inliner().inline(template_environment().get_template("digest.html.j2").render(context))
 
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = sender
@@ -480,7 +480,8 @@ def domain_of(sender: str) -> str:
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The templates of digests and pages: autoescaped (STACK.md §6: select_autoescape misses *.html.j2 by default)."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("loyalty_engine", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "xml", "html.j2")),

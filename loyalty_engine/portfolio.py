@@ -21,14 +21,13 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cache
 
 import duckdb
-import jinja2
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 
+from loyalty_engine.digest import template_environment
 from loyalty_engine.errors import ConfigError, UserError
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules import groups
@@ -559,7 +558,7 @@ def render(figures: Figures, language: str) -> str:
         "outcome_colours": OUTCOME_COLOURS,
         "footer": ui["footer"].format(database=figures.database or "DuckDB"),
     }
-    return _environment().get_template("portfolio.html.j2").render(context)
+    return template_environment().get_template("portfolio.html.j2").render(context)
 
 
 def _percent(value: float, locale: str, digits: int = 0) -> str:
@@ -851,19 +850,6 @@ def _backtest_view(figures: Figures, ui: dict[str, str], locale: str) -> dict | 
         ),
         "lines": lines,
     }
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    """As the digest's: autoescaped (STACK.md §6: select_autoescape misses *.html.j2 by default)."""
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("loyalty_engine", "templates"),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "xml", "html.j2")),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
 
 
 def portfolio_report(
