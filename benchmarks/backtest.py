@@ -142,9 +142,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prepare(case: Path, accounts: int) -> dict:
     """The sample, loaded the way the nightly job loads a night: stage and validate in one transaction."""
     from loyalty_engine import store
-    from loyalty_engine.extracts import stage_extracts
-    from loyalty_engine.sample import generate_sample
-    from loyalty_engine.validate import validate_night
+    from loyalty_engine.extracts.staging import stage_extracts
+    from loyalty_engine.sample.generator import generate_sample
+    from loyalty_engine.extracts.validate import validate_night
 
     started = time.perf_counter()
     sample = generate_sample(case / "extracts", accounts=accounts, seed=SEED, end_date=END_DATE, nights=1)

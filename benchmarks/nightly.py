@@ -7,7 +7,7 @@
 
 What it does:
 
-1. writes a sample with `loyalty_engine.sample.generate_sample` (timed apart: generation is not
+1. writes a sample with `loyalty_engine.sample.generator.generate_sample` (timed apart: generation is not
    part of the night); for --format parquet the CSVs are then converted with DuckDB's COPY;
 2. writes a config.yaml into the case folder (extracts, database and outbox there, the project's
    rules/) and loads it with `load_settings`, as `loyalty run` would;
@@ -163,7 +163,7 @@ def prepare(args: argparse.Namespace, case: Path) -> dict:
 
 
 def generate(out: str, accounts: int, seed: int, night: str) -> dict:
-    from loyalty_engine.sample import generate_sample
+    from loyalty_engine.sample.generator import generate_sample
 
     started = time.perf_counter()
     summary = generate_sample(Path(out), accounts=accounts, seed=seed, end_date=date.fromisoformat(night))
@@ -220,18 +220,18 @@ def run_night(config_path: str, night_iso: str, run: str, breakdown: bool, profi
     started = time.perf_counter()
     from loyalty_engine import store
     from loyalty_engine.config import load_settings
-    from loyalty_engine.deliver import deliver_digests
-    from loyalty_engine.digest import render_digests
-    from loyalty_engine.extracts import stage_extracts
+    from loyalty_engine.mail.delivery import deliver_digests
+    from loyalty_engine.mail.digest import render_digests
+    from loyalty_engine.extracts.staging import stage_extracts
     from loyalty_engine.gate import extract_checks, flood_check, record_checks, stop_if_failed
-    from loyalty_engine.lifecycle import advance_warnings
-    from loyalty_engine.notify import night_mailing
-    from loyalty_engine.routing import route_warnings
+    from loyalty_engine.lifecycle.warnings import advance_warnings
+    from loyalty_engine.mail.mailing import night_mailing
+    from loyalty_engine.lifecycle.routing import route_warnings
     from loyalty_engine.rules.compiler import check_rules
     from loyalty_engine.rules.evaluate import evaluate_rules
     from loyalty_engine.rules.loader import load_rules
-    from loyalty_engine.snoozes import load_snoozes
-    from loyalty_engine.validate import validate_night
+    from loyalty_engine.lifecycle.snoozes import load_snoozes
+    from loyalty_engine.extracts.validate import validate_night
 
     imports = time.perf_counter() - started
     rss_after_imports = peak_rss()
@@ -381,7 +381,7 @@ class Breakdown:
     def install(self) -> None:
         import pandera.polars as pa
 
-        from loyalty_engine import extracts, validate
+        from loyalty_engine.extracts import staging as extracts, validate
         from loyalty_engine.rules import evaluate
 
         self._wrap(extracts, "_stage", lambda table, path: f"load {table.name}", arguments=(1, 2))

@@ -9,7 +9,7 @@ cost of a night should grow with the data, not with the data times the number of
 set of nights (a backtest) should cost less in one query than one query per night. This script
 measures both:
 
-1. writes a sample with `loyalty_engine.sample.generate_sample` (seed 7, last night 2026-11-23)
+1. writes a sample with `loyalty_engine.sample.generator.generate_sample` (seed 7, last night 2026-11-23)
    and loads that night into a DuckDB file as the nightly job does (`stage_extracts`, then
    `validate_night` on the same connection);
 2. rule subsets, each in a fresh process: times `evaluate_rules` (compile, query, store what
@@ -130,9 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prepare(extracts: Path, database: Path, accounts: int) -> dict:
     """The sample, loaded into the database the way the nightly job loads a night."""
     from loyalty_engine import store
-    from loyalty_engine.extracts import stage_extracts
-    from loyalty_engine.sample import generate_sample
-    from loyalty_engine.validate import validate_night
+    from loyalty_engine.extracts.staging import stage_extracts
+    from loyalty_engine.sample.generator import generate_sample
+    from loyalty_engine.extracts.validate import validate_night
 
     started = time.perf_counter()
     summary = generate_sample(extracts, accounts=accounts, seed=7, end_date=NIGHT)

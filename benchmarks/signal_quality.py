@@ -242,9 +242,9 @@ def version(package: str) -> str | None:
 
 
 def load_sample(con: duckdb.DuckDBPyConnection, out: Path, accounts: int, seed: int, end_date: date) -> dict:
-    from loyalty_engine.extracts import stage_extracts
-    from loyalty_engine.sample import generate_sample
-    from loyalty_engine.validate import validate_night
+    from loyalty_engine.extracts.staging import stage_extracts
+    from loyalty_engine.sample.generator import generate_sample
+    from loyalty_engine.extracts.validate import validate_night
 
     say(f"generating the sample: {accounts:,} accounts, seed {seed}, last night {end_date}")
     sample = generate_sample(out, accounts=accounts, seed=seed, end_date=end_date, nights=1)

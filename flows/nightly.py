@@ -20,18 +20,18 @@ from prefect.tasks import exponential_backoff
 
 from loyalty_engine import store
 from loyalty_engine.config import Settings, load_settings
-from loyalty_engine.deliver import DeliveryReport, deliver_digests, undelivered_earlier
-from loyalty_engine.digest import Digest, render_digests
+from loyalty_engine.mail.delivery import DeliveryReport, deliver_digests, undelivered_earlier
+from loyalty_engine.mail.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
-from loyalty_engine.extracts import newest_extract_date
+from loyalty_engine.extracts.staging import newest_extract_date
 from loyalty_engine.gate import Check, GateStop
 from loyalty_engine.night import NightState, run_night
-from loyalty_engine.notices import render_gate_notice
-from loyalty_engine.notify import night_mailing
+from loyalty_engine.mail.notices import render_gate_notice
+from loyalty_engine.mail.mailing import night_mailing
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
-from loyalty_engine.snoozes import Snooze, load_snoozes
-from loyalty_engine.validate import TableCheck
+from loyalty_engine.lifecycle.snoozes import Snooze, load_snoozes
+from loyalty_engine.extracts.validate import TableCheck
 
 
 @dataclass

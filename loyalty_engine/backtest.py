@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from loyalty_engine import store
 from loyalty_engine.config import BacktestSettings, LostSettings
-from loyalty_engine.lifecycle import advance_warnings
+from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import NightOutcome, runnable
 from loyalty_engine.rules.loader import RuleSet

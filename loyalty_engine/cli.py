@@ -120,7 +120,7 @@ def run(config: ConfigOption = None, night: DateOption = None) -> None:
     from loyalty_engine.rules.evaluate import prove_rules
     from loyalty_engine.rules.loader import load_rules
 
-    from loyalty_engine.snoozes import load_snoozes
+    from loyalty_engine.lifecycle.snoozes import load_snoozes
 
     settings = _settings(config)
     ruleset = load_rules(settings.rules)
@@ -216,11 +216,11 @@ def gate(
         loyalty gate --date 2026-11-23
     """
     from loyalty_engine import store
-    from loyalty_engine.extracts import newest_extract_date
+    from loyalty_engine.extracts.staging import newest_extract_date
     from loyalty_engine.gate import DigestsHeld, GateFailed, Outcome
     from loyalty_engine.night import run_night
     from loyalty_engine.rules.loader import load_rules
-    from loyalty_engine.snoozes import load_snoozes
+    from loyalty_engine.lifecycle.snoozes import load_snoozes
 
     settings = _settings(config)
     ruleset = load_rules(settings.rules)
@@ -307,7 +307,7 @@ def alerts(
     \b
         loyalty alerts --date 2026-11-23 --format csv > warnings.csv
     """
-    from loyalty_engine.report import night_warnings
+    from loyalty_engine.results import night_warnings
 
     settings = _settings(config)
     rows = night_warnings(settings.database, night.date() if night else None)
@@ -332,7 +332,7 @@ def history(
     \b
         loyalty history K-00042
     """
-    from loyalty_engine.report import account_history
+    from loyalty_engine.results import account_history
 
     rows = account_history(_settings(config).database, account_id)
     _print_rows(rows, format, ("night", "rule_id", "mode", "event", "reason"), "events")
@@ -363,7 +363,7 @@ def snooze(
         loyalty snooze --remove 3
     """
     from loyalty_engine.rules.loader import _did_you_mean, load_rules
-    from loyalty_engine.snoozes import add_snooze, load_snoozes, remove_snooze
+    from loyalty_engine.lifecycle.snoozes import add_snooze, load_snoozes, remove_snooze
 
     settings = _settings(config)
     if list_ or remove is not None:
@@ -397,7 +397,7 @@ def _known_account(settings: Settings, account_id: str) -> None:
     """An unknown account id is most likely a typo: refuse it, naming the closest known one."""
     if not settings.database.exists():
         return
-    from loyalty_engine.report import open_database
+    from loyalty_engine.results import open_database
     from loyalty_engine.rules.loader import _did_you_mean
 
     with open_database(settings.database) as con:
@@ -425,9 +425,9 @@ def preview(
     \b
         loyalty preview --owner anna.gross@example.com --date 2026-11-23 --out anna.html
     """
-    from loyalty_engine.digest import render_digests
-    from loyalty_engine.notify import night_mailing
-    from loyalty_engine.report import open_database
+    from loyalty_engine.mail.digest import render_digests
+    from loyalty_engine.mail.mailing import night_mailing
+    from loyalty_engine.results import open_database
     from loyalty_engine.rules.loader import load_rules
 
     settings = _settings(config)
@@ -469,8 +469,8 @@ def report(
         loyalty report --date 2026-11-23 --out report.html
     """
     from loyalty_engine.errors import RuleError
-    from loyalty_engine.portfolio import portfolio_report
-    from loyalty_engine.report import open_database
+    from loyalty_engine.pages.portfolio import portfolio_report
+    from loyalty_engine.results import open_database
     from loyalty_engine.rules.loader import load_rules
 
     settings = _settings(config)
@@ -510,7 +510,7 @@ def quarantine(
     \b
         loyalty quarantine --date 2026-11-23 --table orders --format csv
     """
-    from loyalty_engine.report import night_quarantine
+    from loyalty_engine.results import night_quarantine
 
     rows = night_quarantine(_settings(config).database, night.date() if night else None, table)
     _print_rows(rows, format, ("table_name", "line", "row_key", "column_name", "check_name", "value", "row_kept_out"), "quarantined cells")
@@ -574,7 +574,7 @@ def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> Non
     """
     from loyalty_engine.rules.evaluate import prove_rules
     from loyalty_engine.rules.loader import check_rule_files, rule_files
-    from loyalty_engine.snoozes import check_snoozes
+    from loyalty_engine.lifecycle.snoozes import check_snoozes
 
     files = rule_files(_rules_paths(paths, config))
     ruleset, problems = check_rule_files(files)
@@ -656,7 +656,7 @@ def _last_backtest(config: Path | None) -> dict:
     import duckdb
 
     from loyalty_engine import store
-    from loyalty_engine.report import latest_figures
+    from loyalty_engine.results import latest_figures
 
     try:
         database = _settings(config).database
@@ -736,7 +736,7 @@ def explain(
     \b
         loyalty explain K-00042 --date 2026-11-23
     """
-    from loyalty_engine.report import open_database
+    from loyalty_engine.results import open_database
     from loyalty_engine.rules.explain import explain_account, render
     from loyalty_engine.rules.loader import load_rules
     from loyalty_engine.store import absent_tables
@@ -823,7 +823,7 @@ def backtest(
             document["compare"] = {"rules_path": str(compare_with), **results[1].as_json(), **difference}
         text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
     elif format is BacktestFormat.html:
-        from loyalty_engine.backtest_page import render_backtest
+        from loyalty_engine.pages.backtest import render_backtest
 
         text = render_backtest(results, [path for path, _ in rule_sets], difference, settings.digest.language)
     else:
@@ -901,7 +901,7 @@ def generate_sample(
     \b
         loyalty generate-sample --out extracts --accounts 500 --nights 20 --end-date 2026-11-23
     """
-    from loyalty_engine.sample import generate_sample as generate
+    from loyalty_engine.sample.generator import generate_sample as generate
 
     summary = generate(out_dir, accounts=accounts, seed=seed, end_date=end_date.date() if end_date else None, nights=nights)
     counts = ", ".join(f"{rows:,} {table}" for table, rows in summary.rows.items())

@@ -28,8 +28,8 @@ import duckdb
 from loyalty_engine.config import Settings
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import UserError
-from loyalty_engine.extracts import ExtractProblem
-from loyalty_engine.validate import TableCheck
+from loyalty_engine.extracts.staging import ExtractProblem
+from loyalty_engine.extracts.validate import TableCheck
 
 # The usual week is the average of up to this many weeks before the last one.
 USUAL_WEEKS = 8

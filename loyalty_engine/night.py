@@ -16,14 +16,14 @@ import duckdb
 from loyalty_engine import gate, store
 from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
-from loyalty_engine.extracts import ExtractProblems, stage_extracts
+from loyalty_engine.extracts.staging import ExtractProblems, stage_extracts
 from loyalty_engine.gate import Check, GateStop, Outcome
-from loyalty_engine.lifecycle import advance_warnings
-from loyalty_engine.routing import route_warnings
+from loyalty_engine.lifecycle.warnings import advance_warnings
+from loyalty_engine.lifecycle.routing import route_warnings
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
 from loyalty_engine.rules.loader import RuleSet
-from loyalty_engine.snoozes import Snooze
-from loyalty_engine.validate import TableCheck, validate_night
+from loyalty_engine.lifecycle.snoozes import Snooze
+from loyalty_engine.extracts.validate import TableCheck, validate_night
 
 
 @dataclass

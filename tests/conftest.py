@@ -85,8 +85,8 @@ def prefect_harness():
 
 def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int = 7) -> None:
     """The evaluate task of the flow, without Prefect: evaluate, advance and route each night in turn."""
-    from loyalty_engine.lifecycle import advance_warnings
-    from loyalty_engine.routing import route_warnings
+    from loyalty_engine.lifecycle.warnings import advance_warnings
+    from loyalty_engine.lifecycle.routing import route_warnings
     from loyalty_engine.rules.evaluate import evaluate_rules
 
     for night in nights:

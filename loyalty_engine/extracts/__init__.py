@@ -1,0 +1,1 @@
+"""Extract files -> staged tables -> the data contract's checks -> clean tables and quarantine."""

@@ -1,0 +1,224 @@
+"""The night's signals -> warnings with a memory: pending, firing, resolved, as in Prometheus.
+
+Each (account, rule) pair is advanced from its state on the previous *evaluated* night (the
+`nights` table), so a night that was not evaluated neither advances nor resets anything. The
+result is one row per open pair in `warning_nights`, saying what the night does with it
+(`notice`) and whether it goes into tonight's digest (`mailed`). It is all one SQL statement
+over the night's signals, whatever the number of accounts.
+
+A shadow rule (`mode: shadow`, a rule on trial) goes through the same lifecycle, notices and
+`last_mailed` included, as if it were live, so its history shows what it would have sent; only
+`mailed` is false and `reason` starts with SHADOW_REASON. That mark is also how the next night
+knows the owner never heard of it: when the rule goes live, a warning still firing is new to them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+if TYPE_CHECKING:  # only named in annotations: `loyalty alerts` and `history` read SHADOW_REASON without the compiler
+    from loyalty_engine.rules.evaluate import NightOutcome
+    from loyalty_engine.rules.loader import RuleSet
+    from loyalty_engine.lifecycle.snoozes import Snooze
+
+
+class State(StrEnum):
+    PENDING = "pending"  # the condition held, on fewer evaluated nights in a row than `for:` asks
+    FIRING = "firing"  # it held on `for:` nights in a row, and still holds (or could not be judged)
+    RESOLVED = "resolved"  # it fired until the night before and no longer holds; written once
+
+
+class Notice(StrEnum):
+    PENDING = "pending"  # not firing yet: nobody is told
+    NEW = "new"  # started firing (or came back from a snooze or an inhibition): mailed
+    REPEAT = "repeat"  # still firing, `digest.repeat_after_days` after it was last mailed: mailed again
+    OPEN = "open"  # still firing, mailed recently: not mailed
+    SNOOZED = "snoozed"  # firing, but a snooze covers it tonight: not mailed
+    INHIBITED = "inhibited"  # firing, but hidden by a stronger rule or a closed account: not mailed
+    RESOLVED = "resolved"  # stopped firing: mailed once, if the owner had been told about it
+    KEPT = "kept"  # not judged tonight (no data, account missing, table absent): state unchanged
+
+
+# The reason of every row of a shadow rule begins with this (followed by '; ' and the reason a
+# live rule would have, if any). warning_nights has no mode column, and the mark must describe the
+# night as it was, not the rule as it is today: digests, alerts and history read it from the row.
+SHADOW_REASON = "shadow rule: not mailed"
+
+
+ADVANCE = """
+WITH prev AS (
+    SELECT * FROM warning_nights WHERE night = $prev AND state IN ('pending', 'firing')
+),
+held AS (SELECT * FROM signals WHERE night = $night),
+pairs AS (
+    SELECT coalesce(h.account_id, p.account_id) AS account_id,
+           coalesce(h.rule_id, p.rule_id) AS rule_id,
+           h.account_id IS NOT NULL AS held,
+           coalesce(h.severity, p.severity) AS severity,
+           coalesce(h.evidence, p.evidence) AS evidence,
+           p.state AS was, p.held_nights AS was_held, p.since AS was_since,
+           -- Shadow rows keep last_mailed as if mailed; once the rule is live that was never true,
+           -- so a warning that fired in shadow is new to the owner (and resolves unmailed).
+           CASE WHEN starts_with(p.reason, $shadow) AND NOT coalesce(r.shadow, false) THEN NULL ELSE p.last_mailed END AS was_mailed,
+           coalesce(r.shadow, false) AS shadow,
+           r.for_nights, r.evaluated, r.rule_id IS NOT NULL AS known,
+           a.account_id IS NOT NULL AS present, a.status = 'closed' AS closed,
+           u.account_id IS NOT NULL AS unknown
+    FROM held h
+    FULL JOIN prev p ON h.account_id = p.account_id AND h.rule_id = p.rule_id
+    LEFT JOIN night_rules r ON r.rule_id = coalesce(h.rule_id, p.rule_id)
+    LEFT JOIN accounts a ON a.account_id = coalesce(h.account_id, p.account_id)
+    LEFT JOIN night_unknown u ON u.account_id = p.account_id AND u.rule_id = p.rule_id
+),
+advanced AS (
+    SELECT *,
+        CASE
+            WHEN held THEN CASE WHEN was = 'firing' OR coalesce(was_held, 0) + 1 >= for_nights THEN 'firing' ELSE 'pending' END
+            WHEN NOT known THEN NULL                               -- rule removed or disabled: the pair ends
+            WHEN NOT evaluated OR NOT present OR unknown THEN was  -- not judged tonight: kept as it was
+            WHEN was = 'firing' THEN 'resolved'
+        END AS state,                                              -- NULL: a pending pair that no longer holds ends
+        CASE
+            WHEN held THEN NULL
+            WHEN NOT evaluated THEN 'rule not evaluated tonight'
+            WHEN NOT present THEN 'account missing from tonight''s accounts'
+            WHEN closed THEN 'account closed'
+            WHEN unknown THEN 'no data tonight'
+        END AS why
+    FROM pairs
+),
+stated AS (
+    SELECT *,
+        CASE WHEN held THEN coalesce(was_held, 0) + 1 WHEN state = 'resolved' THEN 0 ELSE was_held END AS held_nights,
+        CASE WHEN state = was THEN was_since ELSE $night END AS since,
+        why IS NOT NULL AND why <> 'account closed' AS kept
+    FROM advanced WHERE state IS NOT NULL
+),
+judged AS (
+    SELECT s.*,
+        (SELECT 'snooze ' || z.snooze_id || ' until ' || strftime(z.until, '%Y-%m-%d') || ': ' || z.reason
+                || coalesce(' (' || z.created_by || ')', '')
+         FROM night_snoozes z
+         WHERE z.account_id = s.account_id AND (z.rule_id IS NULL OR z.rule_id = s.rule_id) AND z.until >= $night
+         ORDER BY z.until DESC, z.snooze_id LIMIT 1) AS snoozed_by,
+        CASE WHEN closed THEN 'account closed' ELSE
+            (SELECT 'hidden by ' || min(o.rule_id) FROM stated o JOIN night_inhibitions i ON i.source = o.rule_id
+             WHERE o.account_id = s.account_id AND i.target = s.rule_id AND o.state = 'firing')
+        END AS inhibited_by
+    FROM stated s
+),
+noticed AS (
+    SELECT *,
+        CASE
+            WHEN kept THEN 'kept'
+            WHEN state = 'pending' THEN 'pending'
+            WHEN state = 'resolved' THEN CASE WHEN closed THEN 'inhibited' ELSE 'resolved' END
+            WHEN snoozed_by IS NOT NULL THEN 'snoozed'
+            WHEN inhibited_by IS NOT NULL THEN 'inhibited'
+            WHEN was_mailed IS NULL OR was <> 'firing' THEN 'new'
+            WHEN date_diff('day', was_mailed, $night) >= $repeat_after THEN 'repeat'
+            ELSE 'open'
+        END AS notice
+    FROM judged
+),
+reasoned AS (
+    SELECT *,
+        CASE
+            WHEN notice = 'kept' THEN why
+            WHEN notice = 'snoozed' OR (notice = 'resolved' AND snoozed_by IS NOT NULL) THEN snoozed_by
+            WHEN notice = 'inhibited' THEN inhibited_by
+            WHEN notice = 'resolved' AND was_mailed IS NULL THEN 'the owner had not been told of it'
+        END AS live_reason
+    FROM noticed
+)
+SELECT $night AS night, account_id, rule_id, severity, evidence, state, held_nights, since,
+    CASE
+        WHEN notice IN ('new', 'repeat') THEN $night
+        WHEN notice IN ('snoozed', 'inhibited') THEN NULL  -- the owner hears of it again as new
+        WHEN state = 'firing' THEN was_mailed
+        WHEN state = 'resolved' THEN was_mailed
+    END AS last_mailed,
+    notice,
+    NOT shadow AND (notice IN ('new', 'repeat') OR (notice = 'resolved' AND was_mailed IS NOT NULL AND snoozed_by IS NULL)) AS mailed,
+    CASE WHEN shadow THEN $shadow || coalesce('; ' || live_reason, '') ELSE live_reason END AS reason,
+    NULL AS recipient, NULL AS route_reason, NULL AS cc
+FROM reasoned
+"""
+
+
+def advance_warnings(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    night: date,
+    outcome: NightOutcome,
+    snoozes: list[Snooze],
+    repeat_after_days: int,
+) -> Counter[str]:
+    """Advance every (account, rule) pair from the previous evaluated night to this one.
+
+    Call it on the connection `evaluate_rules` just used (it reads the TEMP table
+    `night_unknown`). Re-running a night recomputes it from the night before. Returns how many
+    pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
+    so a run summary's "new" stays what owners are told."""
+    rules = pa.table(
+        {
+            "rule_id": [r.id for r in ruleset.rules if r.enabled],
+            "for_nights": [r.for_nights for r in ruleset.rules if r.enabled],
+            "evaluated": [r.id not in outcome.skipped for r in ruleset.rules if r.enabled],
+            "shadow": [r.mode == "shadow" for r in ruleset.rules if r.enabled],
+        }
+    )
+    # A rule on trial must not silence a live warning the owner relies on; it may hide other
+    # shadow rules (as it would once both are live), and a live rule hides a shadow one as usual.
+    modes = {r.id: r.mode for r in ruleset.rules}
+    pairs = [
+        (r.id, hidden)
+        for r in ruleset.rules
+        if r.enabled
+        for hidden in r.inhibits
+        if r.mode == "live" or modes.get(hidden) == "shadow"
+    ]
+    inhibitions = pa.table({"source": [p[0] for p in pairs], "target": [p[1] for p in pairs]}, schema=pa.schema([("source", pa.string()), ("target", pa.string())]))
+    night_snoozes = pa.table(
+        {
+            "snooze_id": pa.array([s.id for s in snoozes], pa.int64()),
+            "account_id": pa.array([s.account_id for s in snoozes], pa.string()),
+            "rule_id": pa.array([s.rule_id for s in snoozes], pa.string()),
+            "until": pa.array([s.until for s in snoozes], pa.date32()),
+            "reason": pa.array([s.reason for s in snoozes], pa.string()),
+            "created_by": pa.array([s.by for s in snoozes], pa.string()),
+        }
+    )
+    for name, table in (("night_rules", rules), ("night_inhibitions", inhibitions), ("night_snoozes", night_snoozes)):
+        con.register(name, table)
+    previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
+    # No transaction of its own: the night's (night.py) makes this atomic with the load.
+    try:
+        con.execute("DELETE FROM warning_nights WHERE night = ?", [night])
+        con.execute(
+            f"INSERT INTO warning_nights {ADVANCE}",
+            {"night": night, "prev": previous, "repeat_after": repeat_after_days, "shadow": SHADOW_REASON},
+        )
+        con.execute(
+            "INSERT OR REPLACE INTO nights VALUES (?, ?)", [night, datetime.now(UTC).replace(tzinfo=None)]
+        )
+    finally:
+        for name in ("night_rules", "night_inhibitions", "night_snoozes"):
+            con.unregister(name)
+    return Counter(
+        dict(
+            con.execute(
+                """
+                SELECT CASE WHEN starts_with(reason, ?) THEN 'shadow ' || notice ELSE notice END, count(*)
+                FROM warning_nights WHERE night = ? GROUP BY ALL
+                """,
+                [SHADOW_REASON, night],
+            ).fetchall()
+        )
+    )

@@ -1,0 +1,1 @@
+"""Warnings -> the night's mailing -> one digest per recipient, ops notices -> delivery through the ledger."""

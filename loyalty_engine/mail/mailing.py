@@ -1,0 +1,178 @@
+"""The night's mailed warnings -> what each digest says: accounts, owners, texts with the numbers,
+each account's group and revenue, and each owner's portfolio figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+import duckdb
+import pyarrow as pa
+from babel.numbers import format_decimal
+from jinja2 import Template
+
+from loyalty_engine.mail.digest import LOCALES, AccountWarning, Portfolio
+from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+from loyalty_engine.retention import CUSTOMERS, retention_rate
+from loyalty_engine.rules.compiler import compile_rules
+from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
+
+MONTHS = 12  # the revenue chart's bars, the current month last
+
+# Per account of tonight's digests: revenue in the last 365 days and per calendar month.
+REVENUE = """
+WITH months AS (
+    SELECT unnest(range(date_trunc('month', $night::DATE) - INTERVAL 11 MONTH,
+                        date_trunc('month', $night::DATE) + INTERVAL 1 DAY, INTERVAL 1 MONTH))::DATE AS month
+),
+orders_of AS (
+    SELECT o.account_id, o.order_date, o.amount FROM orders o JOIN digest_accounts USING (account_id)
+    WHERE o.order_date <= $night AND o.order_date > $night - 400
+),
+per_month AS (
+    SELECT account_id, date_trunc('month', order_date)::DATE AS month, sum(amount) AS revenue FROM orders_of GROUP BY ALL
+)
+SELECT d.account_id,
+    (SELECT coalesce(sum(amount), 0) FROM orders_of y WHERE y.account_id = d.account_id AND y.order_date > $night - 365),
+    list(coalesce(p.revenue, 0) ORDER BY m.month)
+FROM digest_accounts d CROSS JOIN months m
+LEFT JOIN per_month p ON p.account_id = d.account_id AND p.month = m.month
+GROUP BY d.account_id
+"""
+
+# Per owner: accounts watched, accounts with a firing warning, and the brief's retention rate
+# over the last 12 months (retention.py: a customer at a date ordered in the 365 days up to it;
+# the portfolio report's monthly chart counts with the same CUSTOMERS).
+PORTFOLIO = f"""
+WITH periods AS (SELECT $night::DATE - 365 AS period_start, $night::DATE AS period_end),
+customers AS ({CUSTOMERS})
+SELECT lower(a.owner_email) AS owner,
+    count(*) FILTER (WHERE coalesce(a.status, 'active') <> 'closed') AS watched,
+    count(DISTINCT w.account_id) AS warned,
+    count(*) FILTER (WHERE o.at_start) AS at_start,
+    count(*) FILTER (WHERE o.at_end) AS at_end,
+    count(*) FILTER (WHERE o.won) AS won
+FROM accounts a
+LEFT JOIN customers o USING (account_id)
+-- A shadow rule's warnings are not the owner's to hear of: they do not make an account "warned".
+LEFT JOIN (SELECT DISTINCT account_id FROM warning_nights
+           WHERE night = $night AND state = 'firing' AND NOT coalesce(starts_with(reason, $shadow), false)) w USING (account_id)
+WHERE a.owner_email IS NOT NULL
+GROUP BY lower(a.owner_email)
+"""
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """What tonight's digests say: the warnings, one per recipient who gets it, and each owner's portfolio."""
+
+    warnings: list[AccountWarning]
+    portfolios: dict[str, Portfolio]
+    unrouted: int  # warnings with neither a usable owner nor email.ops_recipients: mailed to nobody
+
+
+def night_mailing(
+    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str, ops_recipients: list[str], all_open: bool = False
+) -> Mailing:
+    """The night's warnings marked `mailed`, with texts in each owner's language (the language
+    most of their accounts name, else `language`); warnings without an owner go to each ops
+    address. Evidence numbers are those of the last night the condition held. `all_open`
+    (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
+    as new: what the owner could get, and a shadow rule's warnings never go out."""
+    rules = {rule.id: rule for rule in ruleset.rules}
+    rows = con.execute(
+        """
+        SELECT w.account_id, coalesce(a.name, w.account_id), a.owner_email, a.owner_name, w.rule_id, w.severity,
+               w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
+               mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
+        FROM warning_nights w LEFT JOIN accounts a USING (account_id)
+        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')
+                                                 AND NOT coalesce(starts_with(w.reason, $shadow), false)))
+        ORDER BY w.recipient, w.account_id, w.rule_id
+        """,
+        {"night": night, "all_open": all_open, "shadow": SHADOW_REASON},
+    ).fetchall()
+    accounts = sorted({row[0] for row in rows})
+    groups, revenue = _account_facts(con, night, accounts)
+    warnings, unrouted = [], 0
+    for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, cc, owner_language in rows:
+        rule = rules.get(rule_id)
+        if rule is None:  # the rule was removed since the night was evaluated
+            continue
+        speaks = owner_language if recipient and owner_language in LOCALES else language
+        numbers = {key: _number(value, speaks) for key, value in json.loads(evidence).items()}
+        last_year, months = revenue.get(account_id, (0.0, ()))
+        common = dict(
+            account_id=account_id,
+            # Names, and the texts below with their values filled in, go as they are: AccountWarning
+            # puts a name on one line and replaces control characters, for every digest alike.
+            account_name=name,
+            owner_email=owner_email or "",
+            owner_name=owner_name or "",
+            rule_id=rule_id,
+            severity=severity,
+            title=_text(rule.title, speaks, numbers),
+            message=_text(rule.message, speaks, numbers),
+            action=_text(rule.action, speaks, numbers),
+            notice=notice,
+            since=since,
+            segment=segment,
+            group=groups.get(account_id),
+            revenue_12m=last_year,
+            monthly_revenue=tuple(months),
+            route_reason=route_reason,
+            language=speaks,
+        )
+        if recipient:
+            warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))
+        elif ops_recipients:
+            warnings += [AccountWarning(**common, recipient=address) for address in ops_recipients]
+        else:
+            unrouted += 1
+    return Mailing(warnings, _portfolios(con, night), unrouted)
+
+
+def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> tuple[dict[str, str], dict]:
+    """For the digest's accounts: each one's loyalty group (the built-in metric rules use) and its
+    revenue over the last 365 days and per calendar month."""
+    if not accounts:
+        return {}, {}
+    compiled = compile_rules(RuleSet({}, []), [night], explain=True)
+    con.register("digest_accounts", pa.table({"account_id": pa.array(accounts, pa.string())}))
+    try:
+        groups = con.execute(
+            f"SELECT account_id, loyalty_group FROM ({compiled.sql}) WHERE account_id IN (SELECT account_id FROM digest_accounts)"
+        ).fetchall()
+        revenue = con.execute(REVENUE, {"night": night}).fetchall()
+    finally:
+        con.unregister("digest_accounts")
+    return dict(groups), {account: (float(last_year), [float(m) for m in months]) for account, last_year, months in revenue}
+
+
+def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfolio]:
+    portfolios = {}
+    for owner, watched, warned, at_start, at_end, won in con.execute(PORTFOLIO, {"night": night, "shadow": SHADOW_REASON}).fetchall():
+        portfolios[owner] = Portfolio(watched, warned, retention_rate(at_start, at_end, won))
+    return portfolios
+
+
+def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
+    template = texts.get(language) or texts.get("en") or next(iter(texts.values()))
+    return _compiled(template).render(numbers)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(template: str) -> Template:
+    """Compiling a text costs a millisecond; a night renders the same few texts thousands of times."""
+    return TEXT_ENV.from_string(template)
+
+
+def _number(value, language: str) -> str:
+    """Numbers as a reader of the language writes them: 1.234,5 in German, 1,234.5 in English."""
+    if value is None:
+        return "–"
+    if isinstance(value, str):  # a text metric: a contact person, a segment, the account's group
+        return value
+    return format_decimal(value, format="#,##0.#", locale=LOCALES[language])

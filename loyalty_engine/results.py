@@ -1,0 +1,145 @@
+"""Reading stored results back for people and scripts: no Prefect, read-only database access."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from loyalty_engine import store
+from loyalty_engine.errors import UserError
+from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+
+
+def open_database(database: Path) -> duckdb.DuckDBPyConnection:
+    if not database.exists():
+        raise UserError(f"{database}: no database yet; run `loyalty run` first")
+    return store.connect(database, read_only=True)
+
+
+def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def night_quarantine(database: Path, night: date | None = None, table: str | None = None) -> list[dict]:
+    """The rows a night's validation kept out, with why (default: the latest loaded night)."""
+    with open_database(database) as con:
+        night = night or con.execute("SELECT max(night) FROM loads").fetchone()[0]
+        return _rows(
+            con.execute(
+                """
+                SELECT night, table_name, line, row_key, column_name, check_name, value, row_kept_out, source_file
+                FROM quarantine WHERE night = ? AND (? IS NULL OR table_name = ?)
+                ORDER BY table_name, line, column_name
+                """,
+                [night, table, table],
+            )
+        )
+
+
+def night_warnings(database: Path, night: date | None = None) -> list[dict]:
+    """Every warning of a night with its state and notice (default: the latest evaluated night)."""
+    with open_database(database) as con:
+        if night is None:
+            night = con.execute("SELECT max(night) FROM nights").fetchone()[0]
+            if night is None:
+                return []
+        rows = _rows(
+            con.execute(
+                """
+                SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity, w.state,
+                       CASE w.notice WHEN 'repeat' THEN 'open, mailed again' ELSE w.notice END AS notice,
+                       w.mailed, coalesce(w.recipient, 'ops') AS recipient, w.cc, w.since,
+                       coalesce(w.reason, w.route_reason) AS reason, w.evidence,
+                       CASE WHEN starts_with(w.reason, ?) THEN 'shadow' ELSE 'live' END AS mode
+                FROM warning_nights w LEFT JOIN accounts a USING (account_id)
+                WHERE w.night = ?
+                ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
+                         WHEN 'low' THEN 3 ELSE 4 END, w.account_id, w.rule_id
+                """,
+                [SHADOW_REASON, night],
+            )
+        )
+    for row in rows:
+        row["evidence"] = json.loads(row["evidence"])
+    return rows
+
+
+# One row per change in an account's warnings: the night each rule's warning went pending, fired,
+# was mailed, snoozed, inhibited, kept or resolved, and the night a pending one lapsed.
+HISTORY = """
+WITH rows AS (
+    SELECT w.*,
+        lag(w.notice) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS was_notice,
+        lag(w.state) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS was_state,
+        lead(w.night) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS next_row
+    FROM warning_nights w WHERE w.account_id = $account
+),
+evaluated AS (SELECT night, lead(night) OVER (ORDER BY night) AS next_night FROM nights)
+SELECT night, rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights,
+       coalesce(reason, route_reason) AS reason, evidence,
+       CASE WHEN starts_with(reason, $shadow) THEN 'shadow' ELSE 'live' END AS mode
+FROM rows
+WHERE mailed OR notice IS DISTINCT FROM was_notice OR state IS DISTINCT FROM was_state
+UNION ALL
+SELECT e.next_night, r.rule_id, 'lapsed', NULL, false, NULL, 0, 'the condition no longer held', r.evidence,
+       CASE WHEN starts_with(r.reason, $shadow) THEN 'shadow' ELSE 'live' END
+FROM rows r JOIN evaluated e USING (night)
+WHERE r.state = 'pending' AND e.next_night IS NOT NULL AND r.next_row IS DISTINCT FROM e.next_night
+ORDER BY night, rule_id
+"""
+
+
+def account_history(database: Path, account_id: str) -> list[dict]:
+    """When each of the account's warnings went pending, fired, was mailed, snoozed, inhibited
+    and resolved, and why, oldest first."""
+    with open_database(database) as con:
+        known = con.execute(
+            "SELECT count(*) FROM accounts WHERE account_id = ? UNION ALL SELECT count(*) FROM warning_nights WHERE account_id = ?",
+            [account_id, account_id],
+        ).fetchall()
+        if not any(count for (count,) in known):
+            raise UserError(f"unknown account {account_id!r}: not in tonight's accounts and never warned")
+        rows = _rows(con.execute(HISTORY, {"account": account_id, "shadow": SHADOW_REASON}))
+    for row in rows:
+        row["event"] = _event(row)
+        row["evidence"] = json.loads(row["evidence"])
+    return rows
+
+
+def _event(row: dict) -> str:
+    """What happened, in words."""
+    if row["state"] == "lapsed":
+        return "pending ended"
+    if row["mode"] == "shadow":  # never mailed: say what it would have sent, as the backtest counts it
+        would = {
+            "new": f"fired, would have been mailed to {row['recipient']}",
+            "repeat": f"still open, would have been mailed again to {row['recipient']}",
+            "resolved": f"resolved, would have been mailed to {row['recipient']}",
+        }
+        if row["notice"] in would and row["reason"] == SHADOW_REASON:
+            return would[row["notice"]] + " (shadow rule)"
+    return {
+        "pending": f"pending ({row['held_nights']} night{'s' if row['held_nights'] != 1 else ''} held)",
+        "new": f"fired, mailed to {row['recipient']}",
+        "repeat": f"still open, mailed again to {row['recipient']}",
+        "open": "firing",
+        "snoozed": "snoozed",
+        "inhibited": "inhibited",
+        "kept": f"{row['state']}, not judged",
+        "resolved": f"resolved, mailed to {row['recipient']}" if row["mailed"] else "resolved, not mailed",
+    }[row["notice"]]
+
+
+def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
+    """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
+    result = con.execute(
+        """SELECT rule_id, first_night, last_night, nights_fired, accounts_flagged, emails_per_owner_week,
+                   precision, recall, median_lead_days FROM backtest_figures
+            WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)"""
+    )
+    names = [d[0] for d in result.description]
+    return {row[0]: dict(zip(names, row)) for row in result.fetchall()}

@@ -1,0 +1,276 @@
+"""`loyalty report` on real data, opened in a real (headless) Chromium.
+
+Two business nights of sample extracts go through the real nightly stages (night.run_night):
+the first is evaluated, the second's orders are cut in half so the gate stops it. One shadow
+warning and two backtest runs are added with plain SQL. The command writes the page; Chromium
+loads it once with a probe script added to a copy (the page itself has none) to measure the
+charts and record every request, and once more for the screenshot, which is kept as
+``$LOYALTY_TEST_ARTIFACTS/portfolio-report.png`` (default ``<repo>/test-artifacts/``) for a person
+to look at.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from loyalty_engine import store
+from loyalty_engine.config import load_settings
+from loyalty_engine.gate import GateFailed
+from loyalty_engine.night import run_night
+from loyalty_engine.pages.portfolio import gather, render
+from loyalty_engine.results import open_database
+from loyalty_engine.rules.loader import load_rules
+from loyalty_engine.sample.generator import generate_sample
+from tests.conftest import ROOT, write_config
+from tests.test_digest_in_browser import ARTIFACTS, chromium
+
+FIRST, SECOND = date(2026, 11, 19), date(2026, 11, 20)
+WIDTH = 1280  # a laptop's browser window
+SHADOW_ACCOUNT_RULE = "trial_rule"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project folder: config, two nights of extracts, the first evaluated, the second stopped by the gate."""
+    folder = tmp_path_factory.mktemp("portfolio")
+    config = write_config(folder)
+    generate_sample(folder / "extracts", accounts=60, seed=11, end_date=SECOND, nights=2)
+    orders = folder / "extracts" / SECOND.isoformat() / "orders.csv"
+    with orders.open(encoding="utf-8", newline="") as handle:
+        lines = handle.readlines()
+    orders.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")  # a truncated export
+
+    settings = load_settings(config)
+    rules = load_rules(settings.rules)
+    with store.connect(settings.database) as con:
+        run_night(con, settings, rules, [], FIRST)
+        with pytest.raises(GateFailed):
+            run_night(con, settings, rules, [], SECOND)
+        # A shadow rule's warning (a rule on trial: kept in history, never mailed) on an account
+        # without any other warning; lifecycle marks such rows by their reason.
+        con.execute(
+            """
+            INSERT INTO warning_nights
+            SELECT ?, account_id, ?, 'medium', '{}', 'firing', 1, ?, ?, 'new', false, 'shadow rule: not mailed', lower(owner_email), NULL, NULL
+            FROM accounts WHERE coalesce(status, 'active') <> 'closed'
+                AND account_id NOT IN (SELECT account_id FROM warning_nights WHERE night = ?)
+            ORDER BY account_id LIMIT 1
+            """,
+            [FIRST, SHADOW_ACCOUNT_RULE, FIRST, FIRST, FIRST],
+        )
+        # Two backtests; the report shows the later one. rule_id NULL is the total.
+        rows = [
+            (datetime(2026, 11, 1, 8), None, "live", 1, 1, 0.1, 0.1, 0.1, 1.0),
+            (datetime(2026, 11, 18, 9, 30), "falling_order_frequency", "live", 41, 17, 0.42, 0.8125, 0.5, 63.0),
+            (datetime(2026, 11, 18, 9, 30), "nps_detractor", "live", 12, 6, 0.125, 0.5, None, None),
+            (datetime(2026, 11, 18, 9, 30), SHADOW_ACCOUNT_RULE, "shadow", 30, 25, 1.5, 0.2, 0.75, 21.5),
+            (datetime(2026, 11, 18, 9, 30), None, None, 44, 21, 0.55, 0.71, 0.6, 48.0),
+        ]
+        con.executemany(
+            "INSERT INTO backtest_figures VALUES (?, DATE '2025-11-20', DATE '2026-05-20', 'rules', ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def written(project) -> Path:
+    """`loyalty report` run as a user runs it, in a process of its own: it must not import Prefect."""
+    out = project / "report.html"
+    code = (
+        "import sys; from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', 'report', '--config', {str(project / 'config.yaml')!r}, '--date', {SECOND.isoformat()!r}, '--out', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "assert not [m for m in sys.modules if m.startswith('prefect')], 'prefect was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"written to {out}" in result.stdout
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, ARTIFACTS / "portfolio-report.html")
+    return out
+
+
+def expected(project: Path) -> dict:
+    """What the page must show, counted straight from the database (not through portfolio.py)."""
+    with store.connect(project / "data" / "loyalty.duckdb", read_only=True) as con:
+        one = lambda sql, *args: con.execute(sql, list(args)).fetchone()[0]  # noqa: E731
+        active = "SELECT account_id FROM accounts WHERE coalesce(status, 'active') <> 'closed'"
+        return {
+            "active": one(f"SELECT count(*) FROM ({active})"),
+            "firing": one(
+                f"""SELECT count(DISTINCT account_id) FROM warning_nights WHERE night = ? AND state = 'firing'
+                    AND NOT coalesce(reason LIKE 'shadow%', false) AND account_id IN ({active})""",
+                FIRST,
+            ),
+            "unsurveyed": one(
+                f"""SELECT count(*) FROM ({active}) a WHERE NOT EXISTS (SELECT 1 FROM surveys s WHERE s.account_id = a.account_id
+                    AND s.answered_at <= ? AND s.answered_at > ?::DATE - INTERVAL 2 YEAR)""",
+                SECOND, SECOND,
+            ),
+            "rules": one("SELECT count(DISTINCT rule_id) FROM warning_nights WHERE notice = 'new' AND night > ?::DATE - 90", SECOND),
+            "owners": one("SELECT count(DISTINCT coalesce(recipient, '')) FROM warning_nights WHERE notice = 'new'"),
+            # The brief's retention over the 365 days up to the date, for the whole book, written out
+            # once more in the digest header's original form.
+            "year": con.execute(
+                """
+                WITH per AS (
+                    SELECT account_id,
+                        count(*) FILTER (WHERE order_date > $d - 730 AND order_date <= $d - 365) AS before,
+                        count(*) FILTER (WHERE order_date > $d - 365) AS recent, min(order_date) AS first_order
+                    FROM orders WHERE order_date <= $d GROUP BY account_id
+                )
+                SELECT count(*) FILTER (WHERE before > 0), count(*) FILTER (WHERE recent > 0),
+                       count(*) FILTER (WHERE first_order > $d - 365)
+                FROM accounts JOIN per USING (account_id)
+                """,
+                {"d": SECOND},
+            ).fetchone(),
+        }
+
+
+def test_figures_are_the_databases(project):
+    with open_database(project / "data" / "loyalty.duckdb") as con:
+        figures = gather(con, SECOND, load_rules(ROOT / "rules"), "de")
+    want = expected(project)
+    assert (figures.night, figures.warnings_night) == (SECOND, FIRST)  # the second night was stopped
+    assert len(figures.accounts) == want["active"]
+    assert sum(a.state == "firing" for a in figures.accounts) == want["firing"] > 0
+    assert sum(a.state == "shadow" for a in figures.accounts) == 1
+    assert sum(a.nps is None for a in figures.accounts) == want["unsurveyed"] > 0
+    assert (figures.year.at_start, figures.year.at_end, figures.year.won) == want["year"]
+    assert len(figures.months) == 24 and figures.months[-1].end == SECOND and figures.months[0].start == date(2024, 11, 30)
+    assert {c.key for c in figures.rules if c.shadow_rule} == {SHADOW_ACCOUNT_RULE}
+    assert [(g.night, g.worst) for g in figures.gate][0] == (SECOND, "fail")
+    assert figures.backtest is not None and figures.backtest.ran_at == datetime(2026, 11, 18, 9, 30)
+    assert [line["rule_id"] for line in figures.backtest.lines] == ["falling_order_frequency", "nps_detractor", SHADOW_ACCOUNT_RULE, None]
+
+    page = render(replace(figures, backtest=None), "en")  # before any backtest
+    assert "No backtest yet: run <code>loyalty backtest --from … --to …</code>." in page
+
+
+def test_report_in_a_browser(project, written, tmp_path):
+    page = written.read_text(encoding="utf-8")
+    # Self-contained: no script, nothing fetched from anywhere.
+    assert "<script" not in page.lower()
+    assert not re.search(r"""\b(?:src|href)\s*=|url\((?!#)|@import|https?:|//[a-z0-9.-]+\.[a-z]{2,}/""", page, re.IGNORECASE), "refers to a file outside the page"
+
+    # A copy with a probe: it measures the charts after layout and writes what it found into the DOM.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    netlog = tmp_path / "net.json"
+    result = chromium(tmp_path, f"--window-size={WIDTH},900", f"--log-net-log={netlog}", "--dump-dom", probe.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    boxes = json.loads(html.unescape(found.group(1)))
+
+    want = expected(project)
+    groups = boxes["charts"]["groups-chart"]
+    assert groups["width"] > 800 and groups["height"] > 300
+    assert groups["marks"] == want["active"] and groups["visible"] == want["active"], "one dot per active account, each drawn"
+    assert groups["inside"] == want["active"], "a dot outside its chart"
+    assert groups["firing"] == want["firing"] and groups["shadow"] == 1 and groups["unsurveyed"] == want["unsurveyed"]
+    retention = boxes["charts"]["retention-chart"]
+    assert retention["width"] > 800 and retention["points"] == 24 and retention["lines"] >= 1
+    gate = boxes["charts"]["gate-chart"]
+    assert gate["days"] == 30 and gate["width"] > 500
+    assert boxes["rows"]["per-rule"] == want["rules"] and boxes["rows"]["per-owner"] == want["owners"]
+    assert boxes["rows"]["backtest-figures"] == 4
+    assert boxes["scroll_width"] <= WIDTH, "the page is wider than the window"
+    assert boxes["hatched"] >= 1, "the shadow rule's bar"
+
+    # German, as config.yaml says; Babel's numbers; the gate's failure; the backtest's shares as percentages.
+    dom = result.stdout.replace("&nbsp;", " ").replace("\xa0", " ")
+    for text in ("Portfolio-Bericht", "Kundengruppen", "Kundenbindungsrate pro Monat", "Daten bis 20.11.2026",
+                 "Warnsignale: Stand der Nacht vom 19.11.2026", "gestoppt", "orders · volume",
+                 ">0,42<", ">81 %<", ">50 %<", ">+63<", ">Gesamt (aktive Regeln)<"):  # emails/owner/week, precision, recall, lead
+        assert text in dom, text
+
+    # Every request the page made (the browser's own background requests have no file:// site):
+    # only the probe's control image, which shows the net log would have caught one.
+    assert page_requests(netlog) == [CONTROL], "the page fetched something"
+
+    shot = tmp_path / "report.png"
+    height = min(boxes["height"] + 2, 8000)
+    result = chromium(tmp_path, f"--window-size={WIDTH},{height}", f"--screenshot={shot}", written.as_uri())
+    assert shot.exists(), result.stderr[-2000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / "portfolio-report.png")
+    data = shot.read_bytes()
+    assert struct.unpack(">II", data[16:24]) == (WIDTH, height)
+    assert len(data) > 100_000, "an almost blank screenshot"
+
+
+def test_report_needs_a_database(tmp_path, capsys, monkeypatch):
+    from loyalty_engine.cli import main
+
+    config = write_config(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["loyalty", "report", "--config", str(config), "--out", str(tmp_path / "r.html")])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'data' / 'loyalty.duckdb'}: no database yet; run `loyalty run` first"
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_before_the_first_night(project, capsys, monkeypatch):
+    from loyalty_engine.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["loyalty", "report", "--config", str(project / "config.yaml"), "--date", "2026-01-05", "--out", str(project / "old.html")])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: no night evaluated on or before 2026-01-05; the first is {FIRST}"
+    assert not (project / "old.html").exists()
+
+
+def page_requests(netlog: Path) -> list[str]:
+    """URLs of the requests whose site is the page's (file://) in a Chromium net log."""
+    log = json.loads(netlog.read_text(encoding="utf-8"))
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [
+        e["params"]["url"]
+        for e in log["events"]
+        if e["type"] == start and "file://" in e["params"].get("network_isolation_key", "")
+    ]
+
+
+# Added to the probe copy only: a control request (a name that never resolves), and a script that
+# counts and measures what the page drew, into <body data-probe>.
+CONTROL = "http://control.invalid/probe.png"
+PROBE = f"""<img src="{CONTROL}" alt="" width="1" height="1"><script>
+(function () {{
+  const box = (e) => e.getBoundingClientRect();
+  const drawn = (e) => {{ const b = box(e); return b.width > 0 && b.height > 0; }};
+  const charts = {{}};
+  for (const svg of document.querySelectorAll('svg.chart')) {{
+    const b = box(svg), marks = [...svg.querySelectorAll('circle.mark')];
+    const inside = marks.filter((m) => {{ const r = box(m); return r.left >= b.left && r.right <= b.right && r.top >= b.top && r.bottom <= b.bottom; }});
+    charts[svg.id] = {{
+      width: b.width, height: b.height, marks: marks.length, visible: marks.filter(drawn).length, inside: inside.length,
+      firing: svg.querySelectorAll('circle.mark-firing').length, shadow: svg.querySelectorAll('circle.mark-shadow').length,
+      unsurveyed: svg.querySelectorAll('circle.mark-unsurveyed').length,
+      points: [...svg.querySelectorAll('circle.point')].filter(drawn).length,
+      lines: [...svg.querySelectorAll('polyline.line')].filter(drawn).length,
+      days: [...svg.querySelectorAll('rect.day')].filter(drawn).length,
+    }};
+  }}
+  const rows = {{}};
+  for (const table of document.querySelectorAll('table[id]')) rows[table.id] = table.querySelectorAll('tbody tr').length;
+  const hatched = [...document.querySelectorAll('rect.bar-shadow')].filter(drawn).length;
+  document.body.setAttribute('data-probe', JSON.stringify({{
+    charts, rows, hatched, height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
+  }}));
+}})();
+</script>"""

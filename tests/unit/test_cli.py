@@ -1,0 +1,249 @@
+"""The `loyalty` command as a user runs it: help, exit codes, one-line errors, alerts without Prefect."""
+
+from __future__ import annotations
+
+import csv
+import email
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from loyalty_engine import store
+from loyalty_engine.extracts.staging import stage_extracts
+from loyalty_engine.rules.loader import load_rules
+from loyalty_engine.extracts.validate import validate_night
+from tests.conftest import NIGHT, ROOT, run_nights, write_config, write_extract
+from tests.test_rules import Extract, baseline
+
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))
+
+
+def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LOYALTY_CONFIG"}
+    return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+COMMANDS = [
+    "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "report", "quarantine", "explain", "generate-sample",
+    "backtest", "rules check", "rules list", "rules test",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = loyalty(*command.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert ("Example:" in result.stdout or "Examples:" in result.stdout) and f"loyalty {command}" in result.stdout
+
+
+def test_top_level_help_lists_commands_and_exit_codes():
+    result = loyalty("--help")
+    assert result.returncode == 0
+    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes"):
+        assert word in result.stdout
+
+
+def test_bad_config_is_one_line_with_exit_2(tmp_path):
+    (tmp_path / "config.yaml").write_text("extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\n")
+    result = loyalty("alerts", "--config", str(tmp_path / "config.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'config.yaml'}:4: email.mode: must be one of 'outbox' or 'smtp', got 'fax'"
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> Path:
+    """A project folder whose database holds one evaluated night (built without Prefect)."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = write_config(folder)
+    x = Extract()
+    x.order_on(x.account("A1"), *baseline(8))
+    x.order_on(x.account("A2", owner="bernd"), *baseline(8), 5, 6)
+    x.orders.append({"order_id": "X", "account_id": "A9", "order_date": "2026-11-01", "amount": "1", "currency": "EUR"})
+    write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
+    with store.connect(folder / "data" / "loyalty.duckdb") as con:
+        validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
+        # Two nights: falling_order_frequency waits `for: 2 nights`.
+        run_nights(con, load_rules(ROOT / "rules"), NIGHT - timedelta(days=1), NIGHT)
+    return config
+
+
+def test_alerts_as_csv_and_json(evaluated):
+    result = loyalty("alerts", "--config", str(evaluated), "--date", NIGHT.isoformat(), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["state"], r["notice"], r["recipient"]) for r in rows] == [
+        ("A1", "Kunde A1", "falling_order_frequency", "high", "firing", "new", "anna@example.com")
+    ]
+    assert json.loads(rows[0]["evidence"]) == {"expected_orders": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
+    as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
+    assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
+
+
+def test_quarantine_lists_the_bad_cells(evaluated):
+    result = loyalty("quarantine", "--config", str(evaluated), "--table", "orders", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert (row["line"], row["row_key"], row["column_name"], row["check_name"], row["value"]) == (
+        20, "X", "account_id", "account_exists", "A9")
+
+
+@pytest.mark.parametrize(
+    "command, shows",
+    [("alerts", "A1"), ("history A1", "fired"), ("snooze --list", ""), ("explain A1", "FIRES"), ("rules check", "13 rules"),
+     ("rules list", "nps_detractor")],
+)
+def test_ops_commands_do_not_import_prefect(evaluated, command, shows):
+    """Ops commands answer fast: they read the database or the rule files and never start Prefect."""
+    code = (
+        "import sys; from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', *{command.split()!r}, '--config', {str(evaluated)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "assert not [m for m in sys.modules if m.startswith('prefect')], 'prefect was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert shows in result.stdout
+
+
+def test_history_tells_the_story_of_an_account(evaluated):
+    result = loyalty("history", "A1", "--config", str(evaluated), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    events = [(r["night"], r["rule_id"], r["event"]) for r in csv.DictReader(io.StringIO(result.stdout))]
+    assert events == [
+        ("2026-11-22", "falling_order_frequency", "pending (1 night held)"),
+        ("2026-11-23", "falling_order_frequency", "fired, mailed to anna@example.com"),
+    ]
+    unknown = loyalty("history", "NOPE", "--config", str(evaluated))
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, "error: unknown account 'NOPE': not in tonight's accounts and never warned")
+
+
+def test_snooze_adds_lists_and_removes_entries_in_the_snoozes_file(evaluated):
+    args = ("--config", str(evaluated))
+    added = loyalty("snooze", "A1", "--rule", "falling_order_frequency", "--until", "2099-12-31", "--reason", "Werksferien", "--by", "anna", *args)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("snooze 1: A1 (falling_order_frequency) not mailed up to and including 2099-12-31")
+    snoozes = evaluated.parent / "snoozes.yaml"
+    assert "reason: Werksferien" in snoozes.read_text(encoding="utf-8")
+    listed = loyalty("snooze", "--list", *args)
+    assert "A1" in listed.stdout and "active" in listed.stdout and listed.stderr.strip() == "1 snooze"
+    assert loyalty("rules", "check", *args).returncode == 0  # the file passes the check it is held to
+    removed = loyalty("snooze", "--remove", "1", *args)
+    assert removed.returncode == 0 and "removed snooze 1 of A1" in removed.stdout
+    assert "A1" not in snoozes.read_text(encoding="utf-8")
+    for bad, message in [
+        (("A1x",), "error: unknown account 'A1x' (did you mean 'A1'?): not in the latest accounts extract"),
+        (("A1", "--rule", "falling_order_frequenzy"), "error: --rule: unknown rule 'falling_order_frequenzy' (did you mean 'falling_order_frequency'?)"),
+        (("A1", "--until", "2020-01-01"), "error: --until 2020-01-01 lies in the past; a snooze covers nights up to and including its end date"),
+    ]:
+        call = {"--until": "2099-12-31", "--reason": "x"} | dict(zip(bad[1::2], bad[2::2]))
+        result = loyalty("snooze", bad[0], *[part for pair in call.items() for part in pair], *args)
+        assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+def test_a_bad_snoozes_file_is_one_line_from_rules_check(evaluated):
+    snoozes = evaluated.parent / "snoozes.yaml"
+    snoozes.write_text("snoozes:\n  - id: 1\n    account: A1\n    until: 2099-12-31\n", encoding="utf-8")
+    try:
+        result = loyalty("rules", "check", "--config", str(evaluated))
+    finally:
+        snoozes.unlink()
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{snoozes}:2:5: snooze is missing required key 'reason'\n")
+
+
+def test_preview_writes_an_owners_digest_without_sending(evaluated, tmp_path):
+    out = tmp_path / "anna.html"
+    result = loyalty("preview", "--owner", "anna@example.com", "--out", str(out), "--config", str(evaluated))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden")
+    assert "Bestellfrequenz sinkt" in out.read_text(encoding="utf-8") and out.with_suffix(".txt").exists()
+    nobody = loyalty("preview", "--owner", "bernd@example.com", "--out", str(out), "--config", str(evaluated))
+    assert nobody.returncode == 2 and "bernd@example.com gets no digest on 2026-11-23" in nobody.stderr
+
+
+def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
+    result = loyalty("explain", "A1", "--config", str(evaluated), "--date", NIGHT.isoformat())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Account A1: Kunde A1, owner Anna <anna@example.com>"
+    rule = lines.index("falling_order_frequency (high): FIRES")
+    assert lines[rule + 1].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
+    assert lines[rule + 2].split() == "yes orders_baseline >= 6 8 >= 6".split()
+    assert lines[rule + 3].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
+    assert "orders_recent   = 0          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
+    assert "nps_detractor (high): skipped: needs the optional table surveys, absent tonight" in result.stdout
+    missing = loyalty("explain", "NOPE", "--config", str(evaluated))
+    assert (missing.returncode, missing.stderr.strip()) == (2, "error: account 'NOPE' is not in the loaded accounts")
+
+
+def test_rules_test_passes_for_every_shipped_rule_file():
+    result = loyalty("rules", "test", str(ROOT / "rules"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = {line.split()[1].split(":")[0] for line in result.stdout.splitlines() if line.startswith("PASS")}
+    shipped = {str(p) for p in (ROOT / "rules").glob("*.yaml") if not p.name.endswith(".test.yaml")}
+    assert {t.replace(".test.yaml", ".yaml") for t in tested} == shipped
+    assert "FAIL" not in result.stdout
+
+
+def test_alerts_without_a_database_says_so(tmp_path):
+    config = write_config(tmp_path)
+    result = loyalty("alerts", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'data' / 'loyalty.duckdb'}: no database yet; run `loyalty run` first"
+
+
+def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
+    (rules / "falling.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(f"rules: {ROOT / 'rules'}", "rules: rules"))
+    result = loyalty("run", "--config", str(config))
+    assert result.returncode == 4
+    assert result.stderr.startswith(
+        f"error: {rules / 'falling.yaml'}:15:11: unknown metric 'orders_baselin' in when (did you mean 'orders_baseline'?)"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_demo_path_sample_to_outbox(tmp_path):
+    """What `make demo` does, in a fresh folder: generate the sample, run the newest night."""
+    config = write_config(tmp_path)
+    sample = loyalty("generate-sample", "--out", str(tmp_path / "extracts"), "--end-date", "2026-11-23", "--nights", "2")
+    assert sample.returncode == 0, sample.stderr
+    assert "2 nights, 2026-11-20 to 2026-11-23" in sample.stdout and "ground_truth.csv" in sample.stdout
+    assert sorted(p.name for p in (tmp_path / "extracts").iterdir()) == ["2026-11-20", "2026-11-23", "ground_truth.csv"]
+    result = loyalty("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "Rules:" in result.stderr and "Night 2026-11-23" in result.stdout
+    emls = sorted((tmp_path / "outbox" / "2026-11-23").glob("*.eml"))
+    assert len(emls) >= 3
+    assert f"digests: {len(emls)} written to {tmp_path / 'outbox' / '2026-11-23'}" in result.stdout
+    message = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
+    assert message["Subject"].startswith("Frühwarnung 23.11.2026:")
+    assert "Kundennummer K-" in message.get_body(("plain",)).get_content()
+
+
+def test_a_database_in_use_is_one_line(evaluated):
+    import duckdb
+
+    with duckdb.connect(str(evaluated.parent / "data" / "loyalty.duckdb")):  # another process would hold the lock
+        code = (
+            "import sys; from loyalty_engine.cli import main\n"
+            f"sys.argv = ['loyalty', 'alerts', '--config', {str(evaluated)!r}]\nmain()\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {evaluated.parent / 'data' / 'loyalty.duckdb'}: cannot open the database: IO Error: Could not set lock")
+    assert len(result.stderr.strip().splitlines()) == 1
