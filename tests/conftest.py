@@ -1,13 +1,17 @@
-"""Shared test fixtures: hand-made extracts, a settings file, Prefect's test harness (once per session)."""
+"""Test settings for the whole suite: Prefect's environment, its test harness (once per session),
+the SMTP fixtures, and the `slow` marker.
+
+`pytest -m "not slow"` is the fast loop: everything under tests/system/ and tests/browser/, and any
+test that starts Prefect, an SMTP server or a child process, is marked slow here, so no test
+file has to remember to.
+"""
 
 from __future__ import annotations
 
 import atexit
-import csv
 import os
 import shutil
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -22,57 +26,19 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("LOYALTY_CONFIG", None)
 
-from tests.conftest_smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers on loopback)
+from tests.support.smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers on loopback)
 
-ROOT = Path(__file__).resolve().parent.parent
-NIGHT = date(2026, 11, 23)
-COLUMNS = {
-    "accounts": ["account_id", "name", "owner_email", "owner_name", "status"],
-    "orders": ["order_id", "account_id", "order_date", "amount", "currency"],
-    "complaints": ["complaint_id", "account_id", "opened_at", "closed_at"],
-    "contracts": ["contract_id", "account_id", "start_date", "end_date", "annual_value", "previous_contract_id"],
-}
+SLOW_FOLDERS = ("system", "browser")
+# Fixtures that start something heavy: Prefect's API, a mail server, a browser, a CLI process.
+SLOW_FIXTURES = {"prefect_harness", "smtp_server", "smtp_tls_server", "chromium", "evaluated", "cli_project"}
 
 
-def write_table(folder: Path, table: str, rows: list[dict], columns: list[str] | None = None) -> Path:
-    """Write one extract table as a UTF-8 CSV; missing cells stay empty."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{table}.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns or COLUMNS[table], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def write_extract(root: Path, night: date = NIGHT, **tables: list[dict]) -> Path:
-    """A night's folder <root>/<night>/ with all four tables (empty ones where none are given)."""
-    folder = root / night.isoformat()
-    for table in COLUMNS:
-        write_table(folder, table, tables.get(table, []))
-    return folder
-
-
-def write_config(folder: Path, **email) -> Path:
-    """A config.yaml in the folder, pointing at extracts/, data/, the shipped rules and outbox/."""
-    smtp = email.pop("smtp", None)
-    lines = [
-        "extracts: {path: extracts}",
-        "database: data/loyalty.duckdb",
-        f"rules: {ROOT / 'rules'}",
-        "email:",
-        f"  mode: {email.get('mode', 'outbox')}",
-        "  outbox_dir: outbox",
-        '  sender: "Frühwarnsystem <fruehwarnung@example.com>"',
-        "  retries: 0",
-    ]
-    if smtp:
-        lines.append(f"  smtp: {smtp}")
-    lines += ["digest: {language: de}", "schedule: {cron: '0 6 * * *', timezone: Europe/Berlin}"]
-    path = folder / "config.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    for item in items:
+        folder = Path(item.fspath).relative_to(tests).parts[0]
+        if folder in SLOW_FOLDERS or SLOW_FIXTURES & set(item.fixturenames) or item.get_closest_marker("slow"):
+            item.add_marker("slow")
 
 @pytest.fixture(scope="session")
 def prefect_harness():
@@ -81,15 +47,3 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int = 7) -> None:
-    """The evaluate task of the flow, without Prefect: evaluate, advance and route each night in turn."""
-    from loyalty_engine.lifecycle.warnings import advance_warnings
-    from loyalty_engine.lifecycle.routing import route_warnings
-    from loyalty_engine.rules.evaluate import evaluate_rules
-
-    for night in nights:
-        outcome = evaluate_rules(con, ruleset, night)
-        advance_warnings(con, ruleset, night, outcome, list(snoozes), repeat_after_days)
-        route_warnings(con, night)

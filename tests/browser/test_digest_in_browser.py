@@ -26,7 +26,7 @@ FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 HOSTILE = "<script>document.body.setAttribute('data-pwned','yes')</script>Böse & Söhne"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("LOYALTY_TEST_ARTIFACTS") or ROOT / "test-artifacts")
 NIGHT = date(2026, 11, 23)
 WIDTH, HEIGHT = 800, 2000  # tall enough for the whole digest below: nothing is cut off at the bottom

@@ -32,8 +32,8 @@ from loyalty_engine.pages.portfolio import gather, render
 from loyalty_engine.results import open_database
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import generate_sample
-from tests.conftest import ROOT, write_config
-from tests.test_digest_in_browser import ARTIFACTS, chromium
+from tests.support.builders import ROOT, write_config
+from tests.browser.test_digest_in_browser import ARTIFACTS, chromium
 
 FIRST, SECOND = date(2026, 11, 19), date(2026, 11, 20)
 WIDTH = 1280  # a laptop's browser window

@@ -1,6 +1,6 @@
 """A night run in a child process that kills itself (SIGKILL, no cleanup) at a chosen point.
 
-    python -m tests.crash_child CONFIG NIGHT [MODULE.FUNCTION before|after N]
+    python -m tests.support.crash_child CONFIG NIGHT [MODULE.FUNCTION before|after N]
 
 Runs the stages in the flow's order (flows/nightly.py: lock, the night's transaction, render,
 deliver) without Prefect, whose start would dwarf the night. The kill point wraps the named

@@ -1,6 +1,6 @@
 """Real SMTP servers on loopback (aiosmtpd) for delivery tests.
 
-Import the fixtures into tests/conftest.py with ``from tests.conftest_smtp import *``.
+Import the fixtures into tests/conftest.py with ``from tests.support.smtp import *``.
 
 Each server fixture yields an :class:`SmtpServer` whose ``messages`` list fills as mail arrives.
 Traps worked around here:
@@ -28,7 +28,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session, SMTP
 
-# What ``from tests.conftest_smtp import *`` brings into conftest.py: the fixtures and their types.
+# What ``from tests.support.smtp import *`` brings into conftest.py: the fixtures and their types.
 __all__ = [
     "ReceivedMessage",
     "SmtpServer",

@@ -21,8 +21,8 @@ from loyalty_engine.rules import compiler
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import generate_sample
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import ROOT, run_nights
-from tests.test_cli import loyalty
+from tests.support.builders import ROOT, run_nights
+from tests.unit.test_cli import loyalty
 
 LAST = date(2026, 11, 20)
 RULES = load_rules(ROOT / "rules")

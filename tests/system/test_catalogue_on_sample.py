@@ -17,7 +17,7 @@ from loyalty_engine.rules.evaluate import evaluate_rules
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import RULES, generate_sample
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 NIGHT = date(2026, 11, 20)
 

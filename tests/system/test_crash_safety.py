@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import ROOT, write_config
-from tests.crash_child import run
-from tests.test_gate import SECOND, sample  # noqa: F401  (the module-scoped sample, first night done)
+from tests.support.builders import ROOT, write_config
+from tests.support.crash_child import run
+from tests.unit.test_gate import SECOND, sample  # noqa: F401  (the module-scoped sample, first night done)
 
 KILL_POINTS = {
     # name: (function, before/after, which call)
@@ -67,7 +67,7 @@ def test_a_run_killed_at_any_point_loses_nothing_and_the_next_run_completes_the_
     config = project(tmp_path, sample, smtp=f"{{host: {smtp_server.host}, port: {smtp_server.port}}}")
     before = night_state(tmp_path)
     killed = subprocess.run(
-        [sys.executable, "-m", "tests.crash_child", str(config), SECOND.isoformat(), *map(str, KILL_POINTS[point])],
+        [sys.executable, "-m", "tests.support.crash_child", str(config), SECOND.isoformat(), *map(str, KILL_POINTS[point])],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert killed.returncode == -9, killed.stderr  # it really died at the point

@@ -16,9 +16,9 @@ import pytest
 
 from loyalty_engine.config import load_settings
 from loyalty_engine.night import release_night
-from tests.conftest import write_config
-from tests.test_cli import loyalty
-from tests.test_gate import FIRST, SECOND, rewrite, sample  # noqa: F401  (the module-scoped sample fixture)
+from tests.support.builders import ROOT, write_config
+from tests.unit.test_cli import loyalty
+from tests.unit.test_gate import FIRST, SECOND, rewrite, sample  # noqa: F401  (the module-scoped sample fixture)
 
 OPS = "ops@example.com"
 
@@ -102,7 +102,7 @@ def test_a_second_run_stops_at_once_while_one_holds_the_database(project):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from loyalty_engine.store import night_lock\n"
          "with night_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(project / "data" / "loyalty.duckdb")],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -27,7 +27,7 @@ from loyalty_engine.mail.mailing import night_mailing
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import generate_sample
 from loyalty_engine.lifecycle.snoozes import Snooze
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 END = date(2026, 11, 20)
 REPEAT = 7

@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from loyalty_engine.gate import GateFailed
-from tests.conftest import NIGHT, write_config, write_extract, write_table
-from tests.test_rules import Extract, baseline
+from tests.support.builders import NIGHT, write_config, write_extract, write_table
+from tests.unit.rules.test_rules import Extract, baseline
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -29,7 +29,7 @@ from loyalty_engine.night import run_night
 from loyalty_engine.mail.mailing import night_mailing
 from loyalty_engine.results import account_history, night_warnings
 from loyalty_engine.rules.loader import load_rules
-from tests.conftest import write_config, write_extract
+from tests.support.builders import write_config, write_extract
 
 N1 = date(2026, 11, 23)
 LAST_ORDER = N1 - timedelta(days=5)  # quiet for 5 days on N1, 6 on N2: the rules below fire from N2 on

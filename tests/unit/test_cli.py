@@ -19,8 +19,8 @@ from loyalty_engine import store
 from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import NIGHT, ROOT, run_nights, write_config, write_extract
-from tests.test_rules import Extract, baseline
+from tests.support.builders import NIGHT, ROOT, run_nights, write_config, write_extract
+from tests.unit.rules.test_rules import Extract, baseline
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 

@@ -6,7 +6,7 @@ import pytest
 
 from loyalty_engine.config import load_settings
 from loyalty_engine.errors import ConfigError
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 
 def test_shipped_config_loads_and_resolves_paths_against_its_folder():

@@ -10,7 +10,7 @@ from datetime import date
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import check_rule_files
 from loyalty_engine.rules.testing import run_rule_tests
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 
 def example(name: str) -> str:

@@ -23,7 +23,7 @@ from loyalty_engine.gate import DigestsHeld, GateFailed, Outcome, stored_checks
 from loyalty_engine.night import release_night, run_night
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import generate_sample
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 FIRST, SECOND = date(2026, 11, 19), date(2026, 11, 20)
 RULES = load_rules(ROOT / "rules")

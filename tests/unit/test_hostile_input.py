@@ -30,7 +30,7 @@ from loyalty_engine.rules.testing import run_rule_tests
 from loyalty_engine.lifecycle.snoozes import load_snoozes
 from loyalty_engine.extracts.validate import validate_night
 from loyalty_engine.yaml_files import MAX_BYTES, MAX_DEPTH
-from tests.conftest import COLUMNS, NIGHT, ROOT, run_nights, write_config, write_table
+from tests.support.builders import COLUMNS, NIGHT, ROOT, run_nights, write_config, write_table
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 

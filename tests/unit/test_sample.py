@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from loyalty_engine.sample.generator import generate_sample
-from tests.sample_checks import RULES, fired, load
+from tests.support.sample_checks import RULES, fired, load
 
 NIGHT = date(2025, 11, 20)  # a Thursday
 TABLES = ("accounts", "orders", "complaints", "contracts", "interactions", "surveys")

@@ -21,7 +21,7 @@ from loyalty_engine.config import CsvSettings, ExtractSettings, TableSettings
 from loyalty_engine.errors import ExtractError
 from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import NIGHT, ROOT
+from tests.support.builders import NIGHT, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "extracts"
 DIALECTS = ["sap_cp1252_semicolon", "datev_latin1", "excel_utf8_bom", "quoted_multiline"]

@@ -24,7 +24,7 @@ from loyalty_engine.config import CsvSettings, ExtractSettings
 from loyalty_engine.errors import ExtractError
 from loyalty_engine.extracts.staging import ExtractProblems, stage_extracts
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import NIGHT, write_extract
+from tests.support.builders import NIGHT, write_extract
 
 COLUMNS = ["order_id", "account_id", "order_date", "amount", "currency"]
 # 50 examples each keep the suite fast; LOYALTY_PROPERTY_EXAMPLES=1000 searches harder.

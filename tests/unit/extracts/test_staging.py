@@ -10,7 +10,7 @@ from loyalty_engine import store
 from loyalty_engine.errors import ExtractError
 from loyalty_engine.extracts.staging import extract_folder, newest_extract_date, stage_extracts
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import NIGHT, write_extract, write_table
+from tests.support.builders import NIGHT, write_extract, write_table
 
 ACCOUNTS = [
     {"account_id": "A1", "name": "Müller Metallbau GmbH", "owner_email": "anna@example.com", "owner_name": "Anna", "status": "active"},

@@ -12,7 +12,7 @@ import pytest
 
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import check_rule_files
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 

@@ -17,9 +17,9 @@ from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import load_rules
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
-BAD = sorted((Path(__file__).parent / "fixtures" / "bad_rules").glob("*.bad.yaml"))
+BAD = sorted((ROOT / "tests" / "fixtures" / "bad_rules").glob("*.bad.yaml"))
 
 
 @pytest.mark.parametrize("fixture", BAD, ids=[p.name.removesuffix(".bad.yaml") for p in BAD])

@@ -9,7 +9,7 @@ import pytest
 
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.testing import run_rule_tests
-from tests.conftest import ROOT
+from tests.support.builders import ROOT
 
 
 @pytest.fixture

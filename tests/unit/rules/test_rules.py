@@ -11,7 +11,7 @@ from loyalty_engine import store
 from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.extracts.validate import validate_night
-from tests.conftest import NIGHT, ROOT, run_nights, write_extract
+from tests.support.builders import NIGHT, ROOT, run_nights, write_extract
 
 D = NIGHT
 
