@@ -217,6 +217,7 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow  # the whole demo: sample, Prefect, outbox
 def test_the_demo_path_sample_to_outbox(tmp_path):
     """What `make demo` does, in a fresh folder: generate the sample, run the newest night."""
     config = write_config(tmp_path)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,6 +87,7 @@ def counts(db: Path) -> tuple[int, int, int, int, list[int]]:
     return clean, loaded, quarantined, kept_out, lines
 
 
+@pytest.mark.slow  # many examples, each a DuckDB load
 @SETTINGS
 @given(records=rows, dialect=dialects)
 def test_every_record_is_clean_or_quarantined_once_at_its_line(records, dialect):
@@ -111,6 +113,7 @@ def test_every_record_is_clean_or_quarantined_once_at_its_line(records, dialect)
 garbage_line = st.lists(st.sampled_from(['"', ",", ";", " ", "\r", "a", "ß", "€", "1", "2026-11-01", "EUR", "A1"]), max_size=12).map("".join)
 
 
+@pytest.mark.slow  # many examples, each a DuckDB load
 @SETTINGS
 @given(lines=st.lists(garbage_line, max_size=10), newline=st.sampled_from(["\n", "\r\n"]), delimiter=st.sampled_from([",", ";"]))
 def test_raw_lines_load_with_consistent_counts_or_stop_naming_file_and_line(lines, newline, delimiter):
