@@ -25,12 +25,12 @@ night, 365 times for a year. This script measures what the replay costs instead:
    --probes-per-chunk sets `backtest.PROBES_PER_CHUNK` the same way.
 
 Memory: the process's peak RSS (`ru_maxrss`; every case runs in a spawned process, see
-nightly.py for why), and a sampler thread that reads, every --sample-every seconds, the current
+common.py for why), and a sampler thread that reads, every --sample-every seconds, the current
 RSS (/proc/self/status) and DuckDB's own accounting (`duckdb_memory()`: memory in its buffer
 manager, and bytes spilled to temporary files) of the database file and of the backtest's
 in-memory lifecycle database. Each step gets the highest samples taken while it ran. DuckDB runs
 with its defaults (threads = cores, memory_limit = 80 % of RAM), except that it may spill at most
-SPILL_LIMIT to disk.
+common.SPILL_LIMIT to disk.
 
 The parent watches every case: one whose RSS passes --memory-cap GiB, or still running after
 --limit seconds, is stopped and reported with what it had reached. The 1-minute load average is
@@ -42,38 +42,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from nightly import describe_machine, mib
+from common import ROOT, RULES, WORK, connect, current_rss, describe_machine, in_child, machine_line, mib, peak_rss
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RULES = ROOT / "rules"
 END_DATE = date(2026, 11, 20)  # the sample's last night (a Friday), fixed so every machine gets the same files
 SEED = 7
-SPILL_LIMIT = "30GB"  # as in rules.py: fail rather than fill a shared disk
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(ROOT) not in sys.path:  # `python benchmarks/backtest.py` puts benchmarks/, not the project, on the path
-        sys.path.insert(0, str(ROOT))
     machine = describe_machine() | {"tracked_changes": tracked_changes()}
     print(f"loyalty-engine backtest benchmark: {args.nights} nights up to {END_DATE}, seed {SEED}, accounts {', '.join(f'{a:,}' for a in args.accounts)}")
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, Python {machine['python']}, "
-          f"duckdb {machine['versions']['duckdb']}, sqlglot {machine['versions']['sqlglot']}; commit {machine['commit']}\n")
+    print(f"machine: {machine_line(machine, ('duckdb', 'sqlglot'))}; commit {machine['commit']}\n")
 
     for accounts in args.accounts:
         case = args.work / f"backtest-{accounts}"
@@ -86,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(case, ignore_errors=True)
             case.mkdir(parents=True)
             print(f"[{accounts:,}] generating and loading the sample ...", flush=True)
-            sample = in_child(None, None, prepare, case, accounts)
+            sample = in_child(prepare, case, accounts)
             if "error" in sample:
                 raise SystemExit(f"preparing the sample failed: {sample['error']}")
             loaded.write_text(json.dumps(sample, indent=2, default=str) + "\n", encoding="utf-8")
@@ -95,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
               f"loaded in {sample['load_seconds']:.1f} s (peak RSS {mib(sample['load_peak_rss'])}); DuckDB file {mib(sample['db_bytes'])}")
 
         print(f"[{accounts:,}] one night: evaluate_rules ... (load {os.getloadavg()[0]:.2f})", flush=True)
-        night = in_child(args.limit, args.memory_cap, one_night, database, args.repeat, args.sample_every)
+        night = in_child(one_night, database, args.repeat, args.sample_every, limit=args.limit, memory_cap_gib=args.memory_cap)
         print_night(night)
         print(f"[{accounts:,}] backtest over {args.nights} nights ... (load {os.getloadavg()[0]:.2f})", flush=True)
-        backtest = in_child(args.limit, args.memory_cap, replay, database, args.nights, args.probes_per_chunk, args.sample_every)
+        backtest = in_child(replay, database, args.nights, args.probes_per_chunk, args.sample_every,
+                            limit=args.limit, memory_cap_gib=args.memory_cap)
         print_backtest(backtest, night)
         record = {
             "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -124,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="timed evaluate_rules calls after the first (median shown)")
     parser.add_argument("--probes-per-chunk", type=int, default=None,
                         help="set backtest.PROBES_PER_CHUNK (account x night probes per signal query) in the child; default: the module's")
-    parser.add_argument("--work", type=Path, default=HERE / "work", help="folder for the samples, databases and figures (git-ignored)")
+    parser.add_argument("--work", type=Path, default=WORK, help="folder for the samples, databases and figures (git-ignored)")
     parser.add_argument("--keep", action="store_true", help="reuse a case folder's loaded database instead of generating it again")
     parser.add_argument("--limit", type=float, default=1800.0, help="stop a case still running after this many seconds")
     parser.add_argument("--memory-cap", type=float, default=16.0, help="stop a case whose RSS passes this many GiB")
@@ -172,14 +163,6 @@ def prepare(case: Path, accounts: int) -> dict:
         "load_peak_rss": peak_rss(),
         "db_bytes": (case / "loyalty.duckdb").stat().st_size,
     }
-
-
-def connect(database: Path):
-    from loyalty_engine import store
-
-    con = store.connect(database)
-    con.execute(f"SET max_temp_directory_size = '{SPILL_LIMIT}'")
-    return con
 
 
 def one_night(database: Path, repeat: int, sample_every: float) -> dict:
@@ -421,72 +404,6 @@ class Sampler:
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def current_rss() -> int:
-    return _status_kib(os.getpid(), "VmRSS") or 0
-
-
-def _status_kib(pid: int, field: str) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
-    return int(match.group(1)) * 1024 if match else None
-
-
-def in_child(limit: float | None, memory_cap_gib: float | None, function, *args) -> dict:
-    """function(*args) in a newly spawned interpreter, watched: stopped after `limit` seconds or
-    once its RSS passes `memory_cap_gib`. A stopped or failed case is reported, not raised."""
-    context = multiprocessing.get_context("spawn")
-    receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(sending, function, *args))
-    load = os.getloadavg()[0]  # other work on the machine skews the figures: keep a trace of it
-    started = time.perf_counter()
-    child.start()
-    sending.close()
-    outcome = None
-    highest = 0
-    try:
-        while outcome is None:
-            if receiving.poll(1.0):
-                outcome = receiving.recv()
-                break
-            rss = _status_kib(child.pid, "VmRSS") or 0
-            highest = max(highest, rss)
-            elapsed = time.perf_counter() - started
-            if memory_cap_gib and rss > memory_cap_gib * 2**30:
-                outcome = ("stopped", f"RSS {mib(rss)} passed {memory_cap_gib:g} GiB after {elapsed:.0f} s, stopped")
-            elif limit and elapsed > limit:
-                outcome = ("stopped", f"still running after {limit:.0f} s, stopped")
-            elif not child.is_alive():
-                outcome = ("failed", "the process died")
-    except EOFError:  # the child died without a word: killed, most likely for memory
-        outcome = ("failed", "the process died")
-    high_water = _status_kib(child.pid, "VmHWM")  # read before the kill: a stopped case's memory is a figure too
-    if child.is_alive() and outcome[0] != "ok":
-        child.kill()
-    child.join()
-    status, value = outcome
-    if status == "ok":
-        return value | {"load_before": load}
-    for leftover in args:  # a stopped DuckDB leaves its spill folder (<file>.tmp) behind
-        if isinstance(leftover, Path) and leftover.suffix == ".duckdb":
-            shutil.rmtree(leftover.with_name(leftover.name + ".tmp"), ignore_errors=True)
-    return {"error": value, "exit_code": child.exitcode, "seconds": time.perf_counter() - started,
-            "peak_rss": max(high_water or 0, highest), "load_before": load}
-
-
-def _child(sending, function, *args) -> None:
-    try:
-        sending.send(("ok", function(*args)))
-    except BaseException as error:  # DuckDB's messages run on with advice: the first line says it
-        sending.send(("failed", f"{type(error).__name__}: {str(error).strip().splitlines()[0]}\n{traceback.format_exc()}"))
 
 
 def tracked_changes() -> str | None:

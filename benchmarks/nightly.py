@@ -27,25 +27,18 @@ description, to <work>/results.jsonl; each case's own figures go to <case>/resul
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import json
-import multiprocessing
-import os
-import platform
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from datetime import date, datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import RULES, WORK, describe_machine, in_fresh_process, machine_line, mib, peak_rss
+
 STAGES = ("rules", "stage", "validate", "gate", "evaluate", "commit", "render", "deliver")
 RUNS = ("first", "re-run")
 DEFAULT_NIGHT = date(2026, 11, 23)  # fixed, so the same arguments give the same sample everywhere
@@ -53,8 +46,6 @@ DEFAULT_NIGHT = date(2026, 11, 23)  # fixed, so the same arguments give the same
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(ROOT) not in sys.path:  # `python benchmarks/nightly.py` puts benchmarks/, not the project, on the path
-        sys.path.insert(0, str(ROOT))
     label = f"{args.format}-{args.accounts}-seed{args.seed}"
     case = args.work / label
     if case.exists():
@@ -62,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     case.mkdir(parents=True)
     machine = describe_machine()
     print(f"loyalty-engine nightly benchmark: {args.accounts:,} accounts, {args.format}, seed {args.seed}, night {args.night}")
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
-          f"Python {machine['python']}, duckdb {machine['versions']['duckdb']}, "
-          f"polars {machine['versions']['polars']}, pandera {machine['versions']['pandera']}")
+    print(f"machine: {machine_line(machine, ('duckdb', 'polars', 'pandera'))}")
     print(f"project commit: {machine['commit']}; work folder: {case}\n")
 
     preparation = prepare(args, case)
@@ -121,10 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accounts", type=int, default=10_000, help="accounts in the sample (10,000 give about 1.1 million orders)")
     parser.add_argument("--seed", type=int, default=7, help="sample seed")
     parser.add_argument("--night", type=date.fromisoformat, default=DEFAULT_NIGHT, help="business date (the sample's last day)")
-    parser.add_argument("--work", type=Path, default=HERE / "work", help="folder for samples, databases and outboxes (git-ignored)")
+    parser.add_argument("--work", type=Path, default=WORK, help="folder for samples, databases and outboxes (git-ignored)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="extract file format")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (fresh database each); stage times are the median over rounds")
-    parser.add_argument("--rules", type=Path, default=ROOT / "rules", help="rules folder")
+    parser.add_argument("--rules", type=Path, default=RULES, help="rules folder")
     parser.add_argument("--breakdown", action="store_true", help="also time sub-steps (per table, pandera, SQL statements)")
     parser.add_argument("--profile", action="store_true", help="write a cProfile file per stage into <case>/profiles/")
     args = parser.parse_args(argv)
@@ -486,19 +475,6 @@ class TimedRelation:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def in_fresh_process(function, *args):
-    """Call function(*args) in a newly spawned interpreter: its peak RSS starts from nothing."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result()
-
-
-def peak_rss() -> int:
-    """The process's peak resident set size in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value if sys.platform == "darwin" else value * 1024
-
-
 def database_bytes(path: Path) -> int:
     """The DuckDB file plus its write-ahead log, if one is left."""
     return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists())
@@ -519,58 +495,6 @@ def count_by(values) -> dict:
     for value in values:
         counts[value] += 1
     return dict(counts)
-
-
-def mib(size: float) -> str:
-    return f"{size / 2**20:,.0f} MiB"
-
-
-def describe_machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        cores = os.cpu_count()
-    ram = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    versions = {}
-    for package in ("duckdb", "polars", "pandera", "pyarrow", "numpy", "sqlglot", "jinja2"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "commit": git_commit(),
-        "cpu": cpu,
-        "cores": cores,
-        "ram_gib": ram,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "versions": versions,
-        "date": date.today().isoformat(),
-    }
-
-
-def git_commit() -> str | None:
-    """The project's commit, with "+dirty" when tracked files differ from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def check_outcome(run: str, result: dict) -> None:

@@ -29,9 +29,9 @@ measures both:
 Each timing is the median of --repeat runs after one warm-up run. A case whose warm-up took
 longer than --slow seconds is not repeated (its single run is reported), and one still running
 after --limit seconds is stopped and reported as such, with its peak RSS so far. DuckDB may spill
-at most 30 GB to disk (SPILL_LIMIT), so that a large night set fails rather than fill the disk.
+at most 30 GB to disk (common.SPILL_LIMIT), so that a large night set fails rather than fill the disk.
 Peak RSS is each process's own (resource.getrusage, or /proc's VmHWM for a stopped case; see
-nightly.py for why every case runs in a spawned process). The tables are printed and the
+common.py for why every case runs in a spawned process). The tables are printed and the
 figures go to <work>/rules-results.json (one record per --accounts value).
 """
 
@@ -39,56 +39,46 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import re
 import shutil
 import statistics
 import sys
 import time
-import traceback
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from nightly import describe_machine, mib, peak_rss
+from common import RULES, WORK, connect, describe_machine, in_child, machine_line, mib, peak_rss
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RULES = ROOT / "rules"
 NIGHT = date(2026, 11, 23)  # fixed, so the same arguments give the same sample everywhere
 FIRST_RULE = "falling_order_frequency"  # the 1-rule subset: two counts over the largest table
 ORDERS_RULES = 3  # the subset "3" is the orders rules only: more rules on the same table
 SUBSETS = (1, ORDERS_RULES, 10, None)  # None: every shipped rule
 SCAN = re.compile(r"Table: \w+\.\w+\.(\w+)")
-# Large night sets spill to disk (tens of GB at 30 nights x 10k accounts): stop a query at this
-# much rather than let DuckDB's default (90% of the free disk) fill a shared machine.
-SPILL_LIMIT = "30GB"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(ROOT) not in sys.path:  # `python benchmarks/rules.py` puts benchmarks/, not the project, on the path
-        sys.path.insert(0, str(ROOT))
     case = args.work / f"rules-{args.accounts}"
     shutil.rmtree(case, ignore_errors=True)
     case.mkdir(parents=True)
     database = case / "loyalty.duckdb"
     machine = describe_machine()
     print(f"loyalty-engine rules benchmark: {args.accounts:,} accounts, night {NIGHT}, median of {args.repeat} runs")
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, Python {machine['python']}, "
-          f"duckdb {machine['versions']['duckdb']}, sqlglot {machine['versions']['sqlglot']}; commit {machine['commit']}\n")
+    print(f"machine: {machine_line(machine, ('duckdb', 'sqlglot'))}; commit {machine['commit']}\n")
 
-    loaded = in_child(None, prepare, case / "extracts", database, args.accounts)
+    loaded = in_child(prepare, case / "extracts", database, args.accounts)
+    if "error" in loaded:  # nothing to measure without the sample
+        raise SystemExit(f"prepare failed: {loaded['error']}")
     print(f"sample: {', '.join(f'{n:,} {t}' for t, n in loaded['rows'].items())}")
     print(f"        generated in {loaded['generate_seconds']:.1f} s, loaded in {loaded['load_seconds']:.1f} s (not timed below)\n")
 
     # The labels are the children's; a stopped or failed case keeps this one.
-    subsets = [{"case": f"{size or 'all'} rules"} | in_child(args.limit, time_subset, database, size, args.repeat, args.slow)
+    subsets = [{"case": f"{size or 'all'} rules"} | in_child(time_subset, database, size, args.repeat, args.slow, limit=args.limit)
                for size in SUBSETS]
-    subsets.append({"case": "one query per rule"} | in_child(args.limit, time_one_query_per_rule, database, args.repeat, args.slow))
+    subsets.append({"case": "one query per rule"} | in_child(time_one_query_per_rule, database, args.repeat, args.slow, limit=args.limit))
     print_subsets(subsets)
-    nights = [{"nights": count} | in_child(args.limit, time_nights, database, count, args.repeat, args.slow) for count in args.nights]
+    nights = [{"nights": count} | in_child(time_nights, database, count, args.repeat, args.slow, limit=args.limit) for count in args.nights]
     print_nights(nights)
 
     record = {
@@ -113,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--accounts", type=int, default=10_000, help="accounts in the sample")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (after one warm-up); the median is shown")
-    parser.add_argument("--work", type=Path, default=HERE / "work", help="folder for the sample, the database and the figures (git-ignored)")
+    parser.add_argument("--work", type=Path, default=WORK, help="folder for the sample, the database and the figures (git-ignored)")
     parser.add_argument("--nights", type=int, nargs="+", default=[1, 7, 30, 365], help="sizes of the night sets evaluated in one query")
     parser.add_argument("--slow", type=float, default=30.0, help="a case whose warm-up takes longer (seconds) is not repeated")
     parser.add_argument("--limit", type=float, default=600.0, help="stop a case still running after this many seconds")
@@ -155,15 +145,6 @@ def shipped_rules(size: int | None = None):
     ruleset = load_rules(RULES)
     ordered = sorted(ruleset.rules, key=lambda r: (r.id != FIRST_RULE, check_rule(ruleset, r).tables != {"orders"}))
     return RuleSet(ruleset.metrics, ordered[:size])
-
-
-def connect(database: Path):
-    """The database as the product opens it, but spilling at most SPILL_LIMIT to disk."""
-    from loyalty_engine import store
-
-    con = store.connect(database)
-    con.execute(f"SET max_temp_directory_size = '{SPILL_LIMIT}'")
-    return con
 
 
 def evaluated_nights(con, ruleset) -> list[date]:
@@ -282,56 +263,6 @@ def timed(function, repeat: int, slow: float) -> tuple[dict, object]:
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def in_child(limit: float | None, function, *args):
-    """function(*args) in a newly spawned interpreter (its peak RSS starts from nothing), stopped
-    after `limit` seconds. A stopped or failed case is reported, not raised: the others still count."""
-    context = multiprocessing.get_context("spawn")
-    receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(sending, function, *args))
-    started = time.perf_counter()
-    load = os.getloadavg()[0]  # other work on the machine skews the figures: keep a trace of it
-    child.start()
-    sending.close()
-    try:
-        finished = receiving.poll(limit)
-        outcome = receiving.recv() if finished else ("stopped", f"still running after {limit:.0f} s, stopped")
-    except EOFError:  # the child died without a word: killed, most likely for memory
-        outcome = ("failed", "the process died")
-    high_water = _peak_rss_of(child.pid)  # read before the kill: a stopped case's memory is a figure too
-    if child.is_alive():
-        child.kill()
-    child.join()
-    status, value = outcome
-    if status == "ok":
-        return value | {"load_before": load}
-    if limit is None:  # preparation: nothing to measure without it
-        raise SystemExit(f"{function.__name__} failed: {value}")
-    _clean_spill(args[0])  # every case's first argument is the database
-    return {"error": value, "exit_code": child.exitcode, "seconds": time.perf_counter() - started, "peak_rss": high_water, "load_before": load}
-
-
-def _child(sending, function, *args) -> None:
-    try:
-        sending.send(("ok", function(*args)))
-    except BaseException as error:  # DuckDB's messages run on with advice: the first line says it
-        sending.send(("failed", f"{type(error).__name__}: {str(error).strip().splitlines()[0]}\n{traceback.format_exc()}"))
-
-
-def _peak_rss_of(pid: int) -> int | None:
-    """A running process's peak RSS in bytes (VmHWM, Linux), or None once it has gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-    return int(match.group(1)) * 1024 if match else None
-
-
-def _clean_spill(database: Path) -> None:
-    # A stopped DuckDB leaves its spill files (<file>.tmp) behind; the next case must not count them.
-    shutil.rmtree(database.with_name(database.name + ".tmp"), ignore_errors=True)
 
 
 def save(path: Path, record: dict) -> Path:

@@ -61,24 +61,18 @@ import sys
 import time
 import warnings
 from datetime import date, timedelta
-from importlib import metadata
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from common import RULES, WORK, describe_machine, package_version, peak_rss  # first: it puts this tree's project on the path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-
-from nightly import describe_machine, peak_rss  # noqa: E402
-
-from loyalty_engine import store  # noqa: E402
-from loyalty_engine.backtest import account_fates, judge, replay_nights, run_backtest  # noqa: E402
-from loyalty_engine.config import BacktestSettings  # noqa: E402
-from loyalty_engine.contract import TABLES  # noqa: E402
-from loyalty_engine.rules.compiler import check_rule  # noqa: E402
-from loyalty_engine.rules.loader import load_rules  # noqa: E402
+from loyalty_engine import store
+from loyalty_engine.backtest import account_fates, judge, replay_nights, run_backtest
+from loyalty_engine.config import BacktestSettings
+from loyalty_engine.contract import TABLES
+from loyalty_engine.rules.compiler import check_rule
+from loyalty_engine.rules.loader import load_rules
 
 END_DATE = date(2026, 11, 20)  # the sample's last night (a Friday), fixed so every machine gets the same files
 ORDER_TABLES = {"accounts", "orders"}  # a rule that reads only these sees what BG/NBD sees
@@ -101,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.orders:
         case = args.work / f"orders-{args.orders.stem}"
         database, truth = case / "loyalty.duckdb", None
-        rules_path = args.rules or ROOT / "rules" / "orders.yaml"
+        rules_path = args.rules or RULES / "orders.yaml"
     else:
         case = args.work / f"sample-{args.accounts}-seed{args.seed}"
         database, truth = case / "loyalty.duckdb", case / "extracts" / "ground_truth.csv"
-        rules_path = args.rules or ROOT / "rules"
+        rules_path = args.rules or RULES
     if case.exists():
         shutil.rmtree(case)
     case.mkdir(parents=True)
@@ -168,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "arguments": {k: str(v) if isinstance(v, (Path, date)) else v for k, v in vars(args).items()},
         "machine": describe_machine(),
-        "versions": {p: version(p) for p in ("lifetimes", "pandas", "scipy", "autograd", "numpy", "duckdb")},
+        "versions": {p: package_version(p) for p in ("lifetimes", "pandas", "scipy", "autograd", "numpy", "duckdb")},
         "data": {**loaded, "data_end": data_end.isoformat(), "first_night": first.isoformat(),
                  "last_night": last.isoformat(), "nights": len(nights), "rules": str(rules_path)},
         "settings": settings.model_dump(),
@@ -207,7 +201,7 @@ account ids found, all taken as active, without owners (so no emails per owner a
     parser.add_argument("--last", type=date.fromisoformat,
                         help="last night of the range (default: data end - max(no_order_days, horizon_days) - min_lead_days)")
     parser.add_argument("--rules", type=Path, help="rules folder or file (default rules/, with --orders rules/orders.yaml)")
-    parser.add_argument("--work", type=Path, default=HERE / "work" / "signal-quality", help="work folder (git-ignored)")
+    parser.add_argument("--work", type=Path, default=WORK / "signal-quality", help="work folder (git-ignored)")
     args = parser.parse_args(argv)
     if args.orders and not args.orders.is_file():
         parser.error(f"--orders {args.orders}: no such file")
@@ -229,13 +223,6 @@ def import_lifetimes():
                  ".venv/bin/uv pip install --python .venv/bin/python --override overrides.txt "
                  "--constraint requirements.lock -e '.[benchmark]'")
     return lifetimes
-
-
-def version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # -- data ---------------------------------------------------------------------------------------
