@@ -35,8 +35,7 @@ from sqlglot import exp
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
-from loyalty_engine.rules import groups
-from loyalty_engine.rules import kinds
+from loyalty_engine.rules import groups, kinds
 from loyalty_engine.rules.kinds import BUILTINS, KINDS
 from loyalty_engine.rules.loader import Metric, Rule, RuleSet, Span, Where, did_you_mean, placeholders
 

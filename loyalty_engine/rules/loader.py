@@ -17,8 +17,11 @@ The shape of a rule file (documented for ops in docs/rules.md):
         message: {de: ..., en: ...}
         action:  {de: ..., en: ...}
 
+What each metric kind takes, and whether it needs a window, comes from its entry in kinds.py.
 `check_rule_files` collects every problem of every file (for `loyalty rules check`);
-`load_rules` stops at the first (for the nightly run, which refuses broken rules).
+`load_rules` stops at the first (for the nightly run, which refuses broken rules). The helpers
+for YAML that remembers places (`read_located`, `Located`, `at`, `place`, `only_keys`,
+`did_you_mean`) serve rule tests and snoozes.yaml too.
 """
 
 from __future__ import annotations
@@ -316,7 +319,7 @@ def _metric(path: Path, parent: Located, name: str, spec) -> Metric:
     filter_text, filter_place = None, None
     if "where" in spec:
         filter_text, filter_place = str(spec["where"]), _expression_place(path, spec, "where")
-    options = tuple((key, _option(path, spec, here, name, kind_name, key, option)) for key, option in kind.options.items())
+    options = _options(path, spec, kind, here, f"{kind_name} metric '{name}'")
     return Metric(name, kind_name, table, column, window, ending, place(path, parent, name), filter_text, filter_place, options)
 
 
@@ -331,7 +334,7 @@ def _target(path: Path, spec: Located, kind_name: str, kind: Kind) -> tuple[str,
     contract = TABLES[table]
     if kind.takes is Takes.TABLE:
         if column:
-            raise RuleError(f"{here}: {kind_name} takes a table name, not '{target}' (e.g. {kind_name}: {table})")
+            raise RuleError(f"{here}: {kind_name} takes {kind.takes.value}, not '{target}' (e.g. {kind_name}: {table})")
         return table, None
     wanted = [c.name for c in contract.columns + contract.derived if kind.takes is not Takes.NUMBER_COLUMN or c.kind == "number"]
     wanted = [c for c in wanted if c not in ("account_id", contract.event_date)]
@@ -341,16 +344,17 @@ def _target(path: Path, spec: Located, kind_name: str, kind: Kind) -> tuple[str,
     return table, column
 
 
-def _option(path: Path, spec: Located, here: Where, name: str, kind_name: str, key: str, option) -> object:
-    """The value of one of the kind's own keys, checked by the kind's parser."""
-    if key not in spec:
-        if option.default is None:
-            raise RuleError(f"{here}: {kind_name} metric '{name}' needs {key}: {option.looks_like}")
-        return option.default
-    value = option.parse(str(spec[key]))
-    if value is None:
-        raise RuleError(f"{at(path, spec, key)}: {key} must be {option.looks_like}, got {spec[key]!r}")
-    return value
+def _options(path: Path, spec: Located, kind: Kind, here: Where, what: str) -> tuple[tuple[str, object], ...]:
+    """The kind's own keys (such as `per: month`), each read by the kind's parser."""
+    options = []
+    for key, option in kind.options.items():
+        value = option.default if key not in spec else option.parse(str(spec[key]))
+        if key not in spec and value is None:
+            raise RuleError(f"{here}: {what} needs {key}: {option.looks_like}")
+        if value is None:
+            raise RuleError(f"{at(path, spec, key)}: {key} must be {option.looks_like}, got {spec[key]!r}")
+        options.append((key, value))
+    return tuple(options)
 
 
 def did_you_mean(word: str, known) -> str:
