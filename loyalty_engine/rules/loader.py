@@ -44,8 +44,10 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 # live: mailed as usual; shadow: evaluated and kept in history, never mailed (a rule on trial).
 MODES = ("live", "shadow")
 LANGUAGES = ("de", "en")
-# The keys every metric over a table's rows may have besides its kind (kinds.py).
-METRIC_KEYS = ("window", "ending", "where")
+# What a metric computes over the rows of its table inside its window, and what it needs:
+# a table ("orders"), a number column ("orders.amount") or any column ("interactions.contact_person").
+# Its kind's entry in kinds.py says so; besides its kind, a metric over rows may have these keys.
+_METRIC_KEYS = ("window", "ending", "where")
 _FOR = re.compile(r"^\s*(\d+)\s*(nights?)?\s*$")
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
@@ -112,6 +114,7 @@ class Metric:
         return KINDS[self.kind].value_type(self.column_type)
 
     def option(self, key: str):
+        """The value of one of the kind's own keys, as its parser read it."""
         return dict(self.options)[key]
 
     def describe(self) -> str:
@@ -286,7 +289,7 @@ def _metric(path: Path, parent: Located, name: str, spec) -> Metric:
         raise RuleError(f"{here}: metric '{name}' must be a mapping such as {{count: orders, window: 90d}}")
     written = [k for k in KINDS if k in spec]
     if len(written) != 1:
-        other_keys = {*METRIC_KEYS, *(key for kind in KINDS.values() for key in kind.options)}
+        other_keys = {*_METRIC_KEYS, *(key for kind in KINDS.values() for key in kind.options)}
         unknown = [k for k in spec if k not in KINDS and k not in other_keys]
         if unknown:
             raise RuleError(f"{at(path, spec, unknown[0])}: unknown key '{unknown[0]}'{did_you_mean(str(unknown[0]), KINDS)} (a metric is one of {', '.join(KINDS)})")
@@ -300,7 +303,7 @@ def _metric(path: Path, parent: Located, name: str, spec) -> Metric:
             known = ", ".join(c.name for c in TABLES["accounts"].columns)
             raise RuleError(f"{at(path, spec, kind_name)}: unknown account attribute '{column}'{did_you_mean(column, known.split(', '))} (known: {known})")
         return Metric(name, kind_name, table, column, None, Span(0, "d"), place(path, parent, name))
-    only_keys(path, spec, {kind_name, *METRIC_KEYS, *kind.options})
+    only_keys(path, spec, {kind_name, *_METRIC_KEYS, *kind.options})
     table, column = _target(path, spec, kind_name, kind)
     window = None
     if "window" in spec:
