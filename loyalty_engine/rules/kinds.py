@@ -68,7 +68,7 @@ class Option:
     default: Any = None  # None: the key is required
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Kind:
     """One metric kind: everything the loader, the compiler and `explain` need to know of it."""
 
@@ -140,21 +140,32 @@ def _attribute(reading) -> exp.Expression:
 
 # In this order in error messages ("a metric is one of count, days_since_latest, …").
 KINDS: dict[str, Kind] = {
-    "count": Kind(Takes.TABLE, True, NUMBER, 0, "number of {table}", _count),
-    "days_since_latest": Kind(Takes.TABLE, False, NUMBER, None, "days since the latest of {table}", _days_since_latest),
-    "rhythm": Kind(
-        Takes.TABLE, True, NUMBER, None, "usual days between {table} (median gap)", _rhythm, reaches_before_window=True
+    "count": Kind(takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=0, words="number of {table}", compile=_count),
+    "days_since_latest": Kind(
+        takes=Takes.TABLE, needs_window=False, value=NUMBER, when_empty=None, words="days since the latest of {table}",
+        compile=_days_since_latest,
     ),
-    "sum": Kind(Takes.NUMBER_COLUMN, True, NUMBER, 0, "sum of {table}.{column}", _of_column(exp.Sum)),
-    "avg": Kind(Takes.NUMBER_COLUMN, True, NUMBER, None, "average {table}.{column}", _of_column(exp.Avg)),
-    "min": Kind(Takes.NUMBER_COLUMN, True, NUMBER, None, "smallest {table}.{column}", _of_column(exp.Min)),
-    "max": Kind(Takes.NUMBER_COLUMN, True, NUMBER, None, "largest {table}.{column}", _of_column(exp.Max)),
-    "distinct": Kind(Takes.COLUMN, True, NUMBER, 0, "number of different {column} in {table}", _distinct),
-    "latest": Kind(Takes.COLUMN, False, COLUMN_TYPE, None, "{column} of the latest of {table}", _latest),
-    "previous": Kind(Takes.COLUMN, False, COLUMN_TYPE, None, "{column} of the one before the latest of {table}", _previous),
+    "rhythm": Kind(
+        takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=None, words="usual days between {table} (median gap)",
+        compile=_rhythm, reaches_before_window=True,
+    ),
+    "sum": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="sum of {table}.{column}", compile=_of_column(exp.Sum)),
+    "avg": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="average {table}.{column}", compile=_of_column(exp.Avg)),
+    "min": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="smallest {table}.{column}", compile=_of_column(exp.Min)),
+    "max": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="largest {table}.{column}", compile=_of_column(exp.Max)),
+    "distinct": Kind(
+        takes=Takes.COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="number of different {column} in {table}", compile=_distinct,
+    ),
+    "latest": Kind(
+        takes=Takes.COLUMN, needs_window=False, value=COLUMN_TYPE, when_empty=None, words="{column} of the latest of {table}", compile=_latest,
+    ),
+    "previous": Kind(
+        takes=Takes.COLUMN, needs_window=False, value=COLUMN_TYPE, when_empty=None,
+        words="{column} of the one before the latest of {table}", compile=_previous,
+    ),
     "attribute": Kind(
-        Takes.ACCOUNT_COLUMN, False, COLUMN_TYPE, None, "the account's {column}", _attribute,
-        date_words="days since the account's {column}",
+        takes=Takes.ACCOUNT_COLUMN, needs_window=False, value=COLUMN_TYPE, when_empty=None, words="the account's {column}",
+        date_words="days since the account's {column}", compile=_attribute,
     ),
 }  # fmt: skip
 

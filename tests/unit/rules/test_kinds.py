@@ -116,9 +116,10 @@ def _count_above(reading) -> exp.Expression:
 
 
 COUNT_ABOVE = Kind(
-    Takes.NUMBER_COLUMN, True, NUMBER, 0, "number of {table} with {column} above {above}", _count_above,
+    takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0,
+    words="number of {table} with {column} above {above}", compile=_count_above,
     options={"above": Option("a number, e.g. 100", lambda text: text if re.fullmatch(r"\d+(\.\d+)?", text) else None)},
-)  # fmt: skip
+)
 
 
 def test_a_new_kind_is_one_entry(book, tmp_path, monkeypatch):
