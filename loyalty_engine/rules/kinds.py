@@ -46,7 +46,8 @@ from sqlglot import exp
 # A metric's value type, for checking conditions: numbers compare with numbers, text with text.
 NUMBER = "number"
 TEXT = "text"
-# The type of the column read: text stays text; numbers, and dates as days since, are numbers.
+# The type of the column read: text stays text, anything else is checked as a number (an
+# account's date column is read as the days since it).
 COLUMN_TYPE = "the column's"
 
 
