@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from loyalty_engine.errors import RuleError
-from loyalty_engine.rules.loader import _at, _did_you_mean, _Located, _only_keys, read_located
+from loyalty_engine.rules.loader import Located, at, did_you_mean, only_keys, read_located
 
 HEADER = """\
 # Snoozes: warnings that are evaluated and kept in history but not mailed until a date.
@@ -62,17 +62,17 @@ def check_snoozes(path: Path, rule_ids: set[str] | None = None) -> tuple[list[Sn
         return [], [problem]
     if doc is None:
         return [], []
-    if not isinstance(doc, _Located) or set(doc) - {"snoozes"}:
-        return [], [RuleError(f"{_at(path, doc, None)}: expected a mapping with one key, 'snoozes'")]
+    if not isinstance(doc, Located) or set(doc) - {"snoozes"}:
+        return [], [RuleError(f"{at(path, doc, None)}: expected a mapping with one key, 'snoozes'")]
     entries = doc.get("snoozes") or []
     if not isinstance(entries, list):
-        return [], [RuleError(f"{_at(path, doc, 'snoozes')}: 'snoozes' must be a list")]
+        return [], [RuleError(f"{at(path, doc, 'snoozes')}: 'snoozes' must be a list")]
     snoozes, problems, seen = [], [], set()
     for entry in entries:
         try:
             snooze = _snooze(path, entry, rule_ids)
             if snooze.id in seen:
-                raise RuleError(f"{_at(path, entry, 'id')}: snooze id {snooze.id} is used twice")
+                raise RuleError(f"{at(path, entry, 'id')}: snooze id {snooze.id} is used twice")
             seen.add(snooze.id)
             snoozes.append(snooze)
         except RuleError as problem:
@@ -81,14 +81,14 @@ def check_snoozes(path: Path, rule_ids: set[str] | None = None) -> tuple[list[Sn
 
 
 def _snooze(path: Path, entry, rule_ids: set[str] | None) -> Snooze:
-    if not isinstance(entry, _Located):
+    if not isinstance(entry, Located):
         raise RuleError(f"{path}: each snooze must be a mapping with id, account, until and reason")
-    _only_keys(path, entry, KEYS)
+    only_keys(path, entry, KEYS)
     for key in ("id", "account", "until", "reason"):
         if entry.get(key) in (None, ""):
-            raise RuleError(f"{_at(path, entry, None)}: snooze is missing required key '{key}'")
+            raise RuleError(f"{at(path, entry, None)}: snooze is missing required key '{key}'")
     if not isinstance(entry["id"], int) or isinstance(entry["id"], bool) or entry["id"] < 1:
-        raise RuleError(f"{_at(path, entry, 'id')}: id must be a whole number from 1, got {entry['id']!r}")
+        raise RuleError(f"{at(path, entry, 'id')}: id must be a whole number from 1, got {entry['id']!r}")
     dates = {}
     for key in ("until", "created"):
         value = entry.get(key)
@@ -98,10 +98,10 @@ def _snooze(path: Path, entry, rule_ids: set[str] | None) -> Snooze:
         try:
             dates[key] = date.fromisoformat(str(value))
         except ValueError:
-            raise RuleError(f"{_at(path, entry, key)}: {key} must be a date like 2026-12-31, got {value!r}") from None
+            raise RuleError(f"{at(path, entry, key)}: {key} must be a date like 2026-12-31, got {value!r}") from None
     rule = entry.get("rule")
     if rule is not None and rule_ids is not None and rule not in rule_ids:
-        raise RuleError(f"{_at(path, entry, 'rule')}: unknown rule '{rule}'{_did_you_mean(str(rule), rule_ids)}")
+        raise RuleError(f"{at(path, entry, 'rule')}: unknown rule '{rule}'{did_you_mean(str(rule), rule_ids)}")
     return Snooze(
         id=entry["id"],
         account_id=str(entry["account"]),

@@ -25,7 +25,6 @@ can later be generated for another engine.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -36,8 +35,9 @@ from sqlglot import exp
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
-from loyalty_engine.rules import groups
-from loyalty_engine.rules.loader import BUILTIN_KINDS, Metric, Rule, RuleSet, Span, Where, placeholders
+from loyalty_engine.rules import groups, kinds
+from loyalty_engine.rules.kinds import BUILTINS, KINDS
+from loyalty_engine.rules.loader import Metric, Rule, RuleSet, Span, Where, did_you_mean, placeholders
 
 DIALECT = "duckdb"
 ALLOWED_NODES = (
@@ -103,34 +103,36 @@ def check_filter(metric: Metric) -> exp.Expression | None:
     if metric.filter is None:
         return None
     table = TABLES[metric.table]
-    kinds = {c.name: {"text": TEXT, "number": NUMBER, "flag": CONDITION}.get(c.kind, DATE) for c in table.columns + table.derived}
+    types = {c.name: {"text": TEXT, "number": NUMBER, "flag": CONDITION}.get(c.kind, DATE) for c in table.columns + table.derived}
     what = f"metric '{metric.name}' where"
-    tree = _parse(metric.filter, metric.filter_place, kinds, what, noun=f"column of {metric.table}")
-    _Types(metric.filter_place, metric.filter, what, kinds).expect(tree, CONDITION)
+    tree = _parse(metric.filter, metric.filter_place, types, what, noun=f"column of {metric.table}")
+    _Types(metric.filter_place, metric.filter, what, types).expect(tree, CONDITION)
     return tree
 
 
 def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
-    kinds = {name: (TEXT if m.kind == "text" else NUMBER) for name, m in ruleset.metrics.items()} | dict(BUILTIN_KINDS)
+    types = {name: VALUE_TYPES[m.value_type] for name, m in ruleset.metrics.items()}
+    types |= {name: VALUE_TYPES[builtin.value] for name, builtin in BUILTINS.items()}
     values = {}
     for name, text in rule.values.items():
         place = rule.places[f"values.{name}"]
-        if name in kinds:
+        if name in types:
             raise RuleError(f"{place}: value '{name}' has the name of a metric")
-        values[name] = _parse(text, place, kinds, "values." + name)
-        kinds[name] = _Types(place, text, f"values.{name}", kinds).kind(values[name])
-    when = _parse(rule.when, rule.places["when"], kinds, "when")
+        values[name] = _parse(text, place, types, "values." + name)
+        types[name] = _Types(place, text, f"values.{name}", types).type_of(values[name])
+    when = _parse(rule.when, rule.places["when"], types, "when")
     if not isinstance(_unwrap(when), CONDITIONS):
         raise RuleError(f"{rule.places['when']}: when must be a condition (a comparison, and/or/not …), got '{rule.when}'")
-    _Types(rule.places["when"], rule.when, "when", kinds).expect(when, CONDITION)
+    _Types(rule.places["when"], rule.when, "when", types).expect(when, CONDITION)
     for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
         for language, text in texts.items():
-            unknown = sorted(placeholders(text) - set(kinds))
+            unknown = sorted(placeholders(text) - set(types))
             if unknown:
                 place = rule.places.get(f"{key}.{language}", rule.where)
+                known = sorted(_known(types))
                 raise RuleError(
-                    f"{place}: {key}.{language} uses unknown placeholder '{unknown[0]}'{_did_you_mean(unknown[0], kinds)} "
-                    f"(known: {', '.join(sorted(n for n in kinds if not n.startswith('_')))})"
+                    f"{place}: {key}.{language} uses unknown placeholder '{unknown[0]}'{did_you_mean(unknown[0], known)} "
+                    f"(known: {', '.join(known)})"
                 )
     names = _names(when) | {n for tree in values.values() for n in _names(tree)} | _names_in_texts(rule)
     metrics = _expand(ruleset, names - set(values))
@@ -149,9 +151,10 @@ def _metric(ruleset: RuleSet, name: str) -> Metric:
 
 
 NUMBER, TEXT, CONDITION, DATE, UNKNOWN = "a number", "text", "a condition", "a date", "null"
+VALUE_TYPES = {kinds.NUMBER: NUMBER, kinds.TEXT: TEXT}  # a metric's value type, as type errors name it
 
 
-def _parse(text: str, place: Where, kinds: dict[str, str], what: str, noun: str = "metric") -> exp.Expression:
+def _parse(text: str, place: Where, types: dict[str, str], what: str, noun: str = "metric") -> exp.Expression:
     try:
         tree = sqlglot.parse_one(text, read=DIALECT)
     except sqlglot.errors.ParseError as err:
@@ -159,11 +162,11 @@ def _parse(text: str, place: Where, kinds: dict[str, str], what: str, noun: str 
         raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {first.get('description', err)}") from None
     for node in tree.walk():
         if isinstance(node, exp.Column):
-            if node.table or node.name not in kinds:
-                known = sorted(n for n in kinds if not n.startswith("_"))
+            if node.table or node.name not in types:
+                known = sorted(_known(types))
                 raise RuleError(
                     f"{_inside(place, text, _find(text, node.sql()))}: unknown {noun} '{node.sql()}' in {what}"
-                    f"{_did_you_mean(node.name, known)} (known: {', '.join(known)})"
+                    f"{did_you_mean(node.name, known)} (known: {', '.join(known)})"
                 )
         elif not isinstance(node, ALLOWED_NODES):
             shown = node.sql(DIALECT) if not isinstance(node, exp.Block) else ";"
@@ -173,9 +176,9 @@ def _parse(text: str, place: Where, kinds: dict[str, str], what: str, noun: str 
     return tree
 
 
-def _did_you_mean(word: str, known) -> str:
-    close = difflib.get_close_matches(word, [k for k in known if not k.startswith("_")], n=1, cutoff=0.7)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def _known(names) -> list[str]:
+    """The names a rule file can write (internal ones start with '_')."""
+    return [n for n in names if not n.startswith("_")]
 
 
 NUMERIC_FUNCTIONS = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Abs, exp.Round, exp.Least, exp.Greatest)
@@ -186,14 +189,14 @@ class _Types:
     """Metrics are numbers or text; and/or/not join conditions; comparisons compare like with
     like. Checking this here turns what would fail mid-night in DuckDB into a file:line error."""
 
-    def __init__(self, place: Where, text: str, what: str, kinds: dict[str, str]):
-        self.place, self.text, self.what, self.kinds = place, text, what, kinds
+    def __init__(self, place: Where, text: str, what: str, types: dict[str, str]):
+        self.place, self.text, self.what, self.types = place, text, what, types
 
     def fail(self, shown: str, problem: str) -> RuleError:
         return RuleError(f"{_inside(self.place, self.text, _find(self.text, shown))}: {self.what}: {problem}")
 
     def expect(self, node: exp.Expression, wanted: str) -> None:
-        found = self.kind(node)
+        found = self.type_of(node)
         if found not in (wanted, UNKNOWN):
             shown = node.sql(DIALECT)
             if isinstance(node, exp.Literal):  # 'six' is quoted already
@@ -204,7 +207,7 @@ class _Types:
         """All operands of one kind (numbers with numbers, text with text); that kind."""
         found = UNKNOWN
         for operand in operands:
-            kind = self.kind(operand)
+            kind = self.type_of(operand)
             if kind == CONDITION or kind == DATE:
                 raise self.fail(operand.sql(DIALECT), f"'{operand.sql(DIALECT)}' is {kind}; it cannot be compared or computed with")
             if found == UNKNOWN:
@@ -213,15 +216,15 @@ class _Types:
                 self.expect(operand, found)
         return found
 
-    def kind(self, node: exp.Expression) -> str:
+    def type_of(self, node: exp.Expression) -> str:
         if isinstance(node, exp.Paren):
-            return self.kind(node.this)
+            return self.type_of(node.this)
         if isinstance(node, exp.Null):
             return UNKNOWN
         if isinstance(node, exp.Boolean):
             return CONDITION
         if isinstance(node, exp.Column):
-            return self.kinds[node.name]
+            return self.types[node.name]
         if isinstance(node, exp.Literal):
             if node.is_string:
                 return TEXT
@@ -229,7 +232,7 @@ class _Types:
                 raise self.fail(node.this, f"number {node.this} is too large")
             return NUMBER
         if isinstance(node, exp.Is):
-            self.kind(node.this)
+            self.type_of(node.this)
             return CONDITION
         if isinstance(node, (exp.And, exp.Or, exp.Not)):
             for operand in (node.this, node.args.get("expression")):
@@ -313,9 +316,9 @@ def compile_rules(
         accounts = exp.column("account_id").eq(exp.Literal.string(account))
     bounds = _Bounds()
     ctes: list[tuple[str, exp.Expression]] = []
-    tables = sorted({m.table for m in metrics if m.aggregate != "attribute"})
+    tables = sorted({m.table for m in metrics if KINDS[m.kind].reads_rows})
     for table in tables:
-        table_metrics = [m for m in metrics if m.table == table and m.aggregate != "attribute"]
+        table_metrics = [m for m in metrics if m.table == table and KINDS[m.kind].reads_rows]
         ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=len(nights) > JOINED_NIGHTS)
     ctes.insert(0, ("nights", bounds.nights_query(nights)))
     ctes.append(("metrics", _account_metrics(metrics, tables, accounts, replay)))
@@ -449,6 +452,136 @@ def _frame(metric: Metric) -> exp.WindowSpec:
 JOINED_NIGHTS = 7
 
 
+class _Rows:
+    """The CTE `<table>_rows` as it is built: one scan of the table, with every column the
+    table's metrics read carried on its rows."""
+
+    def __init__(self, table: str):
+        spec = TABLES[table]
+        self.event = exp.column(spec.event_date, "t")
+        self.key = exp.column(spec.key, "t")
+        self.select = exp.select(exp.column("account_id", "t"), exp.alias_(self.event, "day"))
+        self.on_probes: dict[str, exp.Expression] = {}  # streamed: columns the probes carry (window starts)
+        self.place = self.carry("seq", exp.Window(this=exp.RowNumber(), **self.history()))
+
+    def history(self, *partition: exp.Expression) -> dict:
+        """The account's rows in the order they happened (ties on one day broken by the key)."""
+        return {
+            "partition_by": [exp.column("account_id", "t"), *partition],
+            "order": exp.Order(expressions=[exp.Ordered(this=self.event.copy()), exp.Ordered(this=self.key.copy())]),
+        }
+
+    def carry(self, name: str, expression: exp.Expression) -> exp.Column:
+        if name not in self.select.named_selects:
+            self.select.select(exp.alias_(expression, name), copy=False)
+        return exp.column(name)
+
+
+class _Reading:
+    """What a kind's `compile` builds one metric's value from (kinds.py lists what it offers)."""
+
+    night: exp.Expression
+
+    def __init__(self, metric: Metric):
+        self.metric = metric
+
+    def days_since(self, day: exp.Expression) -> exp.Expression:
+        return exp.DateDiff(this=self.night.copy(), expression=day, unit=exp.var("DAY"))
+
+
+class _AccountReading(_Reading):
+    """A metric over the account's own row (the `accounts` table, aliased a, beside the night n)."""
+
+    night = exp.column("night", "n")
+
+    def column(self) -> exp.Column:
+        return exp.column(self.metric.column, "a")
+
+
+class _RowsReading(_Reading):
+    """A metric over its table's rows; the two compile forms differ in `over` and in where the
+    window is applied (subclasses)."""
+
+    night = exp.column("night")
+    counts: exp.Expression  # the condition a row must meet to count for the metric
+
+    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
+        super().__init__(metric)
+        self.rows, self.index = rows, index
+        self.matching: list[exp.Expression] = []
+        self.counts = exp.true()
+        filter_tree = check_filter(metric)
+        if filter_tree is not None:
+            self.matching = [exp.paren(filter_tree.transform(lambda n: exp.column(n.name, "t") if isinstance(n, exp.Column) else n))]
+            self.counts = rows.carry(f"match_{index}", self.matching[0].copy())
+        self.window_start = bounds.before(metric.ending, metric.window) if metric.window is not None else None
+
+    def over(self, aggregate: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
+        raise NotImplementedError
+
+    def latest(self, value: exp.Expression) -> exp.Expression:
+        return self.over(exp.ArgMax(this=value, expression=self.rows.place.copy()))
+
+    def column(self) -> exp.Column:
+        return self.rows.carry(self.metric.column, self.table_column())
+
+    def table_column(self) -> exp.Column:
+        return exp.column(self.metric.column, "t")
+
+    @property
+    def event(self) -> exp.Expression:
+        return self.rows.event.copy()
+
+    @property
+    def day(self) -> exp.Column:
+        return exp.column("day")
+
+    def before(self, value: exp.Expression) -> exp.Expression:
+        return exp.Window(this=exp.Lag(this=value), **self.rows.history(*self.matching))
+
+    def keep(self, name: str, value: exp.Expression) -> exp.Column:
+        return self.rows.carry(f"{name}_{self.index}", value)
+
+    def _counting(self, also: exp.Expression | None) -> exp.Expression:
+        return self.counts.copy() if also is None else exp.and_(self.counts, also)
+
+
+class _Joined(_RowsReading):
+    """Joined: every row meets the nights it can count for, and rows are grouped by (account,
+    night); a row counts when its day lies in the night's window."""
+
+    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
+        super().__init__(rows, metric, index, bounds)
+        inside = exp.column("day") <= bounds.before(metric.ending)
+        if self.window_start is not None:
+            inside = exp.and_(exp.column("day") > self.window_start.copy(), inside)
+        self.counts = inside if self.counts == exp.true() else exp.and_(self.counts, inside)
+
+    def over(self, aggregate: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
+        return _filtered(aggregate, self._counting(also))
+
+
+class _Streamed(_RowsReading):
+    """Streamed: each night is a probe row on the day its window ends, and the aggregates run
+    over the probe's trailing RANGE frame (real rows count, probes do not)."""
+
+    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
+        super().__init__(rows, metric, index, bounds)
+        real_row = exp.column("night").is_(exp.null())
+        self.counts = real_row if self.counts == exp.true() else exp.and_(real_row, self.counts)
+        if self.window_start is not None:
+            rows.on_probes[f"window_start_{index}"] = self.window_start
+            self.window_start = exp.column(f"window_start_{index}")
+
+    def over(self, aggregate: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
+        return exp.Window(
+            this=_filtered(aggregate, self._counting(also)),
+            partition_by=[exp.column("account_id")],
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("day"))]),
+            spec=_frame(self.metric),
+        )
+
+
 def _table_metrics(
     table: str, metrics: list[Metric], bounds: _Bounds, accounts: exp.Expression | None, streamed: bool
 ) -> list[tuple[str, exp.Expression]]:
@@ -456,97 +589,24 @@ def _table_metrics(
     table's rows with what the aggregates read) and `<table>_metrics`.
 
     Both ways of computing give the same values: each metric is one or two aggregates over the
-    rows in its window (and where filter). Joined, every row meets the nights it can count for
-    and rows are grouped by (account, night); streamed, each night is a probe row on the day its
-    window ends, and the aggregates run over the probe's trailing RANGE frame."""
-    spec = TABLES[table]
-    event = exp.column(spec.event_date, "t")
-    rows = exp.select(exp.column("account_id", "t"), exp.alias_(event, "day"))
-    carried_on_probes: dict[str, exp.Expression] = {}
+    rows in its window (and where filter), built by its kind from a reading of the form."""
+    rows = _Rows(table)
+    form = _Streamed if streamed else _Joined
+    values = [(metric, KINDS[metric.kind].compile(form(rows, metric, index, bounds))) for index, metric in enumerate(metrics)]
 
-    def history(*partition: exp.Expression) -> dict:
-        """The account's rows in the order they happened (ties on one day broken by the key)."""
-        return {
-            "partition_by": [exp.column("account_id", "t"), *partition],
-            "order": exp.Order(expressions=[exp.Ordered(this=event.copy()), exp.Ordered(this=exp.column(spec.key, "t"))]),
-        }
-
-    def carry(name: str, expression: exp.Expression) -> exp.Column:
-        if name not in rows.named_selects:
-            rows.select(exp.alias_(expression, name), copy=False)
-        return exp.column(name)
-
-    place = carry("seq", exp.Window(this=exp.RowNumber(), **history()))
-    values = []
-    for index, metric in enumerate(metrics):
-        counts: exp.Expression = exp.true()
-        matching = []
-        filter_tree = check_filter(metric)
-        if filter_tree is not None:
-            matching = [exp.paren(filter_tree.transform(lambda n: exp.column(n.name, "t") if isinstance(n, exp.Column) else n))]
-            counts = carry(f"match_{index}", matching[0].copy())
-        window_start = bounds.before(metric.ending, metric.window) if metric.window is not None else None
-        if streamed:
-            real_row = exp.column("night").is_(exp.null())
-            counts = real_row if counts == exp.true() else exp.and_(real_row, counts)
-            if window_start is not None:
-                carried_on_probes[f"window_start_{index}"] = window_start
-                window_start = exp.column(f"window_start_{index}")
-        else:
-            inside = exp.column("day") <= bounds.before(metric.ending)
-            if window_start is not None:
-                inside = exp.and_(exp.column("day") > window_start.copy(), inside)
-            counts = inside if counts == exp.true() else exp.and_(counts, inside)
-
-        def over(aggregate: exp.Expression, counts: exp.Expression = counts, metric: Metric = metric) -> exp.Expression:
-            """The aggregate over the metric's window."""
-            if not streamed:
-                return _filtered(aggregate, counts.copy())
-            return exp.Window(
-                this=_filtered(aggregate, counts.copy()),
-                partition_by=[exp.column("account_id")],
-                order=exp.Order(expressions=[exp.Ordered(this=exp.column("day"))]),
-                spec=_frame(metric),
-            )
-
-        if metric.aggregate == "latest":
-            value = over(exp.ArgMax(this=carry(metric.column, exp.column(metric.column, "t")), expression=place.copy()))
-        elif metric.aggregate == "previous":
-            # The matching row before the latest matching one, if it lies in the window too.
-            before = carry(f"previous_{index}", exp.Window(this=exp.Lag(this=exp.column(metric.column, "t")), **history(*matching)))
-            before_day = carry(f"previous_day_{index}", exp.Window(this=exp.Lag(this=event.copy()), **history(*matching)))
-            value = over(exp.ArgMax(this=before, expression=place.copy()))
-            if window_start is not None:
-                inside = over(exp.ArgMax(this=before_day, expression=place.copy())) > window_start
-                value = exp.Case(ifs=[exp.If(this=inside, true=value)])
-        elif metric.aggregate == "rhythm":
-            # Days between order days; the window's first gap reaches back to the order day before it.
-            previous_day = exp.Window(this=exp.Lag(this=event.copy()), **history(*matching))
-            gap = carry(f"gap_{index}", exp.DateDiff(this=event.copy(), expression=previous_day, unit=exp.var("DAY")))
-            value = over(exp.Median(this=gap.copy()), exp.and_(counts, gap.copy() > 0))  # same-day orders are one order day
-        elif metric.aggregate == "days_since_latest":
-            value = exp.DateDiff(this=exp.column("night"), expression=over(exp.Max(this=exp.column("day"))), unit=exp.var("DAY"))
-        elif metric.aggregate == "count":
-            value = over(exp.Count(this=exp.Star()))
-        elif metric.aggregate == "distinct":
-            value = over(exp.Count(this=exp.Distinct(expressions=[carry(metric.column, exp.column(metric.column, "t"))])))
-        else:
-            function = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max}[metric.aggregate]
-            value = over(function(this=carry(metric.column, exp.column(metric.column, "t"))))
-        values.append((metric, value))
-
-    # Rows after the last night never count; nor rows before every window (but the rhythm's
-    # first gap needs the order day before its window, so it keeps all history).
+    # Rows after the last night never count; nor rows before every window (but a kind that
+    # reaches before its window, as the rhythm's first gap does, keeps all history).
+    event = rows.event
     condition: exp.Expression = event <= exp.Subquery(this=exp.select(exp.Max(this=exp.column("night"))).from_("nights"))
-    if all(m.window is not None and m.aggregate != "rhythm" for m in metrics):
+    if all(m.window is not None and not KINDS[m.kind].reaches_before_window for m in metrics):
         oldest = [bounds.before(m.ending, m.window) for m in metrics]
         first = exp.select(exp.Min(this=oldest[0] if len(oldest) == 1 else exp.Least(this=oldest[0], expressions=oldest[1:])))
         condition = exp.and_(condition, event > exp.Subquery(this=first.from_(exp.alias_(exp.to_table("nights"), "n"))))
     if accounts is not None:
         condition = exp.and_(condition, accounts.transform(lambda n: exp.column(n.name, "t") if isinstance(n, exp.Column) else n))
-    rows = rows.from_(exp.alias_(exp.to_table(table), "t")).where(condition)
+    select = rows.select.from_(exp.alias_(exp.to_table(table), "t")).where(condition)
     if streamed:
-        per_night = _streamed(table, rows, values, bounds, carried_on_probes)
+        per_night = _streamed(table, select, values, bounds, rows.on_probes)
     else:
         per_night = exp.select(exp.column("account_id", "r"), exp.column("night", "n"), *[exp.alias_(v, m.name) for m, v in values])
         per_night = per_night.from_(exp.alias_(exp.to_table(f"{table}_rows"), "r"))
@@ -554,7 +614,7 @@ def _table_metrics(
         # The window edges are the night's, one value per group; `previous` compares with one.
         edges = [exp.column(name, "n") for name in bounds.columns.values()]
         per_night = per_night.group_by(exp.column("account_id", "r"), exp.column("night", "n"), *edges)
-    return [(f"{table}_rows", rows), (f"{table}_metrics", per_night)]
+    return [(f"{table}_rows", select), (f"{table}_metrics", per_night)]
 
 
 def _streamed(
@@ -592,11 +652,6 @@ def _filtered(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expre
     return exp.Filter(this=aggregate, expression=exp.Where(this=condition))
 
 
-# A count (or sum) over no rows is a real zero: the extract holds every row of the account.
-# Every other aggregate over no rows is unknown (NULL), and a rule reading it has "no data".
-ZERO_WHEN_EMPTY = ("count", "sum", "distinct")
-
-
 def _account_metrics(metrics: list[Metric], tables: list[str], accounts: exp.Expression | None, replay: bool) -> exp.Select:
     """Every account (but closed ones) x night, with its metrics."""
     query = exp.select(exp.column("account_id", "a"), exp.column("night", "n"))
@@ -620,14 +675,14 @@ def _account_metrics(metrics: list[Metric], tables: list[str], accounts: exp.Exp
             join_type="left",
         )
     for metric in metrics:
-        if metric.aggregate == "attribute":
-            value = exp.column(metric.column, "a")
-            if TABLES["accounts"].column(metric.column).kind == "date":
-                value = exp.DateDiff(this=exp.column("night", "n"), expression=value, unit=exp.var("DAY"))
+        kind = KINDS[metric.kind]
+        if not kind.reads_rows:
+            value = kind.compile(_AccountReading(metric))
         else:
             value = exp.column(metric.name, f"{metric.table}_metrics")
-            if metric.aggregate in ZERO_WHEN_EMPTY:
-                value = exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
+            # The extract holds every row of the account: over no rows, a count is a real zero.
+            if kind.when_empty is not None:
+                value = exp.Coalesce(this=value, expressions=[exp.Literal.number(kind.when_empty)])
         query = query.select(exp.alias_(value, metric.name), copy=False)
     return query
 

@@ -17,6 +17,7 @@ from sqlglot import exp
 from loyalty_engine.errors import UserError
 from loyalty_engine.rules.compiler import DIALECT, compile_rules, window_bounds
 from loyalty_engine.rules.evaluate import runnable
+from loyalty_engine.rules.kinds import BUILTINS, KINDS
 from loyalty_engine.rules.loader import Rule, RuleSet
 
 YES_NO = {True: "yes", False: "no", None: "unknown"}
@@ -96,13 +97,13 @@ def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: d
         if name in ruleset.metrics:
             metric = ruleset.metrics[name]
             what = metric.describe()
-            if metric.aggregate != "attribute":
+            if KINDS[metric.kind].reads_rows:
                 start, end = window_bounds(metric, night)
                 what += f" ({start} … {end})" if start else f" (up to {end})"
         elif name in rule.values:
             what = rule.values[name]
         else:
-            what = "the account's group (apostle, loyal, opportunist, hostage, defector, terrorist)"
+            what = BUILTINS[name].words
         numbers.append((name, value, what))
     return RuleExplained(rule, outcome, parts, held, numbers)
 

@@ -17,8 +17,11 @@ The shape of a rule file (documented for ops in docs/rules.md):
         message: {de: ..., en: ...}
         action:  {de: ..., en: ...}
 
+What each metric kind takes, and whether it needs a window, comes from its entry in kinds.py.
 `check_rule_files` collects every problem of every file (for `loyalty rules check`);
-`load_rules` stops at the first (for the nightly run, which refuses broken rules).
+`load_rules` stops at the first (for the nightly run, which refuses broken rules). The helpers
+for YAML that remembers places (`read_located`, `Located`, `at`, `place`, `only_keys`,
+`did_you_mean`) serve rule tests and snoozes.yaml too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
+from loyalty_engine.rules.kinds import BUILTINS, KINDS, Kind, Takes
 from loyalty_engine.yaml_files import SafeLoader, load_yaml
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -42,13 +46,8 @@ MODES = ("live", "shadow")
 LANGUAGES = ("de", "en")
 # What a metric computes over the rows of its table inside its window, and what it needs:
 # a table ("orders"), a number column ("orders.amount") or any column ("interactions.contact_person").
-TAKES_TABLE = ("count", "days_since_latest", "rhythm")
-TAKES_NUMBER = ("sum", "avg", "min", "max")
-TAKES_COLUMN = ("distinct", "latest", "previous")
-AGGREGATES = TAKES_TABLE + TAKES_NUMBER + TAKES_COLUMN + ("attribute",)
-NEEDS_WINDOW = ("count", "rhythm") + TAKES_NUMBER + ("distinct",)
-# Built-in metrics every rule can use (computed by the compiler, see groups.py).
-BUILTIN_KINDS = {"loyalty_group": "text"}
+# Its kind's entry in kinds.py says so; besides its kind, a metric over rows may have these keys.
+_METRIC_KEYS = ("window", "ending", "where")
 _FOR = re.compile(r"^\s*(\d+)\s*(nights?)?\s*$")
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
@@ -94,7 +93,7 @@ class Metric:
     """A per-account value over one extract table (or an account attribute), as of the night."""
 
     name: str
-    aggregate: str  # one of AGGREGATES
+    kind: str  # a key of kinds.KINDS: count, sum, latest, …
     table: str
     column: str | None  # the column summed, averaged, taken …; None for count, rhythm, days_since_latest
     window: Span | None  # None: all history up to the window's end
@@ -102,32 +101,29 @@ class Metric:
     where: Where
     filter: str | None = None  # a condition on the table's columns: only matching rows count
     filter_place: Where | None = field(default=None, compare=False)
+    options: tuple[tuple[str, object], ...] = ()  # the kind's own keys (kinds.Option), as (key, value)
 
     @property
-    def kind(self) -> str:
-        """'number' or 'text': what the metric's value is, for checking conditions."""
-        if self.aggregate in ("latest", "previous", "attribute", "min", "max"):
-            column = TABLES[self.table].column(self.column)
-            return "text" if column.kind == "text" else "number"
-        return "number"
+    def column_type(self) -> str | None:
+        """The contract's type of the column read (text, number, date, flag); None for a table."""
+        return TABLES[self.table].column(self.column).kind if self.column else None
+
+    @property
+    def value_type(self) -> str:
+        """kinds.NUMBER or kinds.TEXT: what the metric's value is, for checking conditions."""
+        return KINDS[self.kind].value_type(self.column_type)
+
+    def option(self, key: str):
+        """The value of one of the kind's own keys, as its parser read it."""
+        return dict(self.options)[key]
 
     def describe(self) -> str:
-        """In words, for `loyalty explain` and `rules list`: 'count of orders over 90d, ending 90d ago'."""
-        if self.aggregate == "attribute":
-            column = TABLES["accounts"].column(self.column)
-            return f"days since the account's {self.column}" if column.kind == "date" else f"the account's {self.column}"
-        what = {
-            "count": f"number of {self.table}",
-            "days_since_latest": f"days since the latest of {self.table}",
-            "rhythm": f"usual days between {self.table} (median gap)",
-            "distinct": f"number of different {self.column} in {self.table}",
-            "sum": f"sum of {self.table}.{self.column}",
-            "avg": f"average {self.table}.{self.column}",
-            "min": f"smallest {self.table}.{self.column}",
-            "max": f"largest {self.table}.{self.column}",
-            "latest": f"{self.column} of the latest of {self.table}",
-            "previous": f"{self.column} of the one before the latest of {self.table}",
-        }[self.aggregate]
+        """In words, for `loyalty explain`: 'number of orders, over 365d ending 90d ago'."""
+        kind = KINDS[self.kind]
+        words = kind.date_words if kind.date_words and self.column_type == "date" else kind.words
+        what = words.format(table=self.table, column=self.column, **dict(self.options))
+        if not kind.reads_rows:
+            return what
         if self.filter:
             what += f" where {self.filter}"
         if self.window:
@@ -167,12 +163,14 @@ class _LineLoader(SafeLoader):
     """A YAML loader (safe, within yaml_files' limits) whose mappings remember where each key's value starts."""
 
 
-class _Located(dict):
+class Located(dict):
+    """A mapping read from YAML that remembers where each key's value was written (`marks`)."""
+
     marks: dict
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Located:
-    mapping = _Located(loader.construct_mapping(node, deep=True))
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Located:
+    mapping = Located(loader.construct_mapping(node, deep=True))
     mapping.marks = {key.value: (value.start_mark, getattr(value, "style", None)) for key, value in node.value}
     mapping.marks[None] = (node.start_mark, None)
     return mapping
@@ -232,7 +230,7 @@ def _read(paths: Path | list[Path], problems: list[RuleError]) -> RuleSet:
     for rule in rules:
         for hidden in rule.inhibits:
             if hidden == rule.id or hidden not in seen:
-                problem = "a rule cannot inhibit itself" if hidden == rule.id else f"unknown rule '{hidden}'{_did_you_mean(hidden, seen)}"
+                problem = "a rule cannot inhibit itself" if hidden == rule.id else f"unknown rule '{hidden}'{did_you_mean(hidden, seen)}"
                 problems.append(RuleError(f"{rule.places['inhibits']}: inhibits: {problem}"))
     return RuleSet(metrics, rules)
 
@@ -254,13 +252,13 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
     doc = read_located(path)
     if doc is None:
         return {}, []
-    if not isinstance(doc, _Located):
+    if not isinstance(doc, Located):
         raise RuleError(f"{path}:1:1: expected a mapping with 'metrics' and 'rules'")
-    _only_keys(path, doc, {"metrics", "rules"})
+    only_keys(path, doc, {"metrics", "rules"})
     metrics = {}
     raw_metrics = doc.get("metrics") or {}
-    if raw_metrics and not isinstance(raw_metrics, _Located):
-        raise RuleError(f"{_at(path, doc, 'metrics')}: 'metrics' must be a mapping of name: definition")
+    if raw_metrics and not isinstance(raw_metrics, Located):
+        raise RuleError(f"{at(path, doc, 'metrics')}: 'metrics' must be a mapping of name: definition")
     for name, spec in raw_metrics.items():
         try:
             metrics[name] = _metric(path, raw_metrics, name, spec)
@@ -268,11 +266,11 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
             problems.append(problem)
     raw_rules = doc.get("rules") or []
     if not isinstance(raw_rules, list):
-        raise RuleError(f"{_at(path, doc, 'rules')}: 'rules' must be a list of rules")
+        raise RuleError(f"{at(path, doc, 'rules')}: 'rules' must be a list of rules")
     rules = []
     for spec in raw_rules:
-        if not isinstance(spec, _Located):
-            problems.append(RuleError(f"{_at(path, doc, 'rules')}: each rule must be a mapping with id, severity, when, …"))
+        if not isinstance(spec, Located):
+            problems.append(RuleError(f"{at(path, doc, 'rules')}: each rule must be a mapping with id, severity, when, …"))
             continue
         try:
             rules.append(_rule(path, spec))
@@ -281,109 +279,128 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
     return metrics, rules
 
 
-def _metric(path: Path, parent: _Located, name: str, spec) -> Metric:
-    here = _at(path, parent, name)
+def _metric(path: Path, parent: Located, name: str, spec) -> Metric:
+    here = at(path, parent, name)
     if not _ID.match(str(name)):
         raise RuleError(f"{here}: metric name '{name}' must be lower_case letters, digits and _")
-    if name in BUILTIN_KINDS:
+    if name in BUILTINS:
         raise RuleError(f"{here}: '{name}' is a built-in metric; choose another name")
-    if not isinstance(spec, _Located):
+    if not isinstance(spec, Located):
         raise RuleError(f"{here}: metric '{name}' must be a mapping such as {{count: orders, window: 90d}}")
-    aggregates = [a for a in AGGREGATES if a in spec]
-    if len(aggregates) != 1:
-        unknown = [k for k in spec if k not in AGGREGATES and k not in ("window", "ending", "where")]
+    written = [k for k in KINDS if k in spec]
+    if len(written) != 1:
+        other_keys = {*_METRIC_KEYS, *(key for kind in KINDS.values() for key in kind.options)}
+        unknown = [k for k in spec if k not in KINDS and k not in other_keys]
         if unknown:
-            raise RuleError(f"{_at(path, spec, unknown[0])}: unknown key '{unknown[0]}'{_did_you_mean(str(unknown[0]), AGGREGATES)} (a metric is one of {', '.join(AGGREGATES)})")
-        raise RuleError(f"{here}: metric '{name}' needs exactly one of {', '.join(AGGREGATES)}")
-    aggregate = aggregates[0]
-    if aggregate == "attribute":
-        _only_keys(path, spec, {aggregate})
-        table, column = "accounts", str(spec[aggregate]).removeprefix("accounts.")
+            raise RuleError(f"{at(path, spec, unknown[0])}: unknown key '{unknown[0]}'{did_you_mean(str(unknown[0]), KINDS)} (a metric is one of {', '.join(KINDS)})")
+        raise RuleError(f"{here}: metric '{name}' needs exactly one of {', '.join(KINDS)}")
+    kind_name = written[0]
+    kind = KINDS[kind_name]
+    if not kind.reads_rows:
+        only_keys(path, spec, {kind_name})
+        table, column = "accounts", str(spec[kind_name]).removeprefix("accounts.")
         if column not in [c.name for c in TABLES["accounts"].columns]:
             known = ", ".join(c.name for c in TABLES["accounts"].columns)
-            raise RuleError(f"{_at(path, spec, aggregate)}: unknown account attribute '{column}'{_did_you_mean(column, known.split(', '))} (known: {known})")
-        return Metric(name, aggregate, table, column, None, Span(0, "d"), _where(path, parent, name))
-    _only_keys(path, spec, {aggregate, "window", "ending", "where"})
-    table, column = _target(path, spec, aggregate)
+            raise RuleError(f"{at(path, spec, kind_name)}: unknown account attribute '{column}'{did_you_mean(column, known.split(', '))} (known: {known})")
+        return Metric(name, kind_name, table, column, None, Span(0, "d"), place(path, parent, name))
+    only_keys(path, spec, {kind_name, *_METRIC_KEYS, *kind.options})
+    table, column = _target(path, spec, kind_name, kind)
     window = None
     if "window" in spec:
         window = Span.parse(spec["window"])
         if window is None or window.amount == 0:
             raise RuleError(
-                f"{_at(path, spec, 'window')}: window must look like 90d, 12w, 6m or 1y (at most 100 years), got {spec['window']!r}"
+                f"{at(path, spec, 'window')}: window must look like 90d, 12w, 6m or 1y (at most 100 years), got {spec['window']!r}"
             )
-    elif aggregate in NEEDS_WINDOW:
-        raise RuleError(f"{here}: {aggregate} metric '{name}' needs a window, e.g. window: 90d")
+    elif kind.needs_window:
+        raise RuleError(f"{here}: {kind_name} metric '{name}' needs a window, e.g. window: 90d")
     ending = Span(0, "d")
     if "ending" in spec:
         ending = Span.parse(spec["ending"], _ENDING)
         if ending is None:
-            raise RuleError(f"{_at(path, spec, 'ending')}: ending must look like '90d ago' (at most 100 years), got {spec['ending']!r}")
+            raise RuleError(f"{at(path, spec, 'ending')}: ending must look like '90d ago' (at most 100 years), got {spec['ending']!r}")
     filter_text, filter_place = None, None
     if "where" in spec:
         filter_text, filter_place = str(spec["where"]), _expression_place(path, spec, "where")
-    return Metric(name, aggregate, table, column, window, ending, _where(path, parent, name), filter_text, filter_place)
+    options = _options(path, spec, kind, here, f"{kind_name} metric '{name}'")
+    return Metric(name, kind_name, table, column, window, ending, place(path, parent, name), filter_text, filter_place, options)
 
 
-def _target(path: Path, spec: _Located, aggregate: str) -> tuple[str, str | None]:
+def _target(path: Path, spec: Located, kind_name: str, kind: Kind) -> tuple[str, str | None]:
     """The table (and column) a metric reads, checked against the data contract."""
-    target = str(spec[aggregate])
+    target = str(spec[kind_name])
     table, _, column = target.partition(".")
-    here = _at(path, spec, aggregate)
+    here = at(path, spec, kind_name)
     events = [t for t in TABLES if TABLES[t].event_date]
     if table not in events:
-        raise RuleError(f"{here}: unknown table '{table}'{_did_you_mean(table, events)} (known: {', '.join(events)})")
+        raise RuleError(f"{here}: unknown table '{table}'{did_you_mean(table, events)} (known: {', '.join(events)})")
     contract = TABLES[table]
-    if aggregate in TAKES_TABLE:
+    if kind.takes is Takes.TABLE:
         if column:
-            raise RuleError(f"{here}: {aggregate} takes a table name, not '{target}' (e.g. {aggregate}: {table})")
+            raise RuleError(f"{here}: {kind_name} takes {kind.takes.value}, not '{target}' (e.g. {kind_name}: {table})")
         return table, None
-    wanted = [c.name for c in contract.columns + contract.derived if aggregate not in TAKES_NUMBER or c.kind == "number"]
+    wanted = [c.name for c in contract.columns + contract.derived if kind.takes is not Takes.NUMBER_COLUMN or c.kind == "number"]
     wanted = [c for c in wanted if c not in ("account_id", contract.event_date)]
     if column not in wanted:
-        kind = "a number column" if aggregate in TAKES_NUMBER else "a column"
-        hint = f"'{column}'{_did_you_mean(column, wanted)}; " if column else ""
-        raise RuleError(f"{here}: {aggregate} needs table.column with {kind}, {hint}known for {table}: {', '.join(wanted)}")
+        hint = f"'{column}'{did_you_mean(column, wanted)}; " if column else ""
+        raise RuleError(f"{here}: {kind_name} needs table.column with {kind.takes.value}, {hint}known for {table}: {', '.join(wanted)}")
     return table, column
 
 
-def _did_you_mean(word: str, known) -> str:
+def _options(path: Path, spec: Located, kind: Kind, here: Where, what: str) -> tuple[tuple[str, object], ...]:
+    """The kind's own keys (such as `per: month`), each read by the kind's parser."""
+    options = []
+    for key, option in kind.options.items():
+        value = option.default if key not in spec else option.parse(str(spec[key]))
+        if key not in spec and value is None:
+            raise RuleError(f"{here}: {what} needs {key}: {option.looks_like}")
+        if value is None:
+            raise RuleError(f"{at(path, spec, key)}: {key} must be {option.looks_like}, got {spec[key]!r}")
+        options.append((key, value))
+    return tuple(options)
+
+
+def did_you_mean(word: str, known) -> str:
+    """' (did you mean 'when'?)' for a word close to one known, else ''."""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _rule(path: Path, spec: _Located) -> Rule:
-    _only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled", "mode"})
+_did_you_mean = did_you_mean  # cli.py's import until it moves to did_you_mean (api branch); then delete
+
+
+def _rule(path: Path, spec: Located) -> Rule:
+    only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled", "mode"})
     for key in ("id", "severity", "when", "title", "message", "action"):
         if key not in spec:
-            raise RuleError(f"{_at(path, spec, None)}: rule is missing required key '{key}'")
+            raise RuleError(f"{at(path, spec, None)}: rule is missing required key '{key}'")
     rule_id = str(spec["id"])
     if not _ID.match(rule_id):
-        raise RuleError(f"{_at(path, spec, 'id')}: rule id '{rule_id}' must be lower_case letters, digits and _")
+        raise RuleError(f"{at(path, spec, 'id')}: rule id '{rule_id}' must be lower_case letters, digits and _")
     if spec["severity"] not in SEVERITIES:
-        raise RuleError(f"{_at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}")
+        raise RuleError(f"{at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}")
     if not isinstance(spec.get("enabled", True), bool):
-        raise RuleError(f"{_at(path, spec, 'enabled')}: enabled must be true or false")
+        raise RuleError(f"{at(path, spec, 'enabled')}: enabled must be true or false")
     mode = spec.get("mode", "live")
     if mode not in MODES:
-        raise RuleError(f"{_at(path, spec, 'mode')}: mode must be one of {', '.join(MODES)}, got {mode!r}{_did_you_mean(str(mode), MODES)}")
+        raise RuleError(f"{at(path, spec, 'mode')}: mode must be one of {', '.join(MODES)}, got {mode!r}{did_you_mean(str(mode), MODES)}")
     values = spec.get("values") or {}
-    if values and not isinstance(values, _Located):
-        raise RuleError(f"{_at(path, spec, 'values')}: values must be a mapping of name: expression")
+    if values and not isinstance(values, Located):
+        raise RuleError(f"{at(path, spec, 'values')}: values must be a mapping of name: expression")
     for_nights = 1
     if "for" in spec:
         match = _FOR.match(str(spec["for"]))
         if not match or not 1 <= int(match.group(1)) <= 366:
-            raise RuleError(f"{_at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}")
+            raise RuleError(f"{at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}")
         for_nights = int(match.group(1))
     labels = spec.get("labels") or {}
-    if labels and not isinstance(labels, _Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
-        raise RuleError(f"{_at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
+    if labels and not isinstance(labels, Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
+        raise RuleError(f"{at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
     inhibits = spec.get("inhibits") or []
     if isinstance(inhibits, str):
         inhibits = [inhibits]
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
-        raise RuleError(f"{_at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]")
+        raise RuleError(f"{at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]")
     places = {"when": _expression_place(path, spec, "when")}
     if inhibits:
         places["inhibits"] = _expression_place(path, spec, "inhibits")
@@ -391,7 +408,7 @@ def _rule(path: Path, spec: _Located) -> Rule:
     texts = {key: _texts(path, spec, key) for key in ("title", "message", "action")}
     for key in texts:
         for language in texts[key]:
-            located = isinstance(spec[key], _Located)
+            located = isinstance(spec[key], Located)
             places[f"{key}.{language}"] = _expression_place(path, spec[key], language) if located else _expression_place(path, spec, key)
     return Rule(
         id=rule_id,
@@ -399,7 +416,7 @@ def _rule(path: Path, spec: _Located) -> Rule:
         when=str(spec["when"]),
         values={str(k): str(v) for k, v in values.items()},
         enabled=spec.get("enabled", True),
-        where=_where(path, spec, None),
+        where=place(path, spec, None),
         for_nights=for_nights,
         labels={str(k): str(v) for k, v in labels.items()},
         inhibits=tuple(inhibits),
@@ -409,24 +426,24 @@ def _rule(path: Path, spec: _Located) -> Rule:
     )
 
 
-def _texts(path: Path, spec: _Located, key: str) -> dict[str, str]:
+def _texts(path: Path, spec: Located, key: str) -> dict[str, str]:
     texts = spec[key]
     if isinstance(texts, str):
         texts = {language: texts for language in LANGUAGES}
-    elif not isinstance(texts, _Located) or not texts:
-        raise RuleError(f"{_at(path, spec, key)}: {key} must be text or a mapping of language: text (de, en)")
+    elif not isinstance(texts, Located) or not texts:
+        raise RuleError(f"{at(path, spec, key)}: {key} must be text or a mapping of language: text (de, en)")
     else:
-        _only_keys(path, texts, set(LANGUAGES))
+        only_keys(path, texts, set(LANGUAGES))
     for language, text in texts.items():
-        place = _at(path, texts, language) if isinstance(texts, _Located) else _at(path, spec, key)
+        here = at(path, texts, language) if isinstance(texts, Located) else at(path, spec, key)
         try:
             template = TEXT_ENV.parse(str(text))
         except Exception as err:  # jinja2.TemplateSyntaxError: a placeholder written wrong
-            raise RuleError(f"{place}: {key} is not a valid template ({err})") from None
+            raise RuleError(f"{here}: {key} is not a valid template ({err})") from None
         # Only {{ name }}: no attributes, calls, filters or tags, so a text can only print a number.
         for node in template.find_all(nodes.Node):
             if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)):
-                raise RuleError(f"{place}: {key} may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions")
+                raise RuleError(f"{here}: {key} may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions")
     return {language: str(text) for language, text in texts.items()}
 
 
@@ -435,25 +452,28 @@ def placeholders(text: str) -> set[str]:
     return meta.find_undeclared_variables(TEXT_ENV.parse(text))
 
 
-def _only_keys(path: Path, spec: _Located, allowed: set) -> None:
+def only_keys(path: Path, spec: Located, allowed: set) -> None:
+    """Every key of `spec` is one of `allowed`, else a RuleError at the first that is not."""
     for key in spec:
         if key not in allowed:
             raise RuleError(
-                f"{_at(path, spec, key)}: unknown key '{key}'{_did_you_mean(str(key), map(str, allowed))} "
+                f"{at(path, spec, key)}: unknown key '{key}'{did_you_mean(str(key), map(str, allowed))} "
                 f"(allowed: {', '.join(sorted(map(str, allowed)))})"
             )
 
 
-def _where(path: Path, spec: _Located, key) -> Where:
+def place(path: Path, spec: Located, key) -> Where:
+    """Where `key`'s value was written in the file (None: where the mapping starts)."""
     mark = spec.marks.get(key, spec.marks[None])[0]
     return Where(path, mark.line + 1, mark.column + 1)
 
 
-def _at(path: Path, spec, key) -> Where | Path:
-    return _where(path, spec, key) if isinstance(spec, _Located) else path
+def at(path: Path, spec, key) -> Where | Path:
+    """As `place`, or only the file when `spec` was not a mapping, for error messages."""
+    return place(path, spec, key) if isinstance(spec, Located) else path
 
 
-def _expression_place(path: Path, spec: _Located, key: str) -> Where:
+def _expression_place(path: Path, spec: Located, key: str) -> Where:
     """Where the expression's first character is, so a column inside it can be added on."""
     mark, style = spec.marks.get(key, spec.marks[None])
     quoted = 1 if style in ('"', "'") else 0

@@ -28,7 +28,7 @@ import duckdb
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
-from loyalty_engine.rules.loader import Rule, RuleSet, Span, Where, _at, _Located, _only_keys, _where, load_rules, read_located, rule_files
+from loyalty_engine.rules.loader import Located, Rule, RuleSet, Span, Where, at, load_rules, only_keys, place, read_located, rule_files
 
 DEFAULTS = {
     "accounts": {"owner_email": "owner@example.com", "owner_name": "Owner"},
@@ -74,25 +74,25 @@ def run_rule_tests(path: Path) -> list[CaseResult]:
     tested = [r for r in everything.rules if r.where.file == rule_file]
     ruleset = RuleSet(everything.metrics, tested)
     doc = _read(path)
-    _only_keys(path, doc, {"tests"})
+    only_keys(path, doc, {"tests"})
     cases = doc.get("tests")
     if not isinstance(cases, list) or not cases:
-        raise RuleError(f"{_at(path, doc, 'tests' if 'tests' in doc else None)}: 'tests' must be a list of test cases")
+        raise RuleError(f"{at(path, doc, 'tests' if 'tests' in doc else None)}: 'tests' must be a list of test cases")
     return [_run_case(path, case, ruleset) for case in cases]
 
 
-def _read(path: Path) -> _Located:
+def _read(path: Path) -> Located:
     doc = read_located(path)
-    if not isinstance(doc, _Located):
+    if not isinstance(doc, Located):
         raise RuleError(f"{path}:1:1: expected a mapping with 'tests'")
     return doc
 
 
 def _run_case(path: Path, case, ruleset: RuleSet) -> CaseResult:
-    if not isinstance(case, _Located):
+    if not isinstance(case, Located):
         raise RuleError(f"{path}: each test must be a mapping with name, night(s), tables and expect")
-    _only_keys(path, case, {"name", "night", "nights", "expect", *TABLES})
-    result = CaseResult(path, _where(path, case, None), str(case.get("name", "unnamed")))
+    only_keys(path, case, {"name", "night", "nights", "expect", *TABLES})
+    result = CaseResult(path, place(path, case, None), str(case.get("name", "unnamed")))
     nights = _nights(path, case)
     rules = {rule.id: rule for rule in ruleset.rules if rule.enabled}
     expected = _expectations(path, case, rules)
@@ -102,11 +102,11 @@ def _run_case(path: Path, case, ruleset: RuleSet) -> CaseResult:
         accounts = _insert_rows(path, case, con, nights[-1])
         for account, _ in expected:
             if account not in accounts:
-                raise RuleError(f"{_at(path, case, 'expect')}: expected account '{account}' has no rows in this test")
+                raise RuleError(f"{at(path, case, 'expect')}: expected account '{account}' has no rows in this test")
         for rule_id in {rule_id for _, rule_id in expected}:
             if rules[rule_id].for_nights > len(nights):
                 raise RuleError(
-                    f"{_at(path, case, 'nights' if 'nights' in case else 'night')}: rule '{rule_id}' needs "
+                    f"{at(path, case, 'nights' if 'nights' in case else 'night')}: rule '{rule_id}' needs "
                     f"for: {rules[rule_id].for_nights} nights, the test evaluates {len(nights)}; list that many nights"
                 )
         compiled = compile_rules(ruleset, nights)
@@ -129,46 +129,46 @@ def _run_case(path: Path, case, ruleset: RuleSet) -> CaseResult:
     return result
 
 
-def _nights(path: Path, case: _Located) -> list[date]:
+def _nights(path: Path, case: Located) -> list[date]:
     given = case.get("nights", [case["night"]] if "night" in case else None)
     if not isinstance(given, list) or not given or not all(isinstance(n, date) for n in given):
-        raise RuleError(f"{_at(path, case, 'nights' if 'nights' in case else None)}: a test needs night: YYYY-MM-DD or nights: [YYYY-MM-DD, …]")
+        raise RuleError(f"{at(path, case, 'nights' if 'nights' in case else None)}: a test needs night: YYYY-MM-DD or nights: [YYYY-MM-DD, …]")
     nights = sorted(given)
     if any((later - earlier).days != 1 for earlier, later in zip(nights, nights[1:])):
-        raise RuleError(f"{_at(path, case, 'nights')}: nights must follow one another day by day")
+        raise RuleError(f"{at(path, case, 'nights')}: nights must follow one another day by day")
     return nights
 
 
-def _expectations(path: Path, case: _Located, rules: dict[str, Rule]) -> dict[tuple[str, str], dict]:
+def _expectations(path: Path, case: Located, rules: dict[str, Rule]) -> dict[tuple[str, str], dict]:
     if "expect" not in case:
-        raise RuleError(f"{_at(path, case, None)}: test '{case.get('name', '')}' needs expect: (a list of warnings, [] for none)")
+        raise RuleError(f"{at(path, case, None)}: test '{case.get('name', '')}' needs expect: (a list of warnings, [] for none)")
     expect = case["expect"] or []
     if not isinstance(expect, list):
-        raise RuleError(f"{_at(path, case, 'expect')}: expect must be a list of {{account: …, rule: …}}")
+        raise RuleError(f"{at(path, case, 'expect')}: expect must be a list of {{account: …, rule: …}}")
     expected = {}
     for item in expect:
-        if not isinstance(item, _Located) or "account" not in item or "rule" not in item:
-            raise RuleError(f"{_at(path, case, 'expect')}: each expected warning needs account and rule")
-        _only_keys(path, item, {"account", "rule", "values"})
+        if not isinstance(item, Located) or "account" not in item or "rule" not in item:
+            raise RuleError(f"{at(path, case, 'expect')}: each expected warning needs account and rule")
+        only_keys(path, item, {"account", "rule", "values"})
         if item["rule"] not in rules:
-            raise RuleError(f"{_at(path, item, 'rule')}: rule '{item['rule']}' is not an enabled rule of {path.name.removesuffix('.test.yaml')}.yaml")
+            raise RuleError(f"{at(path, item, 'rule')}: rule '{item['rule']}' is not an enabled rule of {path.name.removesuffix('.test.yaml')}.yaml")
         expected[(str(item["account"]), item["rule"])] = dict(item.get("values") or {})
     return expected
 
 
-def _insert_rows(path: Path, case: _Located, con: duckdb.DuckDBPyConnection, last_night: date) -> set[str]:
+def _insert_rows(path: Path, case: Located, con: duckdb.DuckDBPyConnection, last_night: date) -> set[str]:
     """Insert the case's rows (defaults filled in, series expanded); return every account named."""
     accounts: dict[str, Where] = {}
     explicit: set[str] = set()
     for name, table in TABLES.items():
         rows = case.get(name) or []
         if not isinstance(rows, list):
-            raise RuleError(f"{_at(path, case, name)}: {name} must be a list of rows")
+            raise RuleError(f"{at(path, case, name)}: {name} must be a list of rows")
         for number, row in enumerate(rows, start=1):
-            if not isinstance(row, _Located):
-                raise RuleError(f"{_at(path, case, name)}: each row of {name} must be a mapping of column: value")
+            if not isinstance(row, Located):
+                raise RuleError(f"{at(path, case, name)}: each row of {name} must be a mapping of column: value")
             allowed = {c.name for c in table.columns} | ({"every", "from", "until"} if table.event_date else set())
-            _only_keys(path, row, allowed)
+            only_keys(path, row, allowed)
             for values in _expand(path, row, table.event_date):
                 values = {**DEFAULTS.get(name, {}), **values}
                 if table.key not in values:
@@ -179,10 +179,10 @@ def _insert_rows(path: Path, case: _Located, con: duckdb.DuckDBPyConnection, las
                 event = values.get(table.event_date) if table.event_date else None
                 if isinstance(event, date) and event > last_night and name != "contracts":
                     raise RuleError(
-                        f"{_where(path, row, None)}: {name} row dated {event} lies after the last night "
+                        f"{place(path, row, None)}: {name} row dated {event} lies after the last night "
                         f"{last_night}: the test cannot see it; move it or evaluate a later night"
                     )
-                accounts.setdefault(str(values.get("account_id")), _where(path, row, None))
+                accounts.setdefault(str(values.get("account_id")), place(path, row, None))
                 _insert(con, path, row, name, values)
     for account in sorted(set(accounts) - explicit):
         _insert(con, path, case, "accounts", {**DEFAULTS["accounts"], "account_id": account, "name": account})
@@ -192,13 +192,13 @@ def _insert_rows(path: Path, case: _Located, con: duckdb.DuckDBPyConnection, las
     return set(accounts)
 
 
-def _expand(path: Path, row: _Located, event: str | None):
+def _expand(path: Path, row: Located, event: str | None):
     """One row, or with every/from/until one per date of the series."""
     if "every" not in row:
         return [dict(row)]
     step = Span.parse(row["every"])
     if step is None or step.unit not in "dw" or not isinstance(row.get("from"), date) or not isinstance(row.get("until"), date):
-        raise RuleError(f"{_at(path, row, 'every')}: a series needs every: 7d (days or weeks), from: YYYY-MM-DD and until: YYYY-MM-DD")
+        raise RuleError(f"{at(path, row, 'every')}: a series needs every: 7d (days or weeks), from: YYYY-MM-DD and until: YYYY-MM-DD")
     days = step.amount * (7 if step.unit == "w" else 1)
     base = {k: v for k, v in row.items() if k not in ("every", "from", "until")}
     series, day = [], row["from"]
@@ -208,7 +208,7 @@ def _expand(path: Path, row: _Located, event: str | None):
     return series
 
 
-def _insert(con: duckdb.DuckDBPyConnection, path: Path, row: _Located, table: str, values: dict) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, path: Path, row: Located, table: str, values: dict) -> None:
     columns = list(values)
     try:
         con.execute(
@@ -216,7 +216,7 @@ def _insert(con: duckdb.DuckDBPyConnection, path: Path, row: _Located, table: st
             [None if v is None else str(v) for v in values.values()],
         )
     except duckdb.Error as error:
-        raise RuleError(f"{_where(path, row, None)}: {table} row cannot be stored: {str(error).splitlines()[0]}") from None
+        raise RuleError(f"{place(path, row, None)}: {table} row cannot be stored: {str(error).splitlines()[0]}") from None
 
 
 def _same(got, want) -> bool:
