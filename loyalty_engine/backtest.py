@@ -12,7 +12,9 @@ it was: the compiler counts only rows dated up to each night. The replay has thr
    own. Each night is one statement over that night's signals, not over orders.
 3. **Figures** per rule and for all live rules together: nights fired, accounts flagged, the
    emails each owner would have had per week, and against the accounts that were lost
-   (`account_fates`): precision, recall and the median lead time (docs/backtest.md).
+   (`account_fates`): precision, the warnings that came too late (after the loss), recall and
+   the median lead time (docs/backtest.md). Each flagged account's fate (`FATES`) is kept, so
+   `flagged_accounts` / `write_flagged` can show the accounts behind every figure.
 """
 
 from __future__ import annotations
