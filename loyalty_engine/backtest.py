@@ -12,12 +12,16 @@ it was: the compiler counts only rows dated up to each night. The replay has thr
    own. Each night is one statement over that night's signals, not over orders.
 3. **Figures** per rule and for all live rules together: nights fired, accounts flagged, the
    emails each owner would have had per week, and against the accounts that were lost
-   (`account_fates`): precision, recall and the median lead time (docs/backtest.md).
+   (`account_fates`): precision, the warnings that came too late (after the loss), recall and
+   the median lead time (docs/backtest.md). Each flagged account's fate (`FATES`) is kept, so
+   `flagged_accounts` / `write_flagged` can show the accounts behind every figure.
 """
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +34,7 @@ from sqlglot import exp
 
 from loyalty_engine import store
 from loyalty_engine.config import BacktestSettings, LostSettings
+from loyalty_engine.errors import UserError
 from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import NightOutcome, runnable
@@ -37,7 +42,8 @@ from loyalty_engine.rules.loader import RuleSet
 
 # Account x night probes per chunk of the signal query: about 4 GB of DuckDB memory each.
 PROBES_PER_CHUNK = 4_000_000
-FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "recall", "median_lead_days")
+# The figures kept per rule and for all live rules (columns of backtest_figures, keys of the JSON).
+FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days")
 
 
 @dataclass
@@ -49,7 +55,8 @@ class Backtest:
     owners: int
     rules: list[dict]  # per rule: rule_id, mode, and FIGURES
     total: dict  # FIGURES over the live rules together
-    # Per account: the first night each rule (and '*', any live rule) warned it, and its fate.
+    # Per account and rule (and '*', any live rule) that warned it: group_id, account_id,
+    # first_warned, lost_on, lost_how, fate (one of FATES), owner_email. See flagged_accounts().
     flagged: list[dict] = field(default_factory=list, repr=False)
     # The replayed warning_nights: night, account_id, rule_id, notice, would_mail, owner_email.
     warnings: pa.Table | None = field(default=None, repr=False)
@@ -207,64 +214,104 @@ def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: 
     )
 
 
+# What happened to a flagged account after its first warning (W) by one rule (or any live rule),
+# against its loss (L, from account_fates), horizon_days (H) and min_lead_days (M). In this order:
+FATES = (
+    "lost in time",  # W <= L - M and L <= W + H: a hit, and early enough to act (recall counts it)
+    "lost at short notice",  # L - M < W <= L: a hit (it was right), but too short before the loss for recall
+    "lost before the warning",  # L < W: already lost when first warned; never a hit; counted in too_late
+    "lost after the horizon",  # L > W + H: lost, but not within the horizon: a false alarm for precision
+    "not lost",  # kept past W + H (it ordered later, or its silence is too short to be a loss): a false alarm
+    "outcome unknown",  # the data end too soon after W to tell: left out of precision
+)
+HITS = ("lost in time", "lost at short notice")
+
+
 def judge(con: duckdb.DuckDBPyConnection, warned: str, settings: BacktestSettings, first: date, last: date, data_end: date) -> dict[str, dict]:
-    """Precision, recall and median lead per group of `warned` (a table or view with group_id,
-    account_id, first_warned), against TEMP TABLE account_fates.
+    """Precision, recall, median lead and too_late per group of `warned` (a table or view with
+    group_id, account_id, first_warned), against TEMP TABLE account_fates. Each flagged
+    (group, account) gets one of FATES in TEMP TABLE judged_accounts (group_id, account_id,
+    first_warned, last_order, lost_on, lost_how, known, fate); the figures count those rows.
 
     - precision: of the flagged accounts whose outcome is known, the share lost within
-      horizon_days after the first warning (an account lost before it counts against: the
-      warning came too late). Known: lost by then, or the data reaches past the horizon and
-      shows it kept (it ordered after the horizon, or its silence is long enough).
+      horizon_days after the first warning and not before it: "lost in time" and "lost at short
+      notice". An account lost before its first warning counts against precision (the warning
+      came too late: it is never a hit) and is counted in too_late. Known: lost by the horizon
+      (before the warning too), lost after it, or the data reach past the horizon and show it
+      kept (it ordered after the horizon, or its silence is long enough).
+    - too_late: flagged accounts already lost when first warned ("lost before the warning").
     - recall: of the accounts lost from first + min_lead_days to last + min_lead_days (so a
       warning in time could have come inside the range), the share first warned at least
       min_lead_days before.
     - median lead: days from the first warning to the loss (the last order for an account that
       stopped), over the flagged accounts lost up to the horizon, before the warning or after;
       positive means warned while it was still ordering."""
-    rows = con.execute(
+    params = {"horizon": settings.horizon_days, "end": data_end, "silence": settings.lost.no_order_days,
+              "first": first, "last": last, "lead": settings.min_lead_days}
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE judged_accounts AS
         WITH flagged AS (
-            SELECT w.group_id, w.account_id, w.first_warned, f.last_order, f.lost_on,
-                coalesce(f.lost_on <= w.first_warned + $horizon, false) AS lost_by_horizon,
-                -- A warning after the loss was not a warning: it counts against precision.
-                coalesce(f.lost_on BETWEEN w.first_warned AND w.first_warned + $horizon, false) AS lost_after
+            SELECT w.group_id, w.account_id, w.first_warned, f.last_order, f.lost_on, f.lost_how,
+                coalesce(f.lost_on <= w.first_warned + $horizon, false) AS lost_by_horizon
             FROM {warned} w LEFT JOIN account_fates f USING (account_id)
         ),
         judged AS (
-            SELECT *, lost_by_horizon OR ($end >= first_warned + $horizon AND (
-                coalesce(last_order > first_warned + $horizon, false)
-                OR last_order IS NULL OR $end >= last_order + $silence)) AS known
+            SELECT *, lost_by_horizon OR coalesce(lost_on > first_warned + $horizon, false)
+                OR ($end >= first_warned + $horizon AND (
+                    coalesce(last_order > first_warned + $horizon, false)
+                    OR last_order IS NULL OR $end >= last_order + $silence)) AS known
             FROM flagged
-        ),
-        lost_in_range AS (
+        )
+        SELECT group_id, account_id, first_warned, last_order, lost_on, lost_how, known,
+            CASE
+                WHEN lost_on < first_warned THEN 'lost before the warning'
+                WHEN lost_by_horizon AND lost_on >= first_warned + $lead THEN 'lost in time'
+                WHEN lost_by_horizon THEN 'lost at short notice'
+                WHEN NOT known THEN 'outcome unknown'
+                WHEN lost_on IS NOT NULL THEN 'lost after the horizon'
+                ELSE 'not lost'
+            END AS fate
+        FROM judged
+        """,
+        {k: params[k] for k in ("horizon", "end", "silence", "lead")},
+    )
+    rows = con.execute(
+        f"""
+        WITH lost_in_range AS (
             SELECT account_id, lost_on FROM account_fates
             WHERE lost_on >= $first::DATE + $lead AND lost_on <= $last::DATE + $lead
         ),
         groups AS (SELECT DISTINCT group_id FROM {warned})
         SELECT g.group_id,
-            (SELECT count(*) FROM judged j WHERE j.group_id = g.group_id) AS accounts_flagged,
-            (SELECT count(*) FILTER (WHERE known) FROM judged j WHERE j.group_id = g.group_id) AS outcome_known,
-            (SELECT count(*) FILTER (WHERE lost_after) FROM judged j WHERE j.group_id = g.group_id) AS lost_after_warning,
-            (SELECT median(lost_on - first_warned) FILTER (WHERE lost_by_horizon) FROM judged j WHERE j.group_id = g.group_id) AS median_lead_days,
+            (SELECT count(*) FROM judged_accounts j WHERE j.group_id = g.group_id) AS accounts_flagged,
+            (SELECT count(*) FILTER (WHERE known) FROM judged_accounts j WHERE j.group_id = g.group_id) AS outcome_known,
+            (SELECT count(*) FILTER (WHERE list_contains($hits, fate)) FROM judged_accounts j WHERE j.group_id = g.group_id) AS lost_after_warning,
+            (SELECT count(*) FILTER (WHERE fate = 'lost before the warning') FROM judged_accounts j WHERE j.group_id = g.group_id) AS too_late,
+            (SELECT median(lost_on - first_warned) FILTER (WHERE lost_on <= first_warned + $horizon) FROM judged_accounts j WHERE j.group_id = g.group_id) AS median_lead_days,
             (SELECT count(*) FROM lost_in_range) AS lost,
             (SELECT count(*) FROM lost_in_range l JOIN {warned} w ON w.account_id = l.account_id AND w.group_id = g.group_id
              WHERE w.first_warned <= l.lost_on - $lead) AS caught
         FROM groups g
         """,
-        {"horizon": settings.horizon_days, "end": data_end, "silence": settings.lost.no_order_days,
-         "first": first, "last": last, "lead": settings.min_lead_days},
+        {k: params[k] for k in ("horizon", "first", "last", "lead")} | {"hits": list(HITS)},
     ).fetchall()
+    fates: dict[str, dict[str, int]] = {}
+    for group_id, fate, count in con.execute("SELECT group_id, fate, count(*) FROM judged_accounts GROUP BY ALL").fetchall():
+        fates.setdefault(group_id, dict.fromkeys(FATES, 0))[fate] = count
     figures = {}
-    for group_id, flagged, known, lost_after, lead, lost, caught in rows:
+    for group_id, flagged, known, hits, too_late, lead, lost, caught in rows:
         figures[group_id] = {
             "accounts_flagged": flagged,
             "outcome_known": known,
-            "lost_after_warning": lost_after,
-            "precision": lost_after / known if known else None,
+            "lost_after_warning": hits,
+            "too_late": too_late,
+            "precision": hits / known if known else None,
             "lost_in_range": lost,
             "caught": caught,
             "recall": caught / lost if lost else None,
             "median_lead_days": float(lead) if lead is not None else None,
+            "fates": fates.get(group_id, dict.fromkeys(FATES, 0)),
         }
     return figures
 
@@ -302,18 +349,22 @@ def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, las
             "accounts_flagged": found.get("accounts_flagged", 0),
             "emails_per_owner_week": round(noise.get(group, 0) / owners / weeks, 3) if owners and weeks else None,
             "precision": _share(found.get("precision")),
+            "too_late": found.get("too_late", 0),
             "recall": _share(found.get("recall")) if found else (0.0 if judged.get("*", {}).get("lost_in_range") else None),
             "median_lead_days": found.get("median_lead_days"),
             "outcome_known": found.get("outcome_known", 0),
+            "lost_after_warning": found.get("lost_after_warning", 0),
             "lost_in_range": found.get("lost_in_range", judged.get("*", {}).get("lost_in_range", 0)),
             "caught": found.get("caught", 0),
         }
 
     rules = [{"rule_id": r.id, "mode": r.mode, **row(r.id)} for r in ruleset.rules]
-    flagged = [dict(zip(("group_id", "account_id", "first_warned", "lost_on", "lost_how"), values)) for values in con.execute(
-        """SELECT w.group_id, w.account_id, w.first_warned, f.lost_on, f.lost_how
-           FROM replay_first_warnings w LEFT JOIN account_fates f USING (account_id) ORDER BY 1, 2"""
-    ).fetchall()]
+    result = con.execute(
+        """SELECT j.group_id, j.account_id, j.first_warned, j.lost_on, j.lost_how, j.fate, a.owner_email
+           FROM judged_accounts j LEFT JOIN accounts a USING (account_id) ORDER BY 1, 2"""
+    )
+    names = [d[0] for d in result.description]
+    flagged = [dict(zip(names, values)) for values in result.fetchall()]
     return Backtest(first, last, data_end, nights, owners, rules, row("*"), flagged)
 
 
@@ -336,7 +387,7 @@ def compare(before: Backtest, after: Backtest) -> dict:
             "lost": sum(1 for f in fates if f["lost_on"] is not None),
             "accounts_list": [
                 {"account_id": f["account_id"], "first_warned": f["first_warned"].isoformat(),
-                 "lost_on": f["lost_on"].isoformat() if f["lost_on"] else None, "lost_how": f["lost_how"]}
+                 "lost_on": f["lost_on"].isoformat() if f["lost_on"] else None, "lost_how": f["lost_how"], "fate": f["fate"]}
                 for f in fates
             ],
         }
@@ -345,14 +396,88 @@ def compare(before: Backtest, after: Backtest) -> dict:
 
 
 def store_figures(con: duckdb.DuckDBPyConnection, backtest: Backtest, rules: Path) -> datetime:
-    """Keep the figures for `rules list` and the report; the latest backtest is the one shown."""
+    """Keep the figures for `rules list` and the report; the latest backtest is the one shown.
+
+    A database whose backtest_figures predates a figure (too_late) gets the column here; its
+    older rows keep NULL there: not measured then, which is not zero."""
     ran_at = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("ALTER TABLE backtest_figures ADD COLUMN IF NOT EXISTS too_late INTEGER")
     rows = [(r["rule_id"], r["mode"], r) for r in backtest.rules] + [(None, None, backtest.total)]
+    columns = ("ran_at", "first_night", "last_night", "rules", "rule_id", "mode", *FIGURES)
     con.executemany(
-        "INSERT INTO backtest_figures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO backtest_figures ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
         [
             [ran_at, backtest.first, backtest.last, str(rules), rule_id, mode, *(figures[name] for name in FIGURES)]
             for rule_id, mode, figures in rows
         ],
     )
     return ran_at
+
+
+def stored_figures(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The rows of the latest stored backtest (live rules, then shadow ones, then the total with
+    rule_id None), each with ran_at, first_night, last_night, rules, rule_id, mode and FIGURES.
+    Reads any database, read-only too: [] before the first backtest or the table, and too_late
+    None where the table or the row predates that figure."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'backtest_figures' AND schema_name = 'main' AND NOT temporary"
+    ).fetchone()[0]
+    if not exists:
+        return []
+    result = con.execute(
+        """SELECT * FROM backtest_figures WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)
+           ORDER BY rule_id IS NULL, coalesce(mode, 'live') = 'shadow', rule_id"""
+    )
+    names = [d[0] for d in result.description]
+    rows = [dict(zip(names, values)) for values in result.fetchall()]
+    for row in rows:
+        row.setdefault("too_late", None)
+    return rows
+
+
+# The columns of the flagged accounts' CSV (flagged_accounts, write_flagged).
+FLAGGED_COLUMNS = ("account_id", "rule_id", "first_warned", "owner_email", "fate", "lost_on")
+
+
+def flagged_accounts(backtest: Backtest) -> list[dict]:
+    """The accounts behind the figures: one row per account and rule that warned it in the replay
+    (shadow rules too; rule_id '*' for the first warning by any live rule), with FLAGGED_COLUMNS:
+    first_warned and lost_on as dates (lost_on None: not lost, as far as the data show), the
+    account's owner_email (None if it has none) and its fate, one of FATES, judged as the
+    figures judge it. In the order of the rules, '*' last, then by account_id."""
+    order = {r["rule_id"]: index for index, r in enumerate(backtest.rules)}
+    rows = [
+        {"account_id": f["account_id"], "rule_id": f["group_id"], "first_warned": f["first_warned"],
+         "owner_email": f["owner_email"], "fate": f["fate"], "lost_on": f["lost_on"]}
+        for f in backtest.flagged
+    ]
+    return sorted(rows, key=lambda row: (order.get(row["rule_id"], len(order)), row["account_id"]))
+
+
+def write_flagged(backtest: Backtest, path: Path) -> int:
+    """Write flagged_accounts() to a CSV file: UTF-8 without a byte order mark, comma-separated,
+    a header row of FLAGGED_COLUMNS, dates as YYYY-MM-DD, empty cells for None, and a cell that a
+    spreadsheet would run as a formula (=, +, -, @ first) led by an apostrophe. The file appears
+    whole or not at all (written beside it, then renamed). Returns the number of rows."""
+    rows = flagged_accounts(backtest)
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(FLAGGED_COLUMNS)
+            writer.writerows([_csv_cell(row[column]) for column in FLAGGED_COLUMNS] for row in rows)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write the flagged accounts: {error.strerror or error}") from None
+    return len(rows)
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    # A spreadsheet runs a cell that starts with = + - or @ as a formula (an account id such as
+    # `=HYPERLINK(…)`); a leading apostrophe keeps it text (OWASP's advice for CSV exports).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from loyalty_engine import store
-from loyalty_engine.backtest import account_fates, judge, run_backtest
+from loyalty_engine.backtest import account_fates, flagged_accounts, judge, run_backtest
 from loyalty_engine.config import BacktestSettings
 from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.rules import compiler
@@ -98,6 +98,14 @@ def test_sample_drifting_accounts_are_warned_two_months_ahead(history, tmp_path)
     # The data-defined figures agree in direction: losses are caught, and mostly in time.
     assert result.total["recall"] >= 0.8 and result.total["median_lead_days"] > 0
     assert 0 < result.total["precision"] <= 1 and result.total["emails_per_owner_week"] > 0
+    # The accounts behind the figures: each rule's rows by fate are what its figures count.
+    rows = flagged_accounts(result)
+    for figures in [*result.rules, {"rule_id": "*", **result.total}]:
+        mine = [r["fate"] for r in rows if r["rule_id"] == figures["rule_id"]]
+        assert len(mine) == figures["accounts_flagged"]
+        assert mine.count("lost before the warning") == figures["too_late"] <= figures["outcome_known"]
+        assert mine.count("lost in time") + mine.count("lost at short notice") == figures["lost_after_warning"]
+        assert len(mine) - mine.count("outcome unknown") == figures["outcome_known"]
 
 
 def test_fates_and_figures_on_hand_made_histories():
@@ -164,9 +172,9 @@ def test_backtest_command(history, tmp_path):
     result = loyalty("backtest", *window, "--compare", str(next_rules), "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document["rules"][0]) >= {"rule_id", "nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "recall", "median_lead_days"}
+    assert set(document["rules"][0]) >= {"rule_id", "nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days"}
     assert [r["rule_id"] for r in document["rules"]] == [r.id for r in RULES.rules]
-    assert set(document["total"]) >= {"nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "recall", "median_lead_days"}
+    assert set(document["total"]) >= {"nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days"}
     for figures in [*document["rules"], document["total"]]:
         for share in ("precision", "recall"):
             assert figures[share] is None or 0 <= figures[share] <= 1
