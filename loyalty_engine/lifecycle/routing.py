@@ -78,8 +78,8 @@ def route_reason_sql(language: str) -> str:
     language's words, for queries that print it. A reason stored before reasons were codes
     (English prose) comes out as it was written.
 
-    >>> print(route_reason_sql("en")[:90])
-    CASE route_reason WHEN 'no_owner_address' THEN 'account has no owner address' WHEN 'owner_a
+    >>> print(route_reason_sql("en")[:77])
+    CASE route_reason WHEN 'no_owner_address' THEN 'account has no owner address'
     """
     reasons = i18n.language(language).route_reasons
     quoted = exp.func("coalesce", exp.column("route_value"), exp.Literal.string(""))
