@@ -1,5 +1,9 @@
 """Warnings -> one email per account owner: a plain-text and an HTML part, in the digest language.
 
+What a digest holds (AccountWarning, Portfolio, Digest) and how it is laid out: accounts in the
+brief's order of care, the revenue chart, the CSV attachment. Its words and number formats come
+from i18n/, its templates through templating.py, its headers and boundaries from envelope.py.
+
 The message is a pure function of its inputs: same warnings, night, sender and language give
 byte-identical ``message.as_bytes()``. Nothing here reads the clock, the environment or the
 order in which warnings arrive, so a re-run of a night renders exactly the mail it rendered before.
@@ -43,6 +47,7 @@ CARE_ORDER = ("terrorist", "defector", "apostle", "loyal", "opportunist", "hosta
 
 CHART_HEIGHT = 36  # pixels of the tallest revenue bar
 SPARKS = "▁▂▃▄▅▆▇█"  # the plain-text chart
+
 
 @dataclass(frozen=True)
 class AccountWarning:
