@@ -108,6 +108,16 @@ class Language:
         return self.route_reasons[code].format(value="" if value is None else value)
 
 
+def in_language(texts: Mapping[str, str], code: str) -> str:
+    """A rule's text ({de: …, en: …}) in the reader's language; one the rule file does not give
+    falls back to English, then to whichever it has.
+
+    >>> in_language({"en": "Order frequency is falling"}, "de")
+    'Order frequency is falling'
+    """
+    return texts.get(code) or texts.get("en") or next(iter(texts.values()), "")
+
+
 @cache
 def language(code: str) -> Language:
     """The language of `code` (one of LANGUAGES); anything else is a configuration error."""

@@ -160,8 +160,7 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
 
 
 def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
-    template = texts.get(language) or texts.get("en") or next(iter(texts.values()))
-    return _compiled(template).render(numbers)
+    return _compiled(i18n.in_language(texts, language)).render(numbers)
 
 
 @lru_cache(maxsize=1024)

@@ -145,7 +145,7 @@ def gather(con: duckdb.DuckDBPyConnection, night: date | None = None, ruleset: R
     titles = {}
     if ruleset is not None:
         for rule in ruleset.rules:
-            titles[rule.id] = printable(rule.title.get(language) or rule.title.get("en") or next(iter(rule.title.values()), rule.id), one_line=True)
+            titles[rule.id] = printable(i18n.in_language(rule.title, language) or rule.id, one_line=True)
     months, year, history_start = _retention(con, night)
     return Figures(
         night=night,
