@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import ConfigError
+from loyalty_engine.i18n import LANGUAGES
 from loyalty_engine.safe_text import escaped
 from loyalty_engine.yaml_files import load_yaml
 
@@ -138,7 +139,7 @@ class EmailSettings(_Section):
 
 
 class DigestSettings(_Section):
-    language: Literal["de", "en"] = "de"  # for owners whose accounts name no language
+    language: Literal[LANGUAGES] = "de"  # for owners whose accounts name no language; i18n has one module per language
     max_accounts: int = Field(default=15, ge=1)  # shown in full, most important first; the rest one line each
     repeat_after_days: int = Field(default=7, ge=1)  # a warning still open is mentioned again after this
     currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")  # of order amounts, for revenue figures

@@ -10,7 +10,10 @@ import duckdb
 
 from loyalty_engine import store
 from loyalty_engine.errors import UserError
+from loyalty_engine.lifecycle.routing import route_reason_sql
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+
+ROUTE_REASON = route_reason_sql("en")  # why a warning went to ops, in the CLI's English
 
 
 def open_database(database: Path) -> duckdb.DuckDBPyConnection:
@@ -49,11 +52,11 @@ def night_warnings(database: Path, night: date | None = None) -> list[dict]:
                 return []
         rows = _rows(
             con.execute(
-                """
+                f"""
                 SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity, w.state,
                        CASE w.notice WHEN 'repeat' THEN 'open, mailed again' ELSE w.notice END AS notice,
                        w.mailed, coalesce(w.recipient, 'ops') AS recipient, w.cc, w.since,
-                       coalesce(w.reason, w.route_reason) AS reason, w.evidence,
+                       coalesce(w.reason, {ROUTE_REASON}) AS reason, w.evidence,
                        CASE WHEN starts_with(w.reason, ?) THEN 'shadow' ELSE 'live' END AS mode
                 FROM warning_nights w LEFT JOIN accounts a USING (account_id)
                 WHERE w.night = ?
@@ -70,7 +73,7 @@ def night_warnings(database: Path, night: date | None = None) -> list[dict]:
 
 # One row per change in an account's warnings: the night each rule's warning went pending, fired,
 # was mailed, snoozed, inhibited, kept or resolved, and the night a pending one lapsed.
-HISTORY = """
+HISTORY = f"""
 WITH rows AS (
     SELECT w.*,
         lag(w.notice) OVER (PARTITION BY w.rule_id ORDER BY w.night) AS was_notice,
@@ -80,7 +83,7 @@ WITH rows AS (
 ),
 evaluated AS (SELECT night, lead(night) OVER (ORDER BY night) AS next_night FROM nights)
 SELECT night, rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights,
-       coalesce(reason, route_reason) AS reason, evidence,
+       coalesce(reason, {ROUTE_REASON}) AS reason, evidence,
        CASE WHEN starts_with(reason, $shadow) THEN 'shadow' ELSE 'live' END AS mode
 FROM rows
 WHERE mailed OR notice IS DISTINCT FROM was_notice OR state IS DISTINCT FROM was_state

@@ -61,10 +61,13 @@ CREATE TABLE IF NOT EXISTS warning_nights (
     mailed BOOLEAN NOT NULL,        -- it goes into tonight's digest
     reason VARCHAR,                 -- why it is kept, snoozed or inhibited
     recipient VARCHAR,              -- the owner's address; NULL: routed to ops (route_reason)
-    route_reason VARCHAR,
+    route_reason VARCHAR,           -- a code (lifecycle.routing.RouteReason); the words are in i18n
     cc VARCHAR,                     -- the supervisor, for critical warnings
+    route_value VARCHAR,            -- the bad owner address or name the route reason quotes
     PRIMARY KEY (night, account_id, rule_id)
 );
+-- A database from before route_value: the column is added last, where a new table has it.
+ALTER TABLE warning_nights ADD COLUMN IF NOT EXISTS route_value VARCHAR;
 CREATE TABLE IF NOT EXISTS gate_checks (
     night DATE NOT NULL,
     check_name VARCHAR NOT NULL,    -- presence | readable | schema | volume | recent_orders | freshness | quarantine | flood

@@ -18,6 +18,7 @@ import pandera.polars as pa
 import polars as pl
 
 from loyalty_engine.contract import INTERACTION_KINDS
+from loyalty_engine.i18n import LANGUAGES
 from loyalty_engine.safe_text import NOT_ON_ONE_LINE
 
 # What an email header carries as it is: an ASCII dot-atom address (no quotes, no IDN), so
@@ -94,7 +95,7 @@ def accounts_schema(night: date) -> pa.DataFrameSchema:
             "owner_name": text(False, [one_line()]),
             "status": text(False, [pa.Check.isin(["active", "closed"], error="status_is_active_or_closed")]),
             "segment": text(False),
-            "language": text(False, [pa.Check.isin(["de", "en"], error="language_is_de_or_en")]),
+            "language": text(False, [pa.Check.isin(list(LANGUAGES), error="language_is_" + "_or_".join(LANGUAGES))]),
             "supervisor_email": text(False, [pa.Check.str_matches(EMAIL, error="is_email")]),
             "customer_since": day("customer_since", night, required=False),
         },

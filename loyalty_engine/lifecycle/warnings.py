@@ -147,7 +147,7 @@ SELECT $night AS night, account_id, rule_id, severity, evidence, state, held_nig
     notice,
     NOT shadow AND (notice IN ('new', 'repeat') OR (notice = 'resolved' AND was_mailed IS NOT NULL AND snoozed_by IS NULL)) AS mailed,
     CASE WHEN shadow THEN $shadow || coalesce('; ' || live_reason, '') ELSE live_reason END AS reason,
-    NULL AS recipient, NULL AS route_reason, NULL AS cc
+    NULL AS recipient, NULL AS route_reason, NULL AS cc, NULL AS route_value
 FROM reasoned
 """
 

@@ -1,1 +1,1 @@
-"""Warnings -> the night's mailing -> one digest per recipient, ops notices -> delivery through the ledger."""
+"""Warnings -> the night's mailing -> one digest per recipient, ops notices -> delivery through the ledger; envelope.py gives every mail its headers."""

@@ -10,10 +10,10 @@ from functools import lru_cache
 
 import duckdb
 import pyarrow as pa
-from babel.numbers import format_decimal
 from jinja2 import Template
 
-from loyalty_engine.mail.digest import LOCALES, AccountWarning, Portfolio
+from loyalty_engine import i18n
+from loyalty_engine.mail.digest import AccountWarning, Portfolio
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
@@ -85,7 +85,7 @@ def night_mailing(
     rows = con.execute(
         """
         SELECT w.account_id, coalesce(a.name, w.account_id), a.owner_email, a.owner_name, w.rule_id, w.severity,
-               w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.cc,
+               w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.route_value, w.cc,
                mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
         FROM warning_nights w LEFT JOIN accounts a USING (account_id)
         WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')
@@ -97,11 +97,11 @@ def night_mailing(
     accounts = sorted({row[0] for row in rows})
     groups, revenue = _account_facts(con, night, accounts)
     warnings, unrouted = [], 0
-    for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, cc, owner_language in rows:
+    for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, route_value, cc, owner_language in rows:
         rule = rules.get(rule_id)
         if rule is None:  # the rule was removed since the night was evaluated
             continue
-        speaks = owner_language if recipient and owner_language in LOCALES else language
+        speaks = owner_language if recipient and owner_language in i18n.LANGUAGES else language
         numbers = {key: _number(value, speaks) for key, value in json.loads(evidence).items()}
         last_year, months = revenue.get(account_id, (0.0, ()))
         common = dict(
@@ -123,6 +123,7 @@ def night_mailing(
             revenue_12m=last_year,
             monthly_revenue=tuple(months),
             route_reason=route_reason,
+            route_value=route_value,
             language=speaks,
         )
         if recipient:
@@ -159,8 +160,7 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
 
 
 def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
-    template = texts.get(language) or texts.get("en") or next(iter(texts.values()))
-    return _compiled(template).render(numbers)
+    return _compiled(i18n.in_language(texts, language)).render(numbers)
 
 
 @lru_cache(maxsize=1024)
@@ -175,4 +175,4 @@ def _number(value, language: str) -> str:
         return "–"
     if isinstance(value, str):  # a text metric: a contact person, a segment, the account's group
         return value
-    return format_decimal(value, format="#,##0.#", locale=LOCALES[language])
+    return i18n.language(language).number(value, "#,##0.#")

@@ -23,19 +23,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import duckdb
-from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal, format_percent
 
-from loyalty_engine.mail.digest import template_environment
-from loyalty_engine.errors import ConfigError, UserError
+from loyalty_engine import i18n
+from loyalty_engine.errors import UserError
+from loyalty_engine.i18n import Language
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules import groups
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.safe_text import printable
+from loyalty_engine.templating import render as render_template
 
-LOCALES = {"de": "de_DE", "en": "en_GB"}  # as the digest (digest.LOCALES)
 MONTHS = 24  # the retention chart: the month of the date and the 23 before it
 WARNING_DAYS = 90  # new warnings per rule and owner: the nights of the last 90 days
 GATE_DAYS = 30  # the gate's outcomes: the last 30 days
@@ -44,172 +42,6 @@ GATE_DAYS = 30  # the gate's outcomes: the last 30 days
 SHADOW = "shadow"
 STATES = ("firing", "pending", "shadow", "none")  # an account's warning state, strongest first
 OUTCOMES = ("fail", "hold", "warn", "pass", "skip")  # the gate's, worst first
-
-UI: dict[str, dict[str, str]] = {
-    "de": {
-        "title": "Portfolio-Bericht",
-        "subtitle": "Daten bis {date}",
-        "warnings_as_of": "Warnsignale: Stand der Nacht vom {date}",
-        "kpi_active": "Aktive Kunden",
-        "kpi_firing": "mit aktivem Warnsignal",
-        "kpi_retention": "Kundenbindung, 12 Monate",
-        "kpi_new": "Neue Warnsignale, {days} Tage",
-        "kpi_gate": "Letzte Prüfung der Daten",
-        "of_active": "{share} der aktiven",
-        "retention_counts": "{end} Kunden am Ende, {won} neu gewonnen, {start} am Anfang",
-        "history_short": "Bestelldaten erst ab {date}: zu kurz",
-        "new_in_nights": "in {nights} ausgewerteten Nächten",
-        "groups_title": "Kundengruppen",
-        "groups_intro": "Jeder Punkt ein aktiver Kunde: Zufriedenheit (letzte NPS-Bewertung der letzten 2 Jahre) gegen Bestellhäufigkeit (Bestellungen der letzten 365 Tage, logarithmische Skala). Farbe: Warnsignal am {date}.",
-        "axis_orders": "Bestellungen in den letzten 365 Tagen (log. Skala)",
-        "axis_nps": "NPS",
-        "frequent": "häufig: ≥ {n}",
-        "no_survey": "Ohne Umfrage in den letzten 2 Jahren: {n} Kunden",
-        "firing": "Warnsignal aktiv",
-        "pending": "Warnsignal in Vorlauf",
-        "shadow": "nur Probe-Regel (Schattenmodus)",
-        "none": "kein Warnsignal",
-        "apostle": "Apostel",
-        "loyal": "Loyale",
-        "opportunist": "Opportunisten",
-        "hostage": "Geiseln",
-        "defector": "Abwanderer",
-        "terrorist": "Terroristen",
-        "group_note": "Linien wie in rules/groups.py: häufig ab {frequent} Bestellungen im Jahr, zufrieden ab NPS 7, Apostel ab NPS 9, Terroristen bis NPS 3 (oder ab {angry} Beschwerden im Jahr). Ohne Umfrage entscheidet die Zahl der Beschwerden über die Gruppe.",
-        "point": "{name} ({id}) · {orders} Bestellungen · NPS {nps} · {group} · {state}",
-        "point_no_survey": "{name} ({id}) · {orders} Bestellungen · ohne Umfrage · {group} · {state}",
-        "retention_title": "Kundenbindungsrate pro Monat",
-        "retention_intro": "(Kunden am Monatsende − im Monat gewonnene) / Kunden am Monatsanfang. Kunde ist, wer in den 365 Tagen bis zum Stichtag bestellt hat; gewonnen, wer im Monat zum ersten Mal bestellt hat.",
-        "retention_row": "%",
-        "retention_partial": "Der letzte Monat reicht bis {date}.",
-        "retention_short": "Für {n} Monate reichen die Bestelldaten nicht weit genug zurück (ab {date}).",
-        "retention_month": "{month}: {rate} · {start} Kunden am Anfang, {won} gewonnen, {end} am Ende",
-        "retention_none": "Keine Bestellungen in diesem Zeitraum.",
-        "warnings_title": "Neue Warnsignale der letzten {days} Tage",
-        "warnings_intro": "Warnsignale, die in den ausgewerteten Nächten vom {first} bis {last} neu gemeldet wurden. Probe-Regeln (Schattenmodus) werden nicht versandt; ihre Warnsignale sind hell gestreift gezählt.",
-        "warnings_none": "Keine neuen Warnsignale in diesem Zeitraum.",
-        "per_rule": "Pro Regel",
-        "per_owner": "Pro Betreuer",
-        "rule": "Regel",
-        "owner": "Betreuer",
-        "new": "neu",
-        "accounts": "Kunden",
-        "shadow_mark": "Probe",
-        "shadow_count": "+{n} Probe",
-        "ops": "Ops (keine gültige Betreuer-Adresse)",
-        "gate_title": "Prüfung der Daten (Gate)",
-        "gate_intro": "Das schlechteste Ergebnis jeder Nacht der letzten {days} Tage und die Prüfungen, die nicht bestanden wurden.",
-        "gate_none": "Keine Prüfungen in diesem Zeitraum.",
-        "night": "Nacht",
-        "outcome": "Ergebnis",
-        "not_passed": "Nicht bestanden",
-        "gate_summary": "{clean} von {nights} Nächten mit Prüfung haben alle Prüfungen bestanden.",
-        "gate_problems": "Nächte mit nicht bestandenen Prüfungen:",
-        "no_run": "kein Lauf",
-        "fail": "gestoppt",
-        "hold": "angehalten",
-        "warn": "Hinweis",
-        "pass": "bestanden",
-        "skip": "übersprungen",
-        "limit": "Grenze",
-        "backtest_title": "Letzter Backtest",
-        "backtest_intro": "Nächte {first} bis {last}, Regeln aus {rules}, gerechnet am {ran_at} (UTC).",
-        "backtest_none": "Noch kein Backtest:",
-        "backtest_none_after": "ausführen.",
-        "nights_fired": "Nächte mit Meldung",
-        "accounts_flagged": "Kunden gemeldet",
-        "emails": "E-Mails je Betreuer und Woche",
-        "precision": "Präzision",
-        "recall": "Trefferquote",
-        "lead": "Vorlauf (Median, Tage)",
-        "total": "Gesamt (aktive Regeln)",
-        "mode": "Modus",
-        "live": "aktiv",
-        "footer": "Erstellt vom Loyalty-Frühwarnsystem aus {database}. Definitionen: docs/report.md.",
-    },
-    "en": {
-        "title": "Portfolio report",
-        "subtitle": "Data up to {date}",
-        "warnings_as_of": "Warnings as of the night of {date}",
-        "kpi_active": "Active accounts",
-        "kpi_firing": "with a firing warning",
-        "kpi_retention": "Retention, 12 months",
-        "kpi_new": "New warnings, {days} days",
-        "kpi_gate": "Last data check",
-        "of_active": "{share} of active",
-        "retention_counts": "{end} customers at the end, {won} won, {start} at the start",
-        "history_short": "orders only from {date}: too short a history",
-        "new_in_nights": "over {nights} evaluated nights",
-        "groups_title": "Account groups",
-        "groups_intro": "One dot per active account: satisfaction (latest NPS of the last 2 years) against order frequency (orders in the last 365 days, log scale). Colour: warning state on {date}.",
-        "axis_orders": "Orders in the last 365 days (log scale)",
-        "axis_nps": "NPS",
-        "frequent": "frequent: ≥ {n}",
-        "no_survey": "No survey in the last 2 years: {n} accounts",
-        "firing": "warning firing",
-        "pending": "warning pending",
-        "shadow": "shadow rule only (on trial)",
-        "none": "no warning",
-        "apostle": "Apostles",
-        "loyal": "Loyal",
-        "opportunist": "Opportunists",
-        "hostage": "Hostages",
-        "defector": "Defectors",
-        "terrorist": "Terrorists",
-        "group_note": "Lines as in rules/groups.py: frequent from {frequent} orders a year, satisfied from NPS 7, apostles from NPS 9, terrorists up to NPS 3 (or from {angry} complaints a year). Without a survey, the number of complaints decides the group.",
-        "point": "{name} ({id}) · {orders} orders · NPS {nps} · {group} · {state}",
-        "point_no_survey": "{name} ({id}) · {orders} orders · no survey · {group} · {state}",
-        "retention_title": "Retention rate by month",
-        "retention_intro": "(Customers at the month's end − customers won in the month) / customers at its start. A customer is an account that ordered in the 365 days up to the date; one won placed its first order ever in the month.",
-        "retention_row": "%",
-        "retention_partial": "The last month runs up to {date}.",
-        "retention_short": "For {n} months the order history does not reach back far enough (it starts on {date}).",
-        "retention_month": "{month}: {rate} · {start} customers at the start, {won} won, {end} at the end",
-        "retention_none": "No orders in this period.",
-        "warnings_title": "New warnings, last {days} days",
-        "warnings_intro": "Warnings that were new on the evaluated nights from {first} to {last}. Shadow rules (on trial) are never mailed; their warnings are counted apart, light and striped.",
-        "warnings_none": "No new warnings in this period.",
-        "per_rule": "Per rule",
-        "per_owner": "Per owner",
-        "rule": "Rule",
-        "owner": "Owner",
-        "new": "new",
-        "accounts": "Accounts",
-        "shadow_mark": "shadow",
-        "shadow_count": "+{n} shadow",
-        "ops": "ops (no usable owner address)",
-        "gate_title": "Data checks (gate)",
-        "gate_intro": "The worst outcome of each night of the last {days} days, and the checks that did not pass.",
-        "gate_none": "No checks in this period.",
-        "night": "Night",
-        "outcome": "Outcome",
-        "not_passed": "Not passed",
-        "gate_summary": "{clean} of {nights} nights checked passed every check.",
-        "gate_problems": "Nights with checks not passed:",
-        "no_run": "no run",
-        "fail": "stopped",
-        "hold": "held",
-        "warn": "warning",
-        "pass": "passed",
-        "skip": "skipped",
-        "limit": "limit",
-        "backtest_title": "Last backtest",
-        "backtest_intro": "Nights {first} to {last}, rules from {rules}, run on {ran_at} (UTC).",
-        "backtest_none": "No backtest yet: run",
-        "backtest_none_after": "",
-        "nights_fired": "Nights fired",
-        "accounts_flagged": "Accounts flagged",
-        "emails": "Emails per owner per week",
-        "precision": "Precision",
-        "recall": "Recall",
-        "lead": "Median lead (days)",
-        "total": "Total (live rules)",
-        "mode": "Mode",
-        "live": "live",
-        "footer": "Written by the loyalty early-warning system from {database}. Definitions: docs/report.md.",
-    },
-}
-
 
 # --- the figures ----------------------------------------------------------------------------
 
@@ -313,7 +145,7 @@ def gather(con: duckdb.DuckDBPyConnection, night: date | None = None, ruleset: R
     titles = {}
     if ruleset is not None:
         for rule in ruleset.rules:
-            titles[rule.id] = printable(rule.title.get(language) or rule.title.get("en") or next(iter(rule.title.values()), rule.id), one_line=True)
+            titles[rule.id] = printable(i18n.in_language(rule.title, language) or rule.id, one_line=True)
     months, year, history_start = _retention(con, night)
     return Figures(
         night=night,
@@ -504,12 +336,10 @@ ORDER_TICKS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 def render(figures: Figures, language: str) -> str:
     """The page, as one string of HTML."""
-    if language not in UI:
-        raise ConfigError(f"digest.language: must be one of {sorted(UI)}, got {language!r}")
-    ui = UI[language]
-    locale = LOCALES[language]
-    number = lambda value: format_decimal(value, locale=locale)  # noqa: E731
-    day = lambda value: format_date(value, "medium", locale=locale)  # noqa: E731
+    words = i18n.language(language)
+    ui = words.report
+    number = words.number
+    day = words.date
     active = len(figures.accounts)
     states = {state: sum(1 for a in figures.accounts if a.state == state) for state in STATES}
     year = figures.year
@@ -520,11 +350,11 @@ def render(figures: Figures, language: str) -> str:
         {
             "label": ui["kpi_firing"],
             "value": number(states["firing"]),
-            "note": ui["of_active"].format(share=_percent(states["firing"] / active, locale)) if active else "",
+            "note": ui["of_active"].format(share=words.percent(states["firing"] / active)) if active else "",
         },
         {
             "label": ui["kpi_retention"],
-            "value": _percent(year.rate, locale, digits=1) if year.rate is not None else "–",
+            "value": words.percent(year.rate, 1) if year.rate is not None else "–",
             "note": ui["retention_counts"].format(start=number(year.at_start), won=number(year.won), end=number(year.at_end))
             if year.complete_history or figures.history_start is None
             else ui["history_short"].format(date=day(figures.history_start)),
@@ -549,23 +379,16 @@ def render(figures: Figures, language: str) -> str:
         "subtitle": ui["subtitle"].format(date=day(figures.night)),
         "warnings_as_of": ui["warnings_as_of"].format(date=day(figures.warnings_night)) if figures.warnings_night != figures.night else "",
         "kpis": kpis,
-        "groups": _groups_chart(figures, ui, locale),
-        "retention": _retention_chart(figures, ui, locale),
-        "warnings": _warnings_tables(figures, ui, locale),
-        "gate": _gate_view(figures, ui, locale),
-        "backtest": _backtest_view(figures, ui, locale),
+        "groups": _groups_chart(figures, words),
+        "retention": _retention_chart(figures, words),
+        "warnings": _warnings_tables(figures, words),
+        "gate": _gate_view(figures, words),
+        "backtest": _backtest_view(figures, words),
         "state_colours": STATE_COLOURS,
         "outcome_colours": OUTCOME_COLOURS,
         "footer": ui["footer"].format(database=figures.database or "DuckDB"),
     }
-    return template_environment().get_template("portfolio.html.j2").render(context)
-
-
-def _percent(value: float, locale: str, digits: int = 0) -> str:
-    pattern = Locale.parse(locale).percent_formats[None].pattern.split(";")[0]
-    if digits:
-        pattern = pattern.replace("#,##0", "#,##0." + "0" * digits)
-    return format_percent(value, format=pattern, locale=locale)
+    return render_template("portfolio.html.j2", context)
 
 
 def _jitter(account_id: str, salt: int) -> float:
@@ -574,7 +397,8 @@ def _jitter(account_id: str, salt: int) -> float:
     return (zlib.crc32(f"{salt}:{account_id}".encode("utf-8")) % 20001) / 10000 - 1
 
 
-def _groups_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
+def _groups_chart(figures: Figures, words: Language) -> dict:
+    ui = words.report
     accounts = figures.accounts
     most = max((a.orders for a in accounts), default=0)
     top = next((t for t in ORDER_TICKS if t >= max(most, 20)), most)
@@ -586,7 +410,7 @@ def _groups_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     def y(nps: float) -> float:
         return PLOT_TOP + (PLOT_BOTTOM - PLOT_TOP) * (10.5 - nps) / 11
 
-    number = lambda value: format_decimal(value, locale=locale)  # noqa: E731
+    number = words.number
     frequent = groups.FREQUENT_ORDERS - 0.5  # between 5 and 6 orders: whole numbers fall on one side
     marks = []
     # Drawn in order: no warning first, firing last, so the dots that need action stay on top.
@@ -635,17 +459,18 @@ def _groups_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
         "legend": legend,
         "frequent": ui["frequent"].format(n=groups.FREQUENT_ORDERS),
         "no_survey": ui["no_survey"].format(n=number(without)),
-        "intro": ui["groups_intro"].format(date=format_date(figures.warnings_night, "medium", locale=locale)),
+        "intro": ui["groups_intro"].format(date=words.date(figures.warnings_night)),
         "note": ui["group_note"].format(frequent=groups.FREQUENT_ORDERS, angry=groups.ANGRY_COMPLAINTS),
         "names": {g: ui[g] for g in ("apostle", "loyal", "opportunist", "hostage", "defector", "terrorist")},
     }
 
 
-def _retention_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
+def _retention_chart(figures: Figures, words: Language) -> dict:
+    ui = words.report
     months = figures.months
     left, right, top, bottom = 56, WIDTH - 20, 14, 184
     rates = [m.rate for m in months if m.rate is not None]
-    number = lambda value: format_decimal(value, locale=locale)  # noqa: E731
+    number = words.number
     if rates:
         high = max(1.0, max(rates))
         low = min(rates)
@@ -667,7 +492,7 @@ def _retention_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     partial = bool(months) and months[-1].end < _month_start(months[-1].end, -1) - timedelta(days=1)
     for index, month in enumerate(months):
         first = month.start + timedelta(days=1)
-        label = format_date(first, "LLL", locale=locale)
+        label = words.date(first, "LLL")
         rate = month.rate
         points.append(
             {
@@ -677,11 +502,11 @@ def _retention_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
                 # Under each January, and under the first month unless a January follows too closely.
                 "year": str(first.year) if first.month == 1 or (index == 0 and first.month <= 10) else "",
                 # One decimal only where it is not 0 (100, 99.5): 24 figures side by side stay apart.
-                "value": format_decimal(round(rate * 100, 1), format="#,##0.#", locale=locale) if rate is not None else "–",
+                "value": words.number(round(rate * 100, 1), "#,##0.#") if rate is not None else "–",
                 "partial": partial and index == len(months) - 1,
                 "title": ui["retention_month"].format(
-                    month=format_date(first, "LLLL yyyy", locale=locale),
-                    rate=_percent(rate, locale, digits=1) if rate is not None else "–",
+                    month=words.date(first, "LLLL yyyy"),
+                    rate=words.percent(rate, 1) if rate is not None else "–",
                     start=number(month.at_start), won=number(month.won), end=number(month.at_end),
                 ),
             }
@@ -705,14 +530,14 @@ def _retention_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     grid = []
     level = low
     while level <= high + 1e-9:
-        grid.append({"y": round(y(level), 1), "label": _percent(level, locale), "hundred": abs(level - 1) < 1e-9})
+        grid.append({"y": round(y(level), 1), "label": words.percent(level), "hundred": abs(level - 1) < 1e-9})
         level = round(level + step, 10)
     short = [m for m in months if not m.complete_history]
     notes = []
     if partial:
-        notes.append(ui["retention_partial"].format(date=format_date(months[-1].end, "medium", locale=locale)))
+        notes.append(ui["retention_partial"].format(date=words.date(months[-1].end)))
     if short and figures.history_start is not None:  # without any order the chart says so instead
-        notes.append(ui["retention_short"].format(n=len(short), date=format_date(figures.history_start, "medium", locale=locale)))
+        notes.append(ui["retention_short"].format(n=len(short), date=words.date(figures.history_start)))
     return {
         "width": WIDTH,
         "height": bottom + 64,
@@ -728,8 +553,9 @@ def _retention_chart(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     }
 
 
-def _warnings_tables(figures: Figures, ui: dict[str, str], locale: str) -> dict:
-    number = lambda value: format_decimal(value, locale=locale)  # noqa: E731
+def _warnings_tables(figures: Figures, words: Language) -> dict:
+    ui = words.report
+    number = words.number
     most = max([c.live + c.shadow for c in figures.rules + figures.owners] or [1]) or 1
 
     def line(count: Count, label: str, sub: str) -> dict:
@@ -750,15 +576,16 @@ def _warnings_tables(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     return {
         "title": ui["warnings_title"].format(days=WARNING_DAYS),
         "intro": ui["warnings_intro"].format(
-            first=format_date(nights[0], "medium", locale=locale) if nights else "–",
-            last=format_date(nights[-1], "medium", locale=locale) if nights else "–",
+            first=words.date(nights[0]) if nights else "–",
+            last=words.date(nights[-1]) if nights else "–",
         ),
         "rules": rules,
         "owners": owners,
     }
 
 
-def _gate_view(figures: Figures, ui: dict[str, str], locale: str) -> dict:
+def _gate_view(figures: Figures, words: Language) -> dict:
+    ui = words.report
     by_night = {g.night: g for g in figures.gate}
     size, gap = 24, 6
     days = []
@@ -770,16 +597,16 @@ def _gate_view(figures: Figures, ui: dict[str, str], locale: str) -> dict:
             {
                 "x": (GATE_DAYS - 1 - back) * (size + gap),
                 "outcome": outcome,
-                "weekday": format_date(day, "EEEEE", locale=locale),
-                "label": format_date(day, "d", locale=locale),
-                "title": f"{format_date(day, 'medium', locale=locale)}: {ui[outcome] if outcome else ui['no_run']}",
+                "weekday": words.date(day, "EEEEE"),
+                "label": words.date(day, "d"),
+                "title": f"{words.date(day)}: {ui[outcome] if outcome else ui['no_run']}",
             }
         )
     # The nights with a check that did not pass (the strip shows every night's worst outcome).
     nights = [
         {
-            "night": format_date(g.night, "medium", locale=locale),
-            "weekday": format_date(g.night, "EEE", locale=locale),
+            "night": words.date(g.night),
+            "weekday": words.date(g.night, "EEE"),
             "outcome": g.worst,
             "label": ui[g.worst],
             "problems": [
@@ -800,7 +627,7 @@ def _gate_view(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     clean = sum(1 for g in figures.gate if not g.problems)
     return {
         "intro": ui["gate_intro"].format(days=GATE_DAYS),
-        "summary": ui["gate_summary"].format(clean=format_decimal(clean, locale=locale), nights=format_decimal(len(figures.gate), locale=locale))
+        "summary": ui["gate_summary"].format(clean=words.number(clean), nights=words.number(len(figures.gate)))
         if figures.gate else "",
         "days": days,
         "size": size,
@@ -810,16 +637,17 @@ def _gate_view(figures: Figures, ui: dict[str, str], locale: str) -> dict:
     }
 
 
-def _backtest_view(figures: Figures, ui: dict[str, str], locale: str) -> dict | None:
+def _backtest_view(figures: Figures, words: Language) -> dict | None:
+    ui = words.report
     backtest = figures.backtest
     if backtest is None:
         return None
 
     def share(value):
-        return _percent(value, locale) if value is not None else "–"
+        return words.percent(value) if value is not None else "–"
 
     def decimal(value, pattern="#,##0.##"):
-        return format_decimal(value, format=pattern, locale=locale) if value is not None else "–"
+        return words.number(value, pattern) if value is not None else "–"
 
     lines = []
     for line in backtest.lines:
@@ -843,10 +671,10 @@ def _backtest_view(figures: Figures, ui: dict[str, str], locale: str) -> dict | 
     ran_at = backtest.ran_at
     return {
         "intro": ui["backtest_intro"].format(
-            first=format_date(backtest.first_night, "medium", locale=locale),
-            last=format_date(backtest.last_night, "medium", locale=locale),
+            first=words.date(backtest.first_night),
+            last=words.date(backtest.last_night),
             rules=backtest.rules,
-            ran_at=format_datetime(ran_at, "medium", locale=locale) if isinstance(ran_at, datetime) else str(ran_at),
+            ran_at=words.datetime(ran_at) if isinstance(ran_at, datetime) else str(ran_at),
         ),
         "lines": lines,
     }
@@ -856,8 +684,7 @@ def portfolio_report(
     con: duckdb.DuckDBPyConnection, night: date | None, language: str, ruleset: RuleSet | None = None, database: str = ""
 ) -> tuple[Figures, str]:
     """The figures as of `night` (default: the latest evaluated night) and the page showing them."""
-    if language not in UI:
-        raise ConfigError(f"digest.language: must be one of {sorted(UI)}, got {language!r}")
+    i18n.language(language)  # an unknown language fails before the figures are read
     figures = gather(con, night, ruleset, language)
     figures.database = database
     return figures, render(figures, language)

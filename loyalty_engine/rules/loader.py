@@ -43,7 +43,7 @@ from loyalty_engine.yaml_files import SafeLoader, load_yaml
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 # live: mailed as usual; shadow: evaluated and kept in history, never mailed (a rule on trial).
 MODES = ("live", "shadow")
-LANGUAGES = ("de", "en")
+from loyalty_engine.i18n import LANGUAGES  # noqa: E402  (the digest languages: one i18n module each)
 # What a metric computes over the rows of its table inside its window, and what it needs:
 # a table ("orders"), a number column ("orders.amount") or any column ("interactions.contact_person").
 # Its kind's entry in kinds.py says so; besides its kind, a metric over rows may have these keys.

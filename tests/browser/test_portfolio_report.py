@@ -62,7 +62,7 @@ def project(tmp_path_factory) -> Path:
         con.execute(
             """
             INSERT INTO warning_nights
-            SELECT ?, account_id, ?, 'medium', '{}', 'firing', 1, ?, ?, 'new', false, 'shadow rule: not mailed', lower(owner_email), NULL, NULL
+            SELECT ?, account_id, ?, 'medium', '{}', 'firing', 1, ?, ?, 'new', false, 'shadow rule: not mailed', lower(owner_email), NULL, NULL, NULL
             FROM accounts WHERE coalesce(status, 'active') <> 'closed'
                 AND account_id NOT IN (SELECT account_id FROM warning_nights WHERE night = ?)
             ORDER BY account_id LIMIT 1

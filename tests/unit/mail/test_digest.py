@@ -309,7 +309,7 @@ def test_revenue_chart_has_a_bar_per_month_in_cells_and_the_text_part_a_sparklin
 def test_critical_warnings_copy_the_supervisor_and_ops_digests_say_why():
     critical = replace(warning("K-1", "Bäckerei Kühn", "critical"), cc="Chefin@Example.com")
     routed = replace(warning("K-2", "Autohaus Adler", "high", owner_email=""), recipient="ops@example.com",
-                     route_reason="owner address 'anna(at)example' is not valid")
+                     route_reason="owner_address_invalid", route_value="anna(at)example")
     owner_digest, ops_digest = render_digests([critical, routed], NIGHT, SENDER, "de")
     assert owner_digest.envelope == ["juergen@example.com", "chefin@example.com"]
     assert ops_digest.recipient == "ops@example.com" and ops_digest.envelope == ["ops@example.com"]
