@@ -82,16 +82,15 @@ def run(settings: Settings, night: date | None = None, *, progress: Progress = _
     from flows.nightly import PROGRESS_LOGGER, nightly  # Prefect is imported only by the commands that run the flow
 
     logger = logging.getLogger(PROGRESS_LOGGER)
-    handlers = [flow_log] if flow_log is not None else []
-    for handler in handlers:
-        logger.addHandler(handler)
+    if flow_log is not None:
+        logger.addHandler(flow_log)
     try:
         # The flow picks the night itself when none is given, as a scheduled run does, so it can
         # say when the newest extract folder is older than it should be.
         return nightly(config_path=str(settings.source), night=night)
     finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
+        if flow_log is not None:
+            logger.removeHandler(flow_log)
 
 
 @dataclass(frozen=True)
