@@ -1,17 +1,17 @@
 """The nightly flow: load, gate and evaluate the night (one transaction) → render → deliver.
 
 The flow only composes; each task wraps plain functions from `loyalty_engine`, opens the
-DuckDB file itself (connections do not travel between tasks) and closes it when done. The
-whole run holds the database's lock, so a second run at the same time stops at once.
+DuckDB file itself (connections do not travel between tasks) and closes it when done. It starts
+with the pre-flight `loyalty run` also makes (`loyalty_engine/preflight.py`: tonight, the rules
+proven against it, the snoozes), and the whole run holds the database's lock, so a second run at
+the same time stops at once.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -23,30 +23,23 @@ from loyalty_engine.config import Settings, load_settings
 from loyalty_engine.mail.delivery import DeliveryReport, deliver_digests, undelivered_earlier
 from loyalty_engine.mail.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
-from loyalty_engine.extracts.staging import newest_extract_date
 from loyalty_engine.gate import Check, GateStop
 from loyalty_engine.night import NightState, run_night
 from loyalty_engine.mail.notices import render_gate_notice
 from loyalty_engine.mail.mailing import night_mailing
-from loyalty_engine.rules.evaluate import prove_rules
-from loyalty_engine.rules.loader import RuleSet, load_rules
-from loyalty_engine.lifecycle.snoozes import Snooze, load_snoozes
-from loyalty_engine.extracts.validate import TableCheck
+from loyalty_engine.preflight import preflight
+from loyalty_engine.rules.loader import RuleSet
+from loyalty_engine.lifecycle.snoozes import Snooze
+from loyalty_engine.summary import NightSummary, summary_markdown
+
+# The flow's own progress lines go to this child of Prefect's flow-run logger: Prefect keeps them
+# with the run as it keeps every run log, and `loyalty run` shows exactly these on the terminal.
+PROGRESS_LOGGER = "prefect.flow_runs.nightly"
 
 
-@dataclass
-class NightSummary:
-    night: date
-    tables: list[TableCheck] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)  # the gate's, every one with figure, limit, outcome
-    warnings: dict[str, int] = field(default_factory=dict)  # rule id -> accounts its condition held for
-    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, snoozed, … -> warnings
-    unrouted: int = 0  # warnings with no owner address and no email.ops_recipients: mailed to nobody
-    no_data: dict[str, int] = field(default_factory=dict)  # rule id -> accounts it could not judge
-    skipped: dict[str, str] = field(default_factory=dict)  # rule id -> why it did not run
-    delivery: DeliveryReport | None = None
-    mode: str = "outbox"
-    outbox: Path | None = None
+def progress() -> logging.LoggerAdapter:
+    """The run's logger for the flow's own progress lines (inside a flow run only)."""
+    return get_run_logger().getChild(PROGRESS_LOGGER.rsplit(".", 1)[1])
 
 
 @task(name="load, check and evaluate the night", cache_policy=NO_CACHE)
@@ -81,33 +74,18 @@ def deliver_task(settings: Settings, night: date, digests: list[Digest]) -> Deli
     return report
 
 
-def night_to_run(settings: Settings, night: date | None) -> date:
-    """The given night, else the newest extract folder, else today in the schedule's time zone."""
-    if night is not None:
-        return night
-    newest = newest_extract_date(settings.extracts.path)
-    return newest or datetime.now(ZoneInfo(settings.schedule.timezone)).date()
-
-
 @flow(name="nightly", log_prints=False)
 def nightly(config_path: str = "config.yaml", night: date | None = None) -> NightSummary:
     """Load the night's extracts, check them, evaluate the warning rules and mail the digests."""
-    logger = get_run_logger()
     settings = load_settings(Path(config_path))
-    defaulted, night = night is None, night_to_run(settings, night)
-    today = datetime.now(ZoneInfo(settings.schedule.timezone)).date()
-    if defaulted and (today - night).days > 1:
-        # A scheduled run picks the newest folder: if tonight's export is missing, say so.
-        logger.warning("the newest extract folder is %s, %d days before today; has an export failed?", night, (today - night).days)
+    # A broken rule or snoozes file, or another run going, stops the night before any data is replaced.
+    checked = preflight(settings, night)
+    night = checked.night
+    log_start(settings, night, checked.days_behind)
     summary = NightSummary(night=night, mode=settings.email.mode)
-    # A broken rule stops the night before any data is replaced.
-    ruleset = load_rules(settings.rules)
-    prove_rules(ruleset, night)
-    snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
-    logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
     with store.night_lock(settings.database):
         try:
-            state = night_task(settings, ruleset, snoozes, night)
+            state = night_task(settings, checked.ruleset, checked.snoozes, night)
         except GateStop as stop:
             # Nothing was replaced or advanced (a hold keeps nothing either; a release re-runs
             # the night). Ops hear of it, once per night.
@@ -116,13 +94,29 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
             tell_ops(settings, night, stop)
             publish_summary(summary)
             raise
-        _report_and_deliver(settings, ruleset, night, state, summary)
+        summary.record_night(state, checked.ruleset)
+        log_night(summary, state)
+        digests, summary.unrouted = render_task(settings, checked.ruleset, night)
+        log_digests(summary.unrouted, len(digests))
+        delivered = deliver_with_retries(settings, night, digests)
+        summary.record_delivery(delivered, settings.email)
+        publish_summary(summary)
+        if isinstance(delivered, DeliveryError):
+            raise delivered
     return summary
 
 
-def _report_and_deliver(settings: Settings, ruleset: RuleSet, night: date, state: NightState, summary: NightSummary) -> None:
-    logger = get_run_logger()
-    summary.tables, summary.checks, summary.notices = state.tables, state.checks, state.notices
+def log_start(settings: Settings, night: date, days_behind: int) -> None:
+    logger = progress()
+    if days_behind > 1:
+        # A scheduled run picks the newest folder: if tonight's export is missing, say so.
+        logger.warning("the newest extract folder is %s, %d days before today; has an export failed?", night, days_behind)
+    logger.info("Night %s: loading extracts from %s", night, settings.extracts.path)
+
+
+def log_night(summary: NightSummary, state: NightState) -> None:
+    """What the night's transaction did: rows loaded and kept out per table, the gate, the rules."""
+    logger = progress()
     for check in summary.tables:
         if not check.present:
             logger.info("%-10s absent tonight (optional)", check.table)
@@ -134,20 +128,22 @@ def _report_and_deliver(settings: Settings, ruleset: RuleSet, night: date, state
         for reason in check.reasons:
             logger.info("%-10s   quarantined: %s", "", reason)
     log_checks(summary.checks)
-    outcome = state.outcome
-    for rule in ruleset.rules:
-        if rule.enabled and rule.id not in outcome.skipped:
-            summary.warnings[rule.id] = sum(1 for signal in outcome.signals if signal.rule_id == rule.id)
-    summary.no_data, summary.skipped = outcome.no_data, outcome.skipped
-    for rule_id, why in outcome.skipped.items():
+    for rule_id, why in summary.skipped.items():
         logger.info("Rule %s skipped: %s", rule_id, why)
+    signals = state.outcome.signals
     notices = ", ".join(f"{count} {notice}" for notice, count in sorted(summary.notices.items()))
-    logger.info("Rules: %d signals for %d accounts; warnings: %s", len(outcome.signals), len({s.account_id for s in outcome.signals}), notices or "none")
+    logger.info("Rules: %d signals for %d accounts; warnings: %s", len(signals), len({s.account_id for s in signals}), notices or "none")
 
-    digests, summary.unrouted = render_task(settings, ruleset, night)
-    if summary.unrouted:
-        logger.warning("%d warnings have no usable owner address and email.ops_recipients is empty: nobody gets them", summary.unrouted)
-    logger.info("Digests: %d recipients to notify", len(digests))
+
+def log_digests(unrouted: int, recipients: int) -> None:
+    logger = progress()
+    if unrouted:
+        logger.warning("%d warnings have no usable owner address and email.ops_recipients is empty: nobody gets them", unrouted)
+    logger.info("Digests: %d recipients to notify", recipients)
+
+
+def deliver_with_retries(settings: Settings, night: date, digests: list[Digest]) -> DeliveryReport | DeliveryError:
+    """The deliver task with email.retries; what still failed after the last try comes back as the error."""
     retries = settings.email.retries
     delays = exponential_backoff(backoff_factor=settings.email.retry_delay_seconds)(retries) if retries else 0
     delivered = deliver_task.with_options(retries=retries, retry_delay_seconds=delays, retry_jitter_factor=0)(
@@ -156,16 +152,11 @@ def _report_and_deliver(settings: Settings, ruleset: RuleSet, night: date, state
     report = delivered.result(raise_on_failure=False)
     if isinstance(report, BaseException) and not isinstance(report, DeliveryError):
         raise report
-    summary.delivery = report.args[0] if isinstance(report, DeliveryError) else report
-    if settings.email.mode == "outbox":
-        summary.outbox = settings.email.outbox_dir / night.isoformat()
-    publish_summary(summary)
-    if isinstance(report, BaseException):
-        raise report
+    return report
 
 
 def log_checks(checks: list[Check]) -> None:
-    logger = get_run_logger()
+    logger = progress()
     levels = {"fail": logging.WARNING, "hold": logging.WARNING, "warn": logging.INFO}
     for check in checks:  # the passed ones are in the run summary and the nightly-gate artifact
         logger.log(levels.get(check.outcome.value, logging.DEBUG), "gate: %s", check.line())
@@ -173,7 +164,7 @@ def log_checks(checks: list[Check]) -> None:
 
 def tell_ops(settings: Settings, night: date, stop: GateStop) -> None:
     """Mail ops why the night stopped (once per night, kind and address, through the ledger)."""
-    logger = get_run_logger()
+    logger = progress()
     if not settings.email.ops_recipients:
         logger.warning("night %s stopped and email.ops_recipients is empty: nobody is told", night)
         return
@@ -194,18 +185,3 @@ def publish_summary(summary: NightSummary) -> None:
     checks = [{"check": c.name, "table": c.table, "outcome": c.outcome.value, "figure": c.figure, "limit": c.limit} for c in summary.checks]
     create_table_artifact(key="nightly-gate", table=checks, description=f"Gate of {summary.night}")
     create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(summary), description=f"Night {summary.night}")
-
-
-def summary_markdown(summary: NightSummary) -> str:
-    lines = [f"# Night {summary.night}", "", "| gate check | outcome | figure | limit |", "|---|---|---|---|"]
-    lines += [f"| {c.table} {c.name} | {c.outcome.value} | {c.figure} | {c.limit} |" for c in summary.checks]
-    lines += ["", "| rule | condition held | accounts without data |", "|---|---:|---:|"]
-    lines += [f"| {rule} | {count} | {summary.no_data.get(rule, 0)} |" for rule, count in summary.warnings.items()]
-    lines += [f"| {rule} | skipped: {why} | |" for rule, why in summary.skipped.items()]
-    if summary.notices:
-        lines += ["", "Warnings: " + ", ".join(f"{count} {notice}" for notice, count in sorted(summary.notices.items())) + "."]
-    report = summary.delivery
-    if report is not None:
-        lines += ["", f"Digests: {len(report.sent)} sent, {len(report.skipped)} already sent earlier, {len(report.failed)} failed."]
-        lines += [f"- failed: {who}: {why}" for who, why in report.failed.items()]
-    return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""Reading stored results back for people and scripts: no Prefect, read-only database access."""
+"""Reading stored results back for people and scripts: a night's warnings and quarantine, an
+account's history, the last backtest's figures, and which nights are stored. The one home of
+these queries; no Prefect, read-only database access."""
 
 from __future__ import annotations
 
@@ -22,6 +24,21 @@ def open_database(database: Path) -> duckdb.DuckDBPyConnection:
     return store.connect(database, read_only=True)
 
 
+def latest_loaded_night(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The newest night whose extracts were loaded, or None before the first."""
+    return con.execute("SELECT max(night) FROM loads").fetchone()[0]
+
+
+def latest_evaluated_night(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The newest night whose rules were evaluated and warnings advanced, or None before the first."""
+    return con.execute("SELECT max(night) FROM nights").fetchone()[0]
+
+
+def account_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The ids in the latest accounts extract."""
+    return [row[0] for row in con.execute("SELECT account_id FROM accounts").fetchall()]
+
+
 def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:
     names = [d[0] for d in result.description]
     return [dict(zip(names, row)) for row in result.fetchall()]
@@ -30,7 +47,7 @@ def _rows(result: duckdb.DuckDBPyConnection) -> list[dict]:
 def night_quarantine(database: Path, night: date | None = None, table: str | None = None) -> list[dict]:
     """The rows a night's validation kept out, with why (default: the latest loaded night)."""
     with open_database(database) as con:
-        night = night or con.execute("SELECT max(night) FROM loads").fetchone()[0]
+        night = night or latest_loaded_night(con)
         return _rows(
             con.execute(
                 """
@@ -46,10 +63,9 @@ def night_quarantine(database: Path, night: date | None = None, table: str | Non
 def night_warnings(database: Path, night: date | None = None) -> list[dict]:
     """Every warning of a night with its state and notice (default: the latest evaluated night)."""
     with open_database(database) as con:
+        night = night or latest_evaluated_night(con)
         if night is None:
-            night = con.execute("SELECT max(night) FROM nights").fetchone()[0]
-            if night is None:
-                return []
+            return []
         rows = _rows(
             con.execute(
                 f"""

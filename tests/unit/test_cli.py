@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import email
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -41,6 +43,18 @@ def test_every_command_has_help_with_an_example(command):
     result = loyalty(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert ("Example:" in result.stdout or "Examples:" in result.stdout) and f"loyalty {command}" in result.stdout
+
+
+def test_the_cli_only_parses_and_hands_over():
+    """cli.py holds no SQL and reaches into no module's private parts: the work is in api.py,
+    the words on the terminal in console.py."""
+    source = (ROOT / "loyalty_engine" / "cli.py").read_text(encoding="utf-8")
+    assert not re.findall(r"\b(?:SELECT|FROM|INSERT|UPDATE|DELETE|CREATE|JOIN|WHERE)\b", source)
+    assert "duckdb" not in source and ".execute(" not in source
+    imported = [
+        (node.module, alias.name) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) for alias in node.names
+    ]
+    assert imported and not [(module, name) for module, name in imported if name.startswith("_")]
 
 
 def test_top_level_help_lists_commands_and_exit_codes():

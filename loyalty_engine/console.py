@@ -1,0 +1,319 @@
+"""Everything `loyalty` shows on the terminal: every table, line and progress note.
+
+The api returns data and prints nothing; each command hands what it got to one function here.
+Results (tables, CSV, JSON: what a script pipes on) go to stdout, everything said along the way
+(progress, notes, counts, errors) to stderr, so a redirected result stays clean.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from loyalty_engine.errors import DeliveryError
+from loyalty_engine.safe_text import printable
+
+if TYPE_CHECKING:  # the commands' modules are imported by the commands that use them
+    from loyalty_engine.api import BacktestRun, GateReport, Preview, RuleCheck, RuleListing, RuleTests
+    from loyalty_engine.backtest import Backtest
+    from loyalty_engine.gate import Check
+    from loyalty_engine.lifecycle.snoozes import Snooze
+    from loyalty_engine.pages.portfolio import Figures
+    from loyalty_engine.rules.explain import AccountExplained
+    from loyalty_engine.sample.generator import SampleSummary
+    from loyalty_engine.summary import NightSummary
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: a table in a file or a pager keeps its rows whole.
+out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 1000)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class GateFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class BacktestFormat(str, Enum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+def say(message: str) -> None:
+    """A line for the person at the terminal, on stderr."""
+    err.print(message, markup=False)
+
+
+def note(message: str) -> None:
+    """A progress note, dimmed, on stderr."""
+    err.print(f"[dim]{escape(message)}[/dim]")
+
+
+class FlowProgress(logging.Handler):
+    """Prints the nightly flow's own progress lines on stderr (Prefect still stores every log for its UI)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warning = "[bold yellow]warning:[/bold yellow] " if record.levelno >= logging.WARNING else ""
+        err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {warning}{escape(record.getMessage())}")
+
+
+def show_error(error: Exception) -> None:
+    """A user's mistake (or digests not delivered) as one line, with the failed recipients under it."""
+    if isinstance(error, DeliveryError):
+        report = error.args[0]
+        say(f"error: {len(report.failed)} digests not delivered; they are retried on the next run")
+        for who, why in report.failed.items():
+            say(f"  {who}: {why}")
+    else:
+        say(f"error: {error}")
+
+
+def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:
+    """Rows as JSON, CSV (all columns) or a table of the `shown` columns, for people and scripts."""
+    if format is Format.json:
+        print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
+    elif format is Format.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else list(shown), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
+    else:
+        table = Table(box=box.SIMPLE_HEAD)
+        for column in shown:
+            table.add_column(column)
+        for row in rows:
+            # Values come from extracts: a terminal escape in a name must not reach the terminal.
+            table.add_row(*("" if row[c] is None else escape(printable(str(row[c]), one_line=True)) for c in shown))
+        if rows:
+            out.print(table)
+        err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")
+
+
+def show_alerts(rows: list[dict], format: Format) -> None:
+    shown = ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "reason")
+    print_rows(rows, format, shown, "warnings")
+
+
+def show_history(rows: list[dict], format: Format) -> None:
+    print_rows(rows, format, ("night", "rule_id", "mode", "event", "reason"), "events")
+
+
+def show_quarantine(rows: list[dict], format: Format) -> None:
+    shown = ("table_name", "line", "row_key", "column_name", "check_name", "value", "row_kept_out")
+    print_rows(rows, format, shown, "quarantined cells")
+
+
+def print_checks(checks: list[Check], title: str | None = None) -> None:
+    """The gate's checks as a table: outcome, what, figure, limit, and the detail where there is one."""
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left")
+    for heading in ("gate", "check", "figure", "limit"):
+        table.add_column(heading, overflow="fold")
+    styles = {"fail": "bold red", "hold": "bold yellow", "warn": "yellow", "skip": "dim"}
+    for c in checks:
+        outcome = f"[{styles[c.outcome.value]}]{c.outcome.value}[/]" if c.outcome.value in styles else c.outcome.value
+        what = c.name if c.table == "*" else f"{c.table} {c.name}"
+        figure = escape(c.figure) + (f"\n[dim]{escape(c.detail)}[/dim]" if c.detail and c.outcome.value != "pass" else "")
+        table.add_row(outcome, what, figure, escape(c.limit))
+    out.print(table)
+
+
+def show_gate(report: GateReport, format: GateFormat) -> None:
+    if format is GateFormat.json:
+        print(json.dumps([{**c.__dict__, "outcome": c.outcome.value} for c in report.checks], ensure_ascii=False, indent=2))
+    else:
+        print_checks(report.checks, title=f"Gate for {report.night}")
+
+
+# The lifecycle's notices as the run summary words them, in this order.
+NOTICES = {
+    "new": "new", "repeat": "still open and mailed again", "resolved": "resolved", "open": "open (mailed earlier)",
+    "pending": "pending", "snoozed": "snoozed", "inhibited": "inhibited", "kept": "kept (not judged tonight)",
+}
+
+
+def print_summary(summary: NightSummary, database: Path) -> None:
+    """The night's run: rows per table, the gate, warnings per rule and notice, the digests."""
+    table = Table(title=f"Night {summary.night}", title_justify="left")
+    for heading in ("table", "rows loaded", "quarantined"):
+        table.add_column(heading, justify="left" if heading == "table" else "right")
+    for check in summary.tables:
+        if check.present:
+            table.add_row(check.table, f"{check.rows_loaded:,}", f"{check.rows_quarantined:,}")
+        else:
+            table.add_row(check.table, "absent", "")
+    out.print(table)
+    print_checks(summary.checks)
+    for rule, count in summary.warnings.items():
+        unknown = summary.no_data.get(rule, 0)
+        out.print(f"{rule:<28} {count:>5} accounts" + (f", {unknown:,} without data" if unknown else ""))
+    for rule, why in summary.skipped.items():
+        out.print(f"{rule:<28} skipped: {why}")
+    shown = [(notice, summary.notices.get(notice, 0)) for notice in NOTICES]
+    out.print("warnings: " + ", ".join(f"{count} {NOTICES[notice]}" for notice, count in shown if count) if any(c for _, c in shown) else "warnings: none")
+    if summary.unrouted:
+        out.print(f"warning: {summary.unrouted} warnings have no usable owner address and email.ops_recipients is empty")
+    report = summary.delivery
+    done = f"{len(report.sent)} written to {summary.outbox}" if summary.outbox else f"{len(report.sent)} sent via SMTP"
+    out.print(f"digests: {done}, {len(report.skipped)} already sent earlier, {len(report.failed)} failed")
+    out.print(f"database: {database}  (see `loyalty alerts`)")
+
+
+def show_snoozes(rows: list[dict]) -> None:
+    print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by"), "snoozes")
+
+
+def snooze_added(snooze: Snooze, path: Path) -> None:
+    out.print(f"snooze {snooze.id}: {snooze.account_id} ({snooze.rule_id or 'every rule'}) not mailed up to and including {snooze.until}; in {path}", markup=False)
+
+
+def snooze_removed(snooze: Snooze, path: Path) -> None:
+    out.print(f"removed snooze {snooze.id} of {snooze.account_id} ({snooze.rule_id or 'every rule'}) from {path}", markup=False)
+
+
+def show_preview(preview: Preview) -> None:
+    out.print(f"{preview.subject}\nwritten to {preview.html_file} and {preview.text_file}", markup=False)
+
+
+def show_report(figures: Figures, out_file: Path) -> None:
+    out.print(f"Portfolio report for {figures.night}: {len(figures.accounts):,} active accounts; written to {out_file}", markup=False)
+
+
+def show_explanation(explained: AccountExplained) -> None:
+    from loyalty_engine.rules.explain import render
+
+    out.print(render(explained), markup=False)
+
+
+def _share_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def show_backtest(run: BacktestRun, format: BacktestFormat, output: Path | None, language: str) -> None:
+    """The replay's figures as tables, or as a JSON document or an HTML page on stdout or in a file."""
+    if format is BacktestFormat.table:
+        for path, result in zip(run.rule_paths, run.results):
+            print_backtest(result, str(path))
+        if run.difference is not None:
+            print_difference(run.difference, str(run.rule_paths[0]), str(run.rule_paths[1]))
+        return
+    if format is BacktestFormat.json:
+        text = json.dumps(run.as_json(), ensure_ascii=False, indent=2, default=str)
+    else:
+        from loyalty_engine.pages.backtest import render_backtest
+
+        text = render_backtest(run.results, run.rule_paths, run.difference, language)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+        say(f"Wrote {output}")
+    else:
+        print(text)
+
+
+def print_backtest(result: Backtest, title: str) -> None:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"{title}: {result.nights} nights {result.first} … {result.last}, {result.owners} owners (outcomes known up to {result.data_end})",
+        title_justify="left",
+    )
+    for column, justify in (("rule", "left"), ("mode", "left"), ("nights fired", "right"), ("accounts flagged", "right"), ("digests/owner/week", "right"),
+                            ("precision", "right"), ("recall", "right"), ("median lead (days)", "right")):
+        table.add_column(column, justify=justify)
+    rows = [(r["rule_id"], r["mode"], r) for r in result.rules] + [("all live rules", "", result.total)]
+    for index, (name, mode, figures) in enumerate(rows):
+        table.add_row(
+            name, mode, str(figures["nights_fired"]), str(figures["accounts_flagged"]),
+            "–" if figures["emails_per_owner_week"] is None else f"{figures['emails_per_owner_week']:.1f}",
+            _share_text(figures["precision"]), _share_text(figures["recall"]),
+            "–" if figures["median_lead_days"] is None else f"{figures['median_lead_days']:+.0f}",
+            end_section=index == len(rows) - 2,
+        )
+    out.print(table)
+
+
+def print_difference(difference: dict, before: str, after: str) -> None:
+    for key, verb in (("added", f"{after} warns, {before} does not"), ("dropped", f"{before} warns, {after} does not")):
+        part = difference[key]
+        out.print(f"{part['accounts']} accounts {verb}; {part['lost']} of them were lost")
+        for account in part["accounts_list"][:20]:
+            fate = f"lost {account['lost_on']} ({account['lost_how']})" if account["lost_on"] else "not lost"
+            out.print(f"  {account['account_id']}  first warned {account['first_warned']}  {fate}", markup=False)
+        if part["accounts"] > 20:
+            out.print(f"  … and {part['accounts'] - 20} more (--format json lists all)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def show_rule_check(check: RuleCheck) -> None:
+    """Every problem as FILE:LINE:COLUMN: PROBLEM on stderr, or one line saying all is fine."""
+    for problem in check.problems:
+        say(str(problem))
+    if check.problems:
+        say(f"{_count(len(check.problems), 'problem')} in {_count(len(check.files), 'rule file')}")
+    else:
+        ruleset = check.ruleset
+        out.print(f"{_count(len(check.files), 'rule file')}, {_count(len(ruleset.rules), 'rule')}, {_count(len(ruleset.metrics), 'metric')}: fine", markup=False)
+
+
+def show_rule_tests(tests: RuleTests) -> None:
+    """PASS or FAIL per case with what differed, a file that cannot be read as ERROR, then the counts."""
+    for found in tests.files:
+        if found.error is not None:
+            say(f"ERROR {found.error}")
+        for result in found.cases:
+            out.print(f"{'PASS' if result.passed else 'FAIL'}  {result.where}  {result.name}", markup=False)
+            for line in result.missing:
+                out.print(f"      - expected, did not fire: {line}", markup=False)
+            for line in result.unexpected:
+                out.print(f"      + fired, not expected:    {line}", markup=False)
+            for line in result.wrong_values:
+                out.print(f"      ≠ {line}", markup=False)
+    say(f"{tests.passed} passed, {tests.failed} failed")
+
+
+def show_rule_list(listing: RuleListing, format: Format) -> None:
+    """The rules, with the last backtest's figures beside them once one has run."""
+    rows = listing.rows
+    shown = ("rule_id", "severity", "enabled", "mode", "for", "title", "file")
+    if listing.backtest is not None:
+        say(f"Figures from the backtest of {listing.backtest[0]} … {listing.backtest[1]}")
+        shown += ("flagged", "digests/week", "precision", "recall", "lead_days")
+        if format is Format.table:
+            rows = [
+                row | {
+                    "precision": None if row["precision"] is None else f"{row['precision']:.0%}",
+                    "recall": None if row["recall"] is None else f"{row['recall']:.0%}",
+                    "lead_days": None if row["lead_days"] is None else f"{row['lead_days']:+.0f}",
+                    "digests/week": None if row["digests/week"] is None else f"{row['digests/week']:.1f}",
+                }
+                for row in rows
+            ]
+    print_rows(rows, format, shown, "rules")
+
+
+def show_sample(summary: SampleSummary, out_dir: Path, nights: int) -> None:
+    counts = ", ".join(f"{rows:,} {table}" for table, rows in summary.rows.items())
+    if nights > 1:
+        out.print(f"{nights} nights, {summary.folders[0].name} to {summary.end_date}, in {out_dir}", markup=False)
+    out.print(f"Sample for {summary.end_date} in {summary.folder}: {counts}", markup=False)
+    patterns = ", ".join(f"{count} {pattern}" for pattern, count in summary.patterns.items())
+    out.print(f"Accounts: {patterns}; {summary.lost} of the drifting ones lost by then", markup=False)
+    out.print(f"See {out_dir / 'ground_truth.csv'} for each account's pattern and the rules whose conditions hold", markup=False)
