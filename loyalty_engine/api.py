@@ -257,11 +257,11 @@ def snooze(settings: Settings, account_id: str, rule: str | None, until: date, r
     one, a typo being likeliest) and an end date in the past.
     """
     from loyalty_engine.lifecycle.snoozes import add_snooze
-    from loyalty_engine.rules.loader import _did_you_mean, load_rules
+    from loyalty_engine.rules.loader import did_you_mean, load_rules
 
     rule_ids = {r.id for r in load_rules(settings.rules).rules}
     if rule is not None and rule not in rule_ids:
-        raise UserError(f"--rule: unknown rule '{rule}'{_did_you_mean(rule, rule_ids)}")
+        raise UserError(f"--rule: unknown rule '{rule}'{did_you_mean(rule, rule_ids)}")
     if until < date.today():
         raise UserError(f"--until {until} lies in the past; a snooze covers nights up to and including its end date")
     _known_account(settings, account_id)
@@ -273,12 +273,12 @@ def _known_account(settings: Settings, account_id: str) -> None:
     if not settings.database.exists():
         return
     from loyalty_engine import results
-    from loyalty_engine.rules.loader import _did_you_mean
+    from loyalty_engine.rules.loader import did_you_mean
 
     with results.open_database(settings.database) as con:
         ids = results.account_ids(con)
     if ids and account_id not in ids:
-        raise UserError(f"unknown account '{account_id}'{_did_you_mean(account_id, ids)}: not in the latest accounts extract")
+        raise UserError(f"unknown account '{account_id}'{did_you_mean(account_id, ids)}: not in the latest accounts extract")
 
 
 def snooze_list(settings: Settings) -> list[dict]:
@@ -310,6 +310,7 @@ class BacktestRun:
     results: list[Backtest]
     rule_paths: list[Path]
     difference: dict | None = None
+    flagged: tuple[Path, int] | None = None  # the flagged accounts' CSV and its rows, with --flagged
 
     def as_json(self) -> dict:
         document = self.results[0].as_json()
@@ -319,12 +320,20 @@ class BacktestRun:
 
 
 def backtest(
-    settings: Settings, first: date, last: date, rules: Path | None = None, compare_with: Path | None = None, *, progress: Progress = _quiet
+    settings: Settings,
+    first: date,
+    last: date,
+    rules: Path | None = None,
+    compare_with: Path | None = None,
+    flagged: Path | None = None,
+    *,
+    progress: Progress = _quiet,
 ) -> BacktestRun:
     """Replay the rules (default: the config's) on the nights first … last and judge their warnings.
 
     Needs the database to itself (RunLocked, exit 7, while a run is going); the figures of the
-    first rule set are stored for `loyalty rules list` and `loyalty report`.
+    first rule set are stored for `loyalty rules list` and `loyalty report`, and with `flagged`
+    the accounts behind them are written to that CSV file.
     """
     from loyalty_engine import backtest as replay
     from loyalty_engine import results, store
@@ -352,7 +361,8 @@ def backtest(
             )
         replay.store_figures(con, replayed[0], rules_path)
     difference = replay.compare(replayed[0], replayed[1]) if len(replayed) == 2 else None
-    return BacktestRun(replayed, [path for path, _ in rule_sets], difference)
+    written = (flagged, replay.write_flagged(replayed[0], flagged)) if flagged is not None else None
+    return BacktestRun(replayed, [path for path, _ in rule_sets], difference, written)
 
 
 # --- Rules ---------------------------------------------------------------------------------------
@@ -413,6 +423,7 @@ def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
                 "flagged": found.get("accounts_flagged"),
                 "digests/week": found.get("emails_per_owner_week"),
                 "precision": found.get("precision"),
+                "too_late": found.get("too_late"),
                 "recall": found.get("recall"),
                 "lead_days": found.get("median_lead_days"),
             }

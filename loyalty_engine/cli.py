@@ -432,6 +432,10 @@ def backtest(
     ] = None,
     format: Annotated[BacktestFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = BacktestFormat.table,
     output: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write to FILE instead of stdout.", show_default=False)] = None,
+    flagged: Annotated[
+        Optional[Path],
+        typer.Option("--flagged", metavar="FILE.csv", help="Also write the accounts behind the figures: one row per account and rule, with its fate.", show_default=False),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Replay the rules on past nights and show how early and how precisely they warned.
@@ -441,9 +445,12 @@ def backtest(
     snoozes off). Shadow rules are replayed like live ones. Per rule and for all live rules:
     nights with a new warning, accounts flagged, digests per owner and week, and where the
     data shows what happened next: precision (flagged accounts lost within
-    backtest.horizon_days), recall (lost accounts warned at least backtest.min_lead_days
+    backtest.horizon_days), beside it how many were warned only after their loss (too
+    late: never a hit), recall (lost accounts warned at least backtest.min_lead_days
     before) and the median lead in days from the first warning to the loss. What "lost"
-    means is set under backtest.lost in config.yaml (docs/backtest.md). The figures are kept
+    means is set under backtest.lost in config.yaml (docs/backtest.md). --flagged FILE.csv
+    lists the accounts behind the figures (account_id, rule_id, first_warned, owner_email,
+    fate, lost_on; rule_id * for any live rule). The figures are kept
     for `loyalty rules list` and `loyalty report`. Needs the database to itself (exit 7
     while a run is going).
 
@@ -452,9 +459,10 @@ def backtest(
     \b
         loyalty backtest --from 2025-05-01 --to 2026-04-30
         loyalty backtest --from 2025-05-01 --to 2026-04-30 --compare rules-next/ --format json
+        loyalty backtest --from 2025-05-01 --to 2026-04-30 --flagged flagged.csv
     """
     settings = _settings(config)
-    run = api.backtest(settings, first.date(), last.date(), rules, compare_with, progress=console.note)
+    run = api.backtest(settings, first.date(), last.date(), rules, compare_with, flagged, progress=console.note)
     console.show_backtest(run, format, output, settings.digest.language)
 
 

@@ -207,6 +207,8 @@ def _share_text(value: float | None) -> str:
 
 def show_backtest(run: BacktestRun, format: BacktestFormat, output: Path | None, language: str) -> None:
     """The replay's figures as tables, or as a JSON document or an HTML page on stdout or in a file."""
+    if run.flagged is not None:
+        say(f"Wrote {run.flagged[1]:,} rows of flagged accounts to {run.flagged[0]}")
     if format is BacktestFormat.table:
         for path, result in zip(run.rule_paths, run.results):
             print_backtest(result, str(path))
@@ -233,14 +235,14 @@ def print_backtest(result: Backtest, title: str) -> None:
         title_justify="left",
     )
     for column, justify in (("rule", "left"), ("mode", "left"), ("nights fired", "right"), ("accounts flagged", "right"), ("digests/owner/week", "right"),
-                            ("precision", "right"), ("recall", "right"), ("median lead (days)", "right")):
+                            ("precision", "right"), ("too late", "right"), ("recall", "right"), ("median lead (days)", "right")):
         table.add_column(column, justify=justify)
     rows = [(r["rule_id"], r["mode"], r) for r in result.rules] + [("all live rules", "", result.total)]
     for index, (name, mode, figures) in enumerate(rows):
         table.add_row(
             name, mode, str(figures["nights_fired"]), str(figures["accounts_flagged"]),
             "–" if figures["emails_per_owner_week"] is None else f"{figures['emails_per_owner_week']:.1f}",
-            _share_text(figures["precision"]), _share_text(figures["recall"]),
+            _share_text(figures["precision"]), str(figures["too_late"]), _share_text(figures["recall"]),
             "–" if figures["median_lead_days"] is None else f"{figures['median_lead_days']:+.0f}",
             end_section=index == len(rows) - 2,
         )
@@ -295,7 +297,7 @@ def show_rule_list(listing: RuleListing, format: Format) -> None:
     shown = ("rule_id", "severity", "enabled", "mode", "for", "title", "file")
     if listing.backtest is not None:
         say(f"Figures from the backtest of {listing.backtest[0]} … {listing.backtest[1]}")
-        shown += ("flagged", "digests/week", "precision", "recall", "lead_days")
+        shown += ("flagged", "digests/week", "precision", "too_late", "recall", "lead_days")
         if format is Format.table:
             rows = [
                 row | {

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from loyalty_engine import store
+from loyalty_engine.backtest import stored_figures
 from loyalty_engine.errors import UserError
 from loyalty_engine.lifecycle.routing import route_reason_sql
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
@@ -155,10 +156,4 @@ def _event(row: dict) -> str:
 
 def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
     """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
-    result = con.execute(
-        """SELECT rule_id, first_night, last_night, nights_fired, accounts_flagged, emails_per_owner_week,
-                   precision, recall, median_lead_days FROM backtest_figures
-            WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)"""
-    )
-    names = [d[0] for d in result.description]
-    return {row[0]: dict(zip(names, row)) for row in result.fetchall()}
+    return {row["rule_id"]: row for row in stored_figures(con)}

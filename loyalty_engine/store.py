@@ -120,9 +120,27 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as error:
         # One writer per file: another run, `loyalty serve` or a DuckDB shell has it open.
         raise UserError(f"{path}: cannot open the database: {str(error).splitlines()[0]}") from None
-    if not read_only:
+    if read_only:
+        _show_later_columns(con)
+    else:
         con.execute(SCHEMA)
     return con
+
+
+# Columns added after databases were in use. A writer adds them (SCHEMA's ALTER TABLE); a reader
+# cannot, so an older file's table is shown through a TEMP view of the same name with them NULL.
+LATER_COLUMNS = {"warning_nights": {"route_value": "VARCHAR"}}
+
+
+def _show_later_columns(con: duckdb.DuckDBPyConnection) -> None:
+    catalog = con.execute("SELECT current_database()").fetchone()[0]
+    for table, added in LATER_COLUMNS.items():
+        present = {row[0] for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' AND NOT internal", [table]
+        ).fetchall()}
+        missing = [f"NULL::{kind} AS {name}" for name, kind in added.items() if present and name not in present]
+        if missing:
+            con.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {", ".join(missing)} FROM "{catalog}".main.{table}')
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 
 from loyalty_engine import i18n
+from loyalty_engine.backtest import stored_figures
 from loyalty_engine.errors import UserError
 from loyalty_engine.i18n import Language
 from loyalty_engine.retention import CUSTOMERS, retention_rate
@@ -299,22 +300,9 @@ def _gate(con: duckdb.DuckDBPyConnection, night: date) -> list[GateNight]:
 
 def _backtest(con: duckdb.DuckDBPyConnection) -> Backtest | None:
     """The rows of the latest `loyalty backtest` (they share `ran_at`); None before the first."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'backtest_figures' AND schema_name = 'main'").fetchone()[0]
-    if not exists:  # a database last written before the backtest existed
+    lines = stored_figures(con)
+    if not lines:
         return None
-    rows = con.execute(
-        """
-        SELECT ran_at, first_night, last_night, rules, rule_id, mode, nights_fired, accounts_flagged,
-            emails_per_owner_week, precision, recall, median_lead_days
-        FROM backtest_figures WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)
-        ORDER BY rule_id IS NULL, coalesce(mode, 'live') = 'shadow', rule_id
-        """
-    ).fetchall()
-    if not rows:
-        return None
-    names = ["ran_at", "first_night", "last_night", "rules", "rule_id", "mode", "nights_fired", "accounts_flagged",
-             "emails_per_owner_week", "precision", "recall", "median_lead_days"]  # fmt: skip
-    lines = [dict(zip(names, row)) for row in rows]
     first = lines[0]
     return Backtest(first["ran_at"], first["first_night"], first["last_night"], printable(first["rules"], one_line=True), lines)
 
@@ -663,6 +651,7 @@ def _backtest_view(figures: Figures, words: Language) -> dict | None:
                 "accounts_flagged": decimal(line["accounts_flagged"]),
                 "emails": decimal(line["emails_per_owner_week"], "#,##0.0#"),
                 "precision": share(line["precision"]),
+                "too_late": decimal(line["too_late"]),
                 "recall": share(line["recall"]),
                 # Signed, as `loyalty backtest` prints it: negative when the warning came after the loss.
                 "lead": decimal(line["median_lead_days"], "+#,##0;-#,##0"),

@@ -366,7 +366,6 @@ def did_you_mean(word: str, known) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-_did_you_mean = did_you_mean  # cli.py's import until it moves to did_you_mean (api branch); then delete
 
 
 def _rule(path: Path, spec: Located) -> Rule:
