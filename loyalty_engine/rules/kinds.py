@@ -281,6 +281,17 @@ def _chance(low: exp.Expression, high: exp.Expression, mu: exp.Expression, r: ex
     return exp.Least(this=_n("1.0"), expressions=[chance])
 
 
+def _let(values: dict[str, exp.Expression], body: exp.Expression) -> exp.Expression:
+    """`body`, in which the column `u.NAME` stands for `values[NAME]`, each computed once: a
+    one-element list of a struct, mapped by a lambda. Written out, the chance's SQL would repeat
+    each aggregate hundreds of times (megabytes of SQL); nested lambdas take DuckDB seconds to
+    plan, so there is one level."""
+    fields = ", ".join(f"'{key}': value_{key}" for key in values)
+    tree = sqlglot.parse_one(f"LIST_TRANSFORM([{{{fields}}}], LAMBDA u : body__)[1]", read="duckdb")
+    parts = {f"value_{key}": value for key, value in values.items()} | {"body__": body}
+    return tree.transform(lambda n: parts[n.name].copy() if isinstance(n, exp.Column) and not n.table and n.name in parts else n)
+
+
 def _unusual(reading) -> exp.Expression:
     """The chance of at most (tail: low) or at least (tail: high) the window's count, by the
     account's own baseline: the rate of the `baseline` before the window scaled to the window's
@@ -288,35 +299,41 @@ def _unusual(reading) -> exp.Expression:
     metric = reading.metric
     per, tail, span = metric.option("per"), metric.option("tail"), _baseline(metric.option("baseline"))
     base = reading.earlier(span)
-    observed = exp.Coalesce(this=reading.over(exp.Count(this=exp.Star())), expressions=[_n(0)])
-    events = base.over(exp.Count(this=exp.Star()))
+    u = lambda key: exp.column(key, "u")  # noqa: E731  (the values bound by _let)
     # The baseline begins at the account's first row (of the table) when that is later than its start.
     first_day = base.latest(reading.keep("first_day", reading.first(reading.event)))
-    start = exp.Greatest(this=base.window_start.copy(), expressions=[_shift(first_day, -1)])
-    base_days = exp.DateDiff(this=base.window_end.copy(), expression=start.copy(), unit=exp.var("DAY"))
-    window_days = exp.DateDiff(this=reading.window_end.copy(), expression=reading.window_start.copy(), unit=exp.var("DAY"))
-    mu = exp.paren(_double(events.copy()) * _double(window_days.copy()) / exp.Nullif(this=_double(base_days.copy()), expression=_n(0)))
+    start = exp.cast(exp.Greatest(this=base.window_start.copy(), expressions=[_shift(first_day, -1)]), exp.DataType.build("date"))
     p = _periods(base, start)
-    mean = exp.paren(_double(p["y"].copy()) / exp.Nullif(this=_double(p["n"].copy()), expression=_n(0)))
-    variance = exp.paren(_variance(p))
-    # Size per period mean^2 / (variance - mean) when the periods vary more than Poisson, scaled
-    # by the number of periods the window spans; otherwise none (Poisson).
-    size = exp.Case(
+    mean = exp.paren(_double(u("y")) / exp.Nullif(this=_double(u("n")), expression=_n(0)))
+    variance = exp.paren(_variance({"n": u("n"), "y": u("y"), "yy": u("yy")}))
+    # The size per period, mean^2 / (variance - mean), when the periods vary more than Poisson,
+    # scaled by the number of periods the window spans; otherwise none (Poisson).
+    size = exp.paren(exp.Case(
         ifs=[exp.If(
             this=exp.and_(variance.copy() > mean.copy(), mean.copy() > _n(0)),
-            true=mean.copy() * mean.copy() / exp.paren(variance.copy() - mean.copy()) * _double(window_days.copy()) / _n(round(PERIOD_DAYS[per], 6)),
+            true=mean.copy() * mean.copy() / exp.paren(variance.copy() - mean.copy()) * _double(u("wd")) / _n(round(PERIOD_DAYS[per], 6)),
         )]
-    )  # fmt: skip
-    size = exp.paren(size)
+    ))  # fmt: skip
+    mu = exp.paren(_double(u("events")) * _double(u("wd")) / exp.Nullif(this=_double(u("bd")), expression=_n(0)))
+    x = u("x")
     sd = exp.Sqrt(this=mu.copy() + exp.Coalesce(this=mu.copy() * mu.copy() / size.copy(), expressions=[_n(0)]))
     low = exp.Greatest(this=_n(0), expressions=[exp.Floor(this=mu.copy() - _n(TAIL_SDS) * sd.copy())])
     high = exp.Ceil(this=mu.copy() + _n(TAIL_SDS) * sd.copy() + _n(1))
     if tail == "at most":
-        chance = _chance(low, exp.Least(this=observed.copy(), expressions=[high]), mu, size)
+        chance = _chance(low, exp.Least(this=x.copy(), expressions=[high]), mu, size)
     else:
-        chance = _chance(exp.Greatest(this=observed.copy(), expressions=[low]), high, mu, size)
-    has_baseline = exp.and_(events.copy() > _n(0), base_days.copy() > _n(0))
-    return exp.Case(ifs=[exp.If(this=has_baseline, true=chance)])
+        chance = _chance(exp.Greatest(this=x.copy(), expressions=[low]), high, mu, size)
+    chance = exp.Case(ifs=[exp.If(this=exp.and_(u("events") > _n(0), u("bd") > _n(0)), true=chance)])
+    return _let(
+        {
+            "x": exp.Coalesce(this=reading.over(exp.Count(this=exp.Star())), expressions=[_n(0)]),
+            "events": base.over(exp.Count(this=exp.Star())),
+            "wd": exp.DateDiff(this=reading.window_end.copy(), expression=reading.window_start.copy(), unit=exp.var("DAY")),
+            "bd": exp.DateDiff(this=base.window_end.copy(), expression=start.copy(), unit=exp.var("DAY")),
+            "n": p["n"], "y": p["y"], "yy": p["yy"],
+        },
+        chance,
+    )  # fmt: skip
 
 
 _WINDOW_NAMES = ((7, 7, "week"), (28, 31, "month"), (89, 92, "quarter"), (181, 184, "half-year"), (365, 366, "year"))
