@@ -260,25 +260,31 @@ def _slope(reading) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=p["n"].copy() >= _n(2), true=top / exp.Nullif(this=bottom, expression=_n(0)))])
 
 
-# The chance of a count in [low, high] under a Poisson (mean mu) or negative binomial (mean mu,
-# size r) law, summed term by term. Terms further than TAIL_SDS standard deviations from the mean
-# are left out (together far below 1e-12 for these laws), so a sum has at most 2 * TAIL_SDS * sd
-# + 2 terms, however large the count.
+# The chance of a count of at most `upto` under a Poisson (mean mu) or negative binomial (mean
+# mu, size r) law, summed term by term from `low` (TAIL_SDS standard deviations below the mean)
+# to `upto`, but not beyond `high`: TAIL_SDS standard deviations above the mean and, for the
+# negative binomial's long right tail, TAIL_STEPS times the number of terms over which its terms
+# fall by a factor e ((r + mu) / r). What is left out is far below 1e-12; a sum has at most
+# 2 * TAIL_SDS * sd + TAIL_STEPS * (r + mu) / r + 2 terms, however large the count.
 TAIL_SDS = 12
+TAIL_STEPS = 30
 _POISSON = "EXP(k * LN(mu) - mu - LGAMMA(k + 1))"
 _NEGATIVE_BINOMIAL = "EXP(LGAMMA(k + r) - LGAMMA(r) - LGAMMA(k + 1) + r * LN(r / (r + mu)) + k * LN(mu / (r + mu)))"
 
 
-def _chance(low: exp.Expression, high: exp.Expression, mu: exp.Expression, r: exp.Expression) -> exp.Expression:
+def _at_most(upto: exp.Expression, mu: exp.Expression, r: exp.Expression) -> exp.Expression:
+    sd = exp.Sqrt(this=mu.copy() + exp.Coalesce(this=mu.copy() * mu.copy() / r.copy(), expressions=[_n(0)]))
+    low = exp.Greatest(this=_n(0), expressions=[exp.Floor(this=mu.copy() - _n(TAIL_SDS) * sd.copy())])
+    steps = exp.Coalesce(this=_n(TAIL_STEPS) * exp.paren(r.copy() + mu.copy()) / r.copy(), expressions=[_n(0)])
+    high = exp.Least(this=upto, expressions=[exp.Ceil(this=mu.copy() + _n(TAIL_SDS) * sd.copy() + steps)])
     names = {"low": low, "high": high, "mu": mu, "r": r}
     sums = []
     for term in (_POISSON, _NEGATIVE_BINOMIAL):
         text = f"COALESCE(LIST_SUM(LIST_TRANSFORM(RANGE(CAST(low AS BIGINT), CAST(high AS BIGINT) + 1), LAMBDA k : {term})), 0)"
         tree = sqlglot.parse_one(text, read="duckdb")
-        sums.append(tree.transform(lambda n: exp.paren(names[n.name].copy()) if isinstance(n, exp.Column) and n.name in names else n))
+        sums.append(tree.transform(lambda n: exp.paren(names[n.name].copy()) if isinstance(n, exp.Column) and not n.table and n.name in names else n))
     poisson, negative_binomial = sums
-    chance = exp.Case(ifs=[exp.If(this=r.copy().is_(exp.null()), true=poisson)], default=negative_binomial)
-    return exp.Least(this=_n("1.0"), expressions=[chance])
+    return exp.paren(exp.Case(ifs=[exp.If(this=r.copy().is_(exp.null()), true=poisson)], default=negative_binomial))
 
 
 def _let(values: dict[str, exp.Expression], body: exp.Expression) -> exp.Expression:
@@ -316,13 +322,9 @@ def _unusual(reading) -> exp.Expression:
     ))  # fmt: skip
     mu = exp.paren(_double(u("events")) * _double(u("wd")) / exp.Nullif(this=_double(u("bd")), expression=_n(0)))
     x = u("x")
-    sd = exp.Sqrt(this=mu.copy() + exp.Coalesce(this=mu.copy() * mu.copy() / size.copy(), expressions=[_n(0)]))
-    low = exp.Greatest(this=_n(0), expressions=[exp.Floor(this=mu.copy() - _n(TAIL_SDS) * sd.copy())])
-    high = exp.Ceil(this=mu.copy() + _n(TAIL_SDS) * sd.copy() + _n(1))
-    if tail == "at most":
-        chance = _chance(low, exp.Least(this=x.copy(), expressions=[high]), mu, size)
-    else:
-        chance = _chance(exp.Greatest(this=x.copy(), expressions=[low]), high, mu, size)
+    # At most x; at least x is 1 - (at most x - 1). Clamped to 0 … 1 against rounding.
+    chance = _at_most(x, mu, size) if tail == "at most" else _n(1) - _at_most(x - _n(1), mu, size)
+    chance = exp.Greatest(this=_n(0), expressions=[exp.Least(this=_n("1.0"), expressions=[chance])])
     chance = exp.Case(ifs=[exp.If(this=exp.and_(u("events") > _n(0), u("bd") > _n(0)), true=chance)])
     return _let(
         {
