@@ -26,6 +26,14 @@ frames), so one function serves both:
     reading.window_start                the day before the window's first (None without a window)
     reading.days_since(day)             days from `day` to the night
     reading.metric                      the Metric, e.g. for `metric.option("per")`
+    reading.window_end                  the window's last day
+    reading.earliest(value)             `value` on the oldest of the metric's rows in the window
+    reading.running(value, within)      per row: the running sum of `value` over the account's
+                                        matching rows with the same `within` (e.g. its month)
+    reading.total(value, within)        per row: the sum of `value` over those rows
+    reading.first(value)                per row: the smallest `value` over all the account's rows
+    reading.earlier(span)               a reading of the same form over `span` ending where the
+                                        window begins (a baseline)
 
 A kind over the account's own row (`attribute`) gets `column()`, `days_since(day)` and `metric`.
 
