@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 import duckdb
 import sqlglot
@@ -126,20 +127,17 @@ def _literal(value) -> exp.Expression:
         return exp.var("unknown")
     if isinstance(value, bool):
         return exp.Boolean(this=value)
-    if isinstance(value, (int, float)):
-        return exp.Literal.number(_shown(value))
+    if isinstance(value, (int, float, Decimal)):  # a literal such as 0.01 comes back as a Decimal
+        return exp.Literal.number(_shown(float(value) if isinstance(value, Decimal) else value))
     return exp.Literal.string(str(value))
 
 
 def _shown(value) -> str:
+    if isinstance(value, float) and 0 < abs(value) < 0.005:  # a small chance: 3.5e-06, not 0
+        return f"{value:.2g}"
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
     return str(value)
-
-
-def _shown_chance(value: float) -> str:
-    """A probability with two significant figures: 0.0049 rather than 0."""
-    return f"{value:.2g}" if value else "0"
 
 
 def render(explained: AccountExplained) -> str:
@@ -160,7 +158,7 @@ def render(explained: AccountExplained) -> str:
         for name, value, what in item.numbers:
             shown = "no data" if value is None else _shown(value)
             if name in item.shown:  # a chance, as odds
-                shown = f"{_shown_chance(value)} ({item.shown[name]})"
+                shown = f"{_shown(value)} ({item.shown[name]})"
             lines.append(f"  {name:<{width}} = {shown:<10} {what}")
     return "\n".join(lines)
 
