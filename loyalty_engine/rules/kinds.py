@@ -295,13 +295,13 @@ def _at_most(upto: exp.Expression, mu: exp.Expression, r: exp.Expression) -> exp
     return exp.paren(exp.Case(ifs=[exp.If(this=r.copy().is_(exp.null()), true=poisson)], default=negative_binomial))
 
 
-def _let(values: dict[str, exp.Expression], body: exp.Expression) -> exp.Expression:
-    """`body`, in which the column `u.NAME` stands for `values[NAME]`, each computed once: a
+def _let(values: dict[str, exp.Expression], body: exp.Expression, name: str = "u") -> exp.Expression:
+    """`body`, in which the column `NAME.KEY` stands for `values[KEY]`, each computed once: a
     one-element list of a struct, mapped by a lambda. Written out, the chance's SQL would repeat
-    each aggregate hundreds of times (megabytes of SQL); nested lambdas take DuckDB seconds to
-    plan, so there is one level."""
+    each aggregate hundreds of times (megabytes of SQL); each level of lambdas multiplies DuckDB's
+    planning time, so there are two (and the sum's)."""
     fields = ", ".join(f"'{key}': value_{key}" for key in values)
-    tree = sqlglot.parse_one(f"LIST_TRANSFORM([{{{fields}}}], LAMBDA u : body__)[1]", read="duckdb")
+    tree = sqlglot.parse_one(f"LIST_TRANSFORM([{{{fields}}}], LAMBDA {name} : body__)[1]", read="duckdb")
     parts = {f"value_{key}": value for key, value in values.items()} | {"body__": body}
     return tree.transform(lambda n: parts[n.name].copy() if isinstance(n, exp.Column) and not n.table and n.name in parts else n)
 
@@ -329,10 +329,11 @@ def _unusual(reading) -> exp.Expression:
         )]
     ))  # fmt: skip
     mu = exp.paren(_double(u("events")) * _double(u("wd")) / exp.Nullif(this=_double(u("bd")), expression=_n(0)))
-    x = u("x")
+    v = lambda key: exp.column(key, "v")  # noqa: E731  (bound in a second level, from the first)
     # At most x; at least x is 1 - (at most x - 1). Clamped to 0 … 1 against rounding.
-    chance = _at_most(x, mu, size) if tail == "at most" else _n(1) - _at_most(x - _n(1), mu, size)
+    chance = _at_most(v("x"), v("mu"), v("r")) if tail == "at most" else _n(1) - _at_most(v("x") - _n(1), v("mu"), v("r"))
     chance = exp.Greatest(this=_n(0), expressions=[exp.Least(this=_n("1.0"), expressions=[chance])])
+    chance = _let({"x": u("x"), "mu": mu, "r": size}, chance, name="v")
     chance = exp.Case(ifs=[exp.If(this=exp.and_(u("events") > _n(0), u("bd") > _n(0)), true=chance)])
     return _let(
         {
