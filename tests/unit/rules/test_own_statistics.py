@@ -103,11 +103,12 @@ def pmf(k: int, mu: float, r: float | None) -> float:
     return math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1) + r * math.log(r / (r + mu)) + k * math.log(mu / (r + mu)))
 
 
-def unusual(rows, night, length=90, baseline=365, per="month", tail="low") -> float | None:
-    """The chance of at most (at least) the window's number of rows, by the baseline before it."""
-    start, end = window(night, length)
+def unusual(rows, night, length=90, baseline=365, per="month", tail="low", ending=0, first_row=None) -> float | None:
+    """The chance of at most (at least) the window's number of rows, by the baseline before it
+    (which starts no earlier than the account's first row, `first_row` if given)."""
+    start, end = window(night, length, ending)
     base_end = start - timedelta(days=1)
-    first_row = min((day for day, _ in rows), default=None)
+    first_row = first_row or min((day for day, _ in rows), default=None)
     if first_row is None:
         return None
     base_start = max(base_end - timedelta(days=baseline - 1), first_row)
@@ -229,6 +230,28 @@ def test_unusual_at_its_edges(unusual_values):
     assert at("low", "RECENT") < 0.01
     # Eight orders in eight days after one a month: the high tail is small, the low one large.
     assert at("high", "SPIKE") < 0.01 < 0.99 < at("low", "SPIKE")
+
+
+def test_unusual_follows_where_and_ending(tmp_path, monkeypatch):
+    """Only matching rows count, in the window and the baseline; the baseline still starts at the
+    account's first row of any kind; `ending` moves both back."""
+    con = book({"UNEVEN": UNEVEN, "SPIKE": SPIKE})
+    got = values(
+        con, tmp_path, monkeypatch,
+        {
+            "big": "unusual: orders, window: 60d, baseline: 200d, where: 'amount >= 150', per: week",
+            "earlier": "unusual: orders, window: 90d, ending: 30d ago, tail: high",
+        },
+    )  # fmt: skip
+    for account, rows in (("UNEVEN", UNEVEN), ("SPIKE", SPIKE)):
+        first = min(day for day, _ in rows)
+        big = [row for row in rows if row[1] >= 150]
+        for night in NIGHTS:
+            expected = unusual(big, night, length=60, baseline=200, per="week", first_row=first)
+            assert got[("big", account, night)] == (None if expected is None else pytest.approx(expected, rel=1e-6, abs=1e-12)), night
+            expected = unusual(rows, night, ending=30, tail="high")
+            assert got[("earlier", account, night)] == pytest.approx(expected, rel=1e-6, abs=1e-12), night
+    assert got[("big", "SPIKE", NIGHTS[0])] is None  # SPIKE's orders are all of 100
 
 
 # --- words, odds, mistakes -------------------------------------------------------------------------
