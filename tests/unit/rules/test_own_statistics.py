@@ -18,6 +18,7 @@ from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.explain import explain_account, render
 from loyalty_engine.rules.kinds import odds
 from loyalty_engine.rules.loader import check_rule_files, load_rules
+from loyalty_engine.rules.testing import run_rule_tests
 
 NIGHT = date(2026, 11, 23)
 # Ten nights across a month's end, so that windows start and end on a 1st, a 30th, a 31st.
@@ -323,3 +324,30 @@ def test_a_window_too_short_for_two_periods_is_a_rule_error(tmp_path):
     )
     with pytest.raises(RuleError, match=r"m.yaml:2:6: spread metric 'm' per month needs a window of at least 92d or 3m \(two whole months\), got 60d"):
         prove_rules(load_rules(tmp_path), NIGHT)
+
+
+def test_rule_tests_run_a_rule_on_the_accounts_own_odds(tmp_path):
+    """`loyalty rules test` on both sides of the threshold: a steady account that went quiet
+    fires, a bursty one in a normal gap does not."""
+    (tmp_path / "quiet.yaml").write_text(
+        "metrics:\n  orders_unusual: {unusual: orders, window: 90d, baseline: 365d, tail: low}\n"
+        "rules:\n  - {id: unusually_quiet, severity: high, when: orders_unusual < 0.01, title: t, message: '{{ orders_unusual }}', action: a}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "quiet.test.yaml").write_text(
+        "tests:\n"
+        "  - name: steady, then quiet\n"
+        "    night: 2026-11-23\n"
+        "    orders:\n"
+        "      - {account_id: STEADY, every: 7d, from: 2025-01-01, until: 2026-08-01}\n"
+        "      - {account_id: BURSTY, every: 1d, from: 2025-03-01, until: 2025-03-10}\n"
+        "      - {account_id: BURSTY, every: 1d, from: 2025-07-01, until: 2025-07-10}\n"
+        "      - {account_id: BURSTY, every: 1d, from: 2025-11-01, until: 2025-11-10}\n"
+        "      - {account_id: BURSTY, every: 1d, from: 2026-03-01, until: 2026-03-10}\n"
+        "      - {account_id: BURSTY, every: 1d, from: 2026-07-01, until: 2026-07-10}\n"
+        "    expect:\n"
+        "      - {account: STEADY, rule: unusually_quiet}\n",
+        encoding="utf-8",
+    )
+    [result] = run_rule_tests(tmp_path / "quiet.test.yaml")
+    assert result.passed, result
