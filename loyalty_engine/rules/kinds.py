@@ -361,10 +361,9 @@ def odds(chance: float | None, window_days: int) -> str | None:
         return f"more often than not ({chance:.0%} of {plural})"
     if chance < 1e-6:
         return f"less than once in a million {plural}"
-    times = 1 / chance
+    times = 1 / chance  # above 2
     digits = max(0, len(str(int(times))) - 2)  # two significant figures
-    rounded = int(round(times, -digits))
-    return f"about once in {rounded:,} {plural}" if rounded != 1 else f"about once every {name or f'{window_days} days'}"
+    return f"about once in {int(round(times, -digits)):,} {plural}"
 
 
 def _per(text: str) -> str | None:
