@@ -351,3 +351,24 @@ def test_rule_tests_run_a_rule_on_the_accounts_own_odds(tmp_path):
     )
     [result] = run_rule_tests(tmp_path / "quiet.test.yaml")
     assert result.passed, result
+
+
+def test_unusual_for_a_large_account_sums_only_the_terms_that_matter(tmp_path, monkeypatch):
+    """About 20 orders a day, then 17 a day: thousands of events, a sum capped near the mean,
+    the same chance as the whole sum computed here."""
+    con = book({})
+    con.execute("INSERT INTO accounts (account_id, name, owner_email, owner_name, status) VALUES ('LARGE', 'L', 'a@example.com', 'Anna', 'active')")
+    start = NIGHT - timedelta(days=600)
+    con.execute(
+        "INSERT INTO orders SELECT 'L' || i, 'LARGE', ?::DATE + CAST(CASE WHEN i < 510 * 20 THEN i // 20 ELSE 510 + (i - 510 * 20) // 17 END AS INTEGER), 100, 'EUR' "
+        "FROM range(0, 510 * 20 + 90 * 17) r(i)",
+        [start],
+    )
+    rows = [(day, 100.0) for (day,) in con.execute("SELECT order_date FROM orders WHERE account_id = 'LARGE'").fetchall()]
+    nights = [NIGHT - timedelta(days=i) for i in range(3)]
+    got = values(con, tmp_path, monkeypatch, {"low": "unusual: orders, window: 90d", "high": "unusual: orders, window: 90d, tail: high"}, nights=nights)
+    for night in nights:
+        for tail in ("low", "high"):
+            assert got[(tail, "LARGE", night)] == pytest.approx(unusual(rows, night, tail=tail), rel=1e-6, abs=1e-12), (tail, night)
+    assert sum(1 for day, _ in rows if day > NIGHT - timedelta(days=90)) == 89 * 17  # 17 a day in the window (its first day has none)
+    assert got[("low", "LARGE", NIGHT)] < 1e-6 and got[("high", "LARGE", NIGHT)] > 0.99
