@@ -445,6 +445,29 @@ def _frame(metric: Metric) -> exp.WindowSpec:
     return exp.WindowSpec(kind="RANGE", start=reach, start_side="PRECEDING", end="CURRENT ROW")
 
 
+def _earlier_frame(window: Span, earlier: Span) -> exp.WindowSpec:
+    """The RANGE frame, from a probe on a window's end, of the span `earlier` before that window:
+    from `window + earlier - 1 day` to `window` PRECEDING (months are taken before days, as the
+    nights' edges are)."""
+
+    def interval(spans: list[Span], less_days: int) -> exp.Interval:
+        months = sum(s.amount * (12 if s.unit == "y" else 1) for s in spans if s.unit in ("m", "y"))
+        days = sum(s.amount * (7 if s.unit == "w" else 1) for s in spans if s.unit in ("d", "w")) - less_days
+        if not months:
+            return exp.Interval(this=exp.Literal.string(str(days)), unit=exp.var("DAY"))
+        return exp.Interval(this=exp.Literal.string(f"{months} months {days} days" if days else f"{months} months"))
+
+    return exp.WindowSpec(kind="RANGE", start=interval([window, earlier], 1), start_side="PRECEDING", end=interval([window], 0), end_side="PRECEDING")
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The window a reading reads: `window` long, ending `ending` (summed) before the night."""
+
+    ending: tuple[Span, ...]
+    window: Span | None
+
+
 # Up to this many nights, a table's rows are joined to the nights they count for; from more on,
 # rows and per-night probes are sorted into one stream and every metric is a window frame over
 # it (benchmarks/README.md: one night 0.6 s joined against 3.5 s streamed at 10k accounts, a
@@ -505,16 +528,43 @@ class _RowsReading(_Reading):
     night = exp.column("night")
     counts: exp.Expression  # the condition a row must meet to count for the metric
 
-    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
+    def __init__(self, rows: _Rows, metric: Metric, index: int | str, bounds: _Bounds, span: _Span | None = None):
         super().__init__(metric)
-        self.rows, self.index = rows, index
+        self.rows, self.index, self.bounds = rows, index, bounds
+        # The window read: the metric's own, or (`earlier`) a span ending where another begins.
+        self.span = span or _Span((metric.ending,), metric.window)
         self.matching: list[exp.Expression] = []
         self.counts = exp.true()
         filter_tree = check_filter(metric)
         if filter_tree is not None:
             self.matching = [exp.paren(filter_tree.transform(lambda n: exp.column(n.name, "t") if isinstance(n, exp.Column) else n))]
-            self.counts = rows.carry(f"match_{index}", self.matching[0].copy())
-        self.window_start = bounds.before(metric.ending, metric.window) if metric.window is not None else None
+            self.counts = rows.carry(f"match_{str(index).rstrip('b')}", self.matching[0].copy())
+        self.window_start = bounds.before(*self.span.ending, self.span.window) if self.span.window is not None else None
+        self.window_end = bounds.before(*self.span.ending)
+
+    def earlier(self, window: Span) -> "_RowsReading":
+        """The same metric's rows over `window` ending where this reading's window begins (the
+        baseline before an observed window): a reading of the same form, with its own edges."""
+        return type(self)(self.rows, self.metric, f"{self.index}b", self.bounds, _Span((*self.span.ending, self.span.window), window))
+
+    def earliest(self, value: exp.Expression) -> exp.Expression:
+        return self.over(exp.ArgMin(this=value, expression=self.rows.place.copy()))
+
+    def running(self, value: exp.Expression, within: exp.Expression) -> exp.Expression:
+        """Per row: the sum of `value` over the account's matching rows with the same `within`
+        (a period), up to and including this row, in the order they happened."""
+        return exp.Window(
+            this=exp.Sum(this=value), **self.rows.history(*self.matching, within),
+            spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"),
+        )
+
+    def total(self, value: exp.Expression, within: exp.Expression) -> exp.Expression:
+        """Per row: the sum of `value` over the account's matching rows with the same `within`."""
+        return exp.Window(this=exp.Sum(this=value), partition_by=self.rows.history(*self.matching, within)["partition_by"])
+
+    def first(self, value: exp.Expression) -> exp.Expression:
+        """Per row: the smallest `value` over all the account's rows (e.g. its first day)."""
+        return exp.Window(this=exp.Min(this=value), partition_by=[exp.column("account_id", "t")])
 
     def over(self, aggregate: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
         raise NotImplementedError
@@ -550,9 +600,9 @@ class _Joined(_RowsReading):
     """Joined: every row meets the nights it can count for, and rows are grouped by (account,
     night); a row counts when its day lies in the night's window."""
 
-    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
-        super().__init__(rows, metric, index, bounds)
-        inside = exp.column("day") <= bounds.before(metric.ending)
+    def __init__(self, rows: _Rows, metric: Metric, index: int | str, bounds: _Bounds, span: _Span | None = None):
+        super().__init__(rows, metric, index, bounds, span)
+        inside = exp.column("day") <= self.window_end.copy()
         if self.window_start is not None:
             inside = exp.and_(exp.column("day") > self.window_start.copy(), inside)
         self.counts = inside if self.counts == exp.true() else exp.and_(self.counts, inside)
@@ -565,20 +615,24 @@ class _Streamed(_RowsReading):
     """Streamed: each night is a probe row on the day its window ends, and the aggregates run
     over the probe's trailing RANGE frame (real rows count, probes do not)."""
 
-    def __init__(self, rows: _Rows, metric: Metric, index: int, bounds: _Bounds):
-        super().__init__(rows, metric, index, bounds)
+    def __init__(self, rows: _Rows, metric: Metric, index: int | str, bounds: _Bounds, span: _Span | None = None):
+        super().__init__(rows, metric, index, bounds, span)
         real_row = exp.column("night").is_(exp.null())
         self.counts = real_row if self.counts == exp.true() else exp.and_(real_row, self.counts)
         if self.window_start is not None:
             rows.on_probes[f"window_start_{index}"] = self.window_start
             self.window_start = exp.column(f"window_start_{index}")
+        # The probes of the metric's ending sit on its window's end; an earlier span ends before.
+        rows.on_probes[f"window_end_{index}"] = self.window_end
+        self.window_end = exp.column(f"window_end_{index}")
 
     def over(self, aggregate: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
+        spec = _frame(self.metric) if self.span.ending == (self.metric.ending,) else _earlier_frame(self.metric.window, self.span.window)
         return exp.Window(
             this=_filtered(aggregate, self._counting(also)),
             partition_by=[exp.column("account_id")],
             order=exp.Order(expressions=[exp.Ordered(this=exp.column("day"))]),
-            spec=_frame(self.metric),
+            spec=spec,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 import duckdb
 import sqlglot
@@ -37,6 +38,7 @@ class RuleExplained:
     parts: list[Part] = field(default_factory=list)
     nights_held: int = 0
     numbers: list[tuple[str, object, str]] = field(default_factory=list)  # name, value, what it is
+    shown: dict[str, str] = field(default_factory=dict)  # name -> the value in words, where its kind has some (odds)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: d
     for index, (text, operands) in enumerate(compiled.parts[rule.id]):
         values = [tonight.get(f"{rule.id}.part{index}.{position}") for position in range(operands)]
         parts.append(Part(text, tonight.get(f"{rule.id}.part{index}"), _compared(text, values)))
-    numbers = []
+    numbers, shown = [], {}
     for name in compiled.evidence[rule.id]:
         value = tonight.get(f"{rule.id}.{name}", tonight.get(name))
         if name in ruleset.metrics:
@@ -100,12 +102,15 @@ def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: d
             if KINDS[metric.kind].reads_rows:
                 start, end = window_bounds(metric, night)
                 what += f" ({start} … {end})" if start else f" (up to {end})"
+                words = KINDS[metric.kind].shown and start and KINDS[metric.kind].shown(value, (end - start).days + 1)
+                if words:
+                    shown[name] = words
         elif name in rule.values:
             what = rule.values[name]
         else:
             what = BUILTINS[name].words
         numbers.append((name, value, what))
-    return RuleExplained(rule, outcome, parts, held, numbers)
+    return RuleExplained(rule, outcome, parts, held, numbers, shown)
 
 
 def _compared(text: str, values: list) -> str:
@@ -122,12 +127,14 @@ def _literal(value) -> exp.Expression:
         return exp.var("unknown")
     if isinstance(value, bool):
         return exp.Boolean(this=value)
-    if isinstance(value, (int, float)):
-        return exp.Literal.number(_shown(value))
+    if isinstance(value, (int, float, Decimal)):  # a literal such as 0.01 comes back as a Decimal
+        return exp.Literal.number(_shown(float(value) if isinstance(value, Decimal) else value))
     return exp.Literal.string(str(value))
 
 
 def _shown(value) -> str:
+    if isinstance(value, float) and 0 < abs(value) < 0.005:  # a small chance: 3.5e-06, not 0
+        return f"{value:.2g}"
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
     return str(value)
@@ -150,6 +157,8 @@ def render(explained: AccountExplained) -> str:
         width = max((len(n) for n, _, _ in item.numbers), default=0)
         for name, value, what in item.numbers:
             shown = "no data" if value is None else _shown(value)
+            if name in item.shown:  # a chance, as odds
+                shown = f"{_shown(value)} ({item.shown[name]})"
             lines.append(f"  {name:<{width}} = {shown:<10} {what}")
     return "\n".join(lines)
 

@@ -26,6 +26,14 @@ frames), so one function serves both:
     reading.window_start                the day before the window's first (None without a window)
     reading.days_since(day)             days from `day` to the night
     reading.metric                      the Metric, e.g. for `metric.option("per")`
+    reading.window_end                  the window's last day
+    reading.earliest(value)             `value` on the oldest of the metric's rows in the window
+    reading.running(value, within)      per row: the running sum of `value` over the account's
+                                        matching rows with the same `within` (e.g. its month)
+    reading.total(value, within)        per row: the sum of `value` over those rows
+    reading.first(value)                per row: the smallest `value` over all the account's rows
+    reading.earlier(span)               a reading of the same form over `span` ending where the
+                                        window begins (a baseline)
 
 A kind over the account's own row (`attribute`) gets `column()`, `days_since(day)` and `metric`.
 
@@ -41,7 +49,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping
 
+import sqlglot
 from sqlglot import exp
+
+from loyalty_engine.errors import RuleError
 
 # A metric's value type, for checking conditions: numbers compare with numbers, text with text.
 NUMBER = "number"
@@ -84,6 +95,9 @@ class Kind:
     # It reads the row before its window (rhythm's first gap), so no older history may be pruned.
     reaches_before_window: bool = False
     date_words: str | None = None  # the words when the column read is a date
+    # How `explain` shows a value beside the number, from the value and the window's days (e.g. a
+    # chance as odds: 'about once in 200 quarters'); None: the number alone.
+    shown: Callable[[Any, int], str | None] | None = None
     options: Mapping[str, Option] = field(default_factory=dict)
 
     @property
@@ -139,6 +153,240 @@ def _attribute(reading) -> exp.Expression:
     return reading.days_since(value) if reading.metric.column_type == "date" else value
 
 
+# --- the account's own statistics: per-period series, spread, trend, how unusual -------------
+#
+# A per-period series (`per: month` or `per: week`) has one value per calendar month (or ISO
+# week, Monday to Sunday) lying wholly inside the window; a period without rows is a 0. Calendar
+# periods are the same for every night, so a row's period, and its running sum within it, are
+# computed once per row, and the sums of squares the spread needs come from one pass over the
+# window's rows in either compile form. The partial periods at the window's two edges are left
+# out by subtracting their rows, found on the window's earliest and latest rows. (30-day blocks
+# counted back from each night would put a row in another block every night: no window frame
+# over the rows can compute that.)
+
+_EPOCH = exp.cast(exp.Literal.string("1900-01-01"), exp.DataType.build("date"))  # a Monday
+PERIOD_DAYS = {"month": 365.2425 / 12, "week": 7.0}
+# The shortest windows that always hold two whole periods (for a spread or a slope).
+_SHORTEST = {"month": (92, 3), "week": (21, 1)}  # (days, months)
+
+
+def _n(value) -> exp.Expression:
+    return exp.Literal.number(value)
+
+
+def _double(value: exp.Expression) -> exp.Expression:
+    return exp.cast(value, exp.DataType.build("double"))
+
+
+def _period(per: str, day: exp.Expression) -> exp.Expression:
+    """The number of the period `day` lies in: months (or weeks) counted on one by one."""
+    if per == "week":
+        return exp.IntDiv(this=exp.DateDiff(this=day, expression=_EPOCH.copy(), unit=exp.var("DAY")), expression=_n(7))
+    return exp.paren(exp.Add(this=exp.Mul(this=exp.Year(this=day), expression=_n(12)), expression=exp.Month(this=day)))
+
+
+def _shift(day: exp.Expression, days: int) -> exp.Expression:
+    return exp.cast(exp.DateAdd(this=day, expression=_n(days), unit=exp.var("DAY")), exp.DataType.build("date"))
+
+
+def _periods(reading, start: exp.Expression | None = None) -> dict[str, exp.Expression]:
+    """The whole periods inside the reading's window (or after `start`, the day before the first
+    day counted, when no row lies between the window's start and it): their number `n`, the first
+    one's number `first`, and over them the sum of the per-period values `y`, of their squares
+    `yy`, and of each value times its period's number `xy`. A per-period value is the number of
+    rows, or the sum of the metric's column, in the period."""
+    per = reading.metric.option("per")
+    q = _n(1) if reading.metric.column is None else exp.Coalesce(this=reading.table_column(), expressions=[_n(0)])
+    q = reading.keep("q", q)
+    period = reading.keep("period", _period(per, reading.event))
+    so_far = reading.keep("in_period", reading.running(q.copy(), period.copy()))  # its period's rows up to this one
+    whole = reading.keep("period_total", reading.total(q.copy(), period.copy()))
+    start = reading.window_start if start is None else start
+    first = exp.paren(_period(per, start.copy()) + _n(1))  # the first period beginning after `start`
+    last = exp.paren(_period(per, _shift(reading.window_end.copy(), 1)) - _n(1))  # the last one ending by the window's end
+    # The partial period at the end: its rows up to the window's latest row.
+    late = exp.paren(reading.latest(period.copy()).eq(last.copy() + _n(1)))
+    late_sum = reading.latest(so_far.copy())
+    # At the start: the rows of the earliest row's period from that row on.
+    early = exp.paren(reading.earliest(period.copy()).eq(first.copy() - _n(1)))
+    early_whole, early_before = reading.earliest(whole.copy()), reading.earliest(exp.paren(so_far.copy() - q.copy()))
+
+    def trimmed(over_window: exp.Expression, at_end: exp.Expression, at_start: exp.Expression) -> exp.Expression:
+        def cut(edge, amount):
+            return exp.Case(ifs=[exp.If(this=edge.copy(), true=amount)], default=_n(0))
+
+        return exp.paren(exp.Coalesce(this=over_window, expressions=[_n(0)]) - cut(late, at_end) - cut(early, at_start))
+
+    return {
+        "n": exp.paren(last.copy() - first.copy() + _n(1)),
+        "first": first,
+        "y": trimmed(reading.over(exp.Sum(this=q.copy())), late_sum.copy(), exp.paren(early_whole.copy() - early_before.copy())),
+        "xy": trimmed(
+            reading.over(exp.Sum(this=q.copy() * period.copy())),
+            late_sum.copy() * exp.paren(last.copy() + _n(1)),
+            exp.paren(early_whole.copy() - early_before.copy()) * exp.paren(first.copy() - _n(1)),
+        ),
+        # A period's value squared is the sum over its rows of q * (2 * running sum - q).
+        "yy": trimmed(
+            reading.over(exp.Sum(this=q.copy() * exp.paren(_n(2) * so_far.copy() - q.copy()))),
+            late_sum.copy() * late_sum.copy(),
+            early_whole.copy() * early_whole.copy() - early_before.copy() * early_before.copy(),
+        ),
+    }
+
+
+def _variance(p: dict[str, exp.Expression]) -> exp.Expression:
+    """The sample variance of the per-period values (NULL for fewer than two periods)."""
+    n, y = _double(p["n"].copy()), _double(p["y"].copy())
+    spread = exp.paren(_double(p["yy"].copy()) - y * y.copy() / n.copy()) / exp.Nullif(this=n.copy() - _n(1), expression=_n(0))
+    return exp.Case(ifs=[exp.If(this=p["n"].copy() >= _n(2), true=exp.Greatest(this=spread, expressions=[_n(0)]))])
+
+
+def _long_enough(reading) -> None:
+    metric, per = reading.metric, reading.metric.option("per")
+    days, months = _SHORTEST[per]
+    span = metric.window
+    enough = span.amount * (12 if span.unit == "y" else 1) >= months if span.unit in ("m", "y") else span.amount * (7 if span.unit == "w" else 1) >= days
+    if not enough:
+        raise RuleError(f"{metric.where}: {metric.kind} metric '{metric.name}' per {per} needs a window of at least {days}d or {months}m (two whole {per}s), got {span}")
+
+
+def _spread(reading) -> exp.Expression:
+    _long_enough(reading)
+    return exp.Sqrt(this=_variance(_periods(reading)))
+
+
+def _slope(reading) -> exp.Expression:
+    """The least-squares slope of the per-period values against the period's number."""
+    _long_enough(reading)
+    p = _periods(reading)
+    n, y = _double(p["n"].copy()), _double(p["y"].copy())
+    # Periods numbered 0 … n-1 from the first: sum x = n(n-1)/2, n sum x^2 - (sum x)^2 = n^2(n^2-1)/12.
+    xy = _double(p["xy"].copy()) - _double(p["first"].copy()) * y.copy()
+    top = n.copy() * xy - n.copy() * (n.copy() - _n(1)) / _n(2) * y.copy()
+    bottom = n.copy() * n.copy() * exp.paren(n.copy() * n.copy() - _n(1)) / _n(12)
+    return exp.Case(ifs=[exp.If(this=p["n"].copy() >= _n(2), true=top / exp.Nullif(this=bottom, expression=_n(0)))])
+
+
+# The chance of a count of at most `upto` under a Poisson (mean mu) or negative binomial (mean
+# mu, size r) law, summed term by term from `low` (TAIL_SDS standard deviations below the mean)
+# to `upto`, but not beyond `high`: TAIL_SDS standard deviations above the mean and, for the
+# negative binomial's long right tail, TAIL_STEPS times the number of terms over which its terms
+# fall by a factor e ((r + mu) / r). What is left out is far below 1e-12; a sum has at most
+# 2 * TAIL_SDS * sd + TAIL_STEPS * (r + mu) / r + 2 terms, however large the count.
+TAIL_SDS = 12
+TAIL_STEPS = 30
+_POISSON = "EXP(k * LN(mu) - mu - LGAMMA(k + 1))"
+_NEGATIVE_BINOMIAL = "EXP(LGAMMA(k + r) - LGAMMA(r) - LGAMMA(k + 1) + r * LN(r / (r + mu)) + k * LN(mu / (r + mu)))"
+
+
+def _at_most(upto: exp.Expression, mu: exp.Expression, r: exp.Expression) -> exp.Expression:
+    sd = exp.Sqrt(this=mu.copy() + exp.Coalesce(this=mu.copy() * mu.copy() / r.copy(), expressions=[_n(0)]))
+    low = exp.Greatest(this=_n(0), expressions=[exp.Floor(this=mu.copy() - _n(TAIL_SDS) * sd.copy())])
+    steps = exp.Coalesce(this=_n(TAIL_STEPS) * exp.paren(r.copy() + mu.copy()) / r.copy(), expressions=[_n(0)])
+    high = exp.Least(this=upto, expressions=[exp.Ceil(this=mu.copy() + _n(TAIL_SDS) * sd.copy() + steps)])
+    names = {"low": low, "high": high, "mu": mu, "r": r}
+    sums = []
+    for term in (_POISSON, _NEGATIVE_BINOMIAL):
+        text = f"COALESCE(LIST_SUM(LIST_TRANSFORM(RANGE(CAST(low AS BIGINT), CAST(high AS BIGINT) + 1), LAMBDA k : {term})), 0)"
+        tree = sqlglot.parse_one(text, read="duckdb")
+        sums.append(tree.transform(lambda n: exp.paren(names[n.name].copy()) if isinstance(n, exp.Column) and not n.table and n.name in names else n))
+    poisson, negative_binomial = sums
+    return exp.paren(exp.Case(ifs=[exp.If(this=r.copy().is_(exp.null()), true=poisson)], default=negative_binomial))
+
+
+def _let(values: dict[str, exp.Expression], body: exp.Expression, name: str = "u") -> exp.Expression:
+    """`body`, in which the column `NAME.KEY` stands for `values[KEY]`, each computed once: a
+    one-element list of a struct, mapped by a lambda. Written out, the chance's SQL would repeat
+    each aggregate hundreds of times (megabytes of SQL); each level of lambdas multiplies DuckDB's
+    planning time, so there are two (and the sum's)."""
+    fields = ", ".join(f"'{key}': value_{key}" for key in values)
+    tree = sqlglot.parse_one(f"LIST_TRANSFORM([{{{fields}}}], LAMBDA {name} : body__)[1]", read="duckdb")
+    parts = {f"value_{key}": value for key, value in values.items()} | {"body__": body}
+    return tree.transform(lambda n: parts[n.name].copy() if isinstance(n, exp.Column) and not n.table and n.name in parts else n)
+
+
+def _unusual(reading) -> exp.Expression:
+    """The chance of at most (tail: low) or at least (tail: high) the window's count, by the
+    account's own baseline: the rate of the `baseline` before the window scaled to the window's
+    days, and its spread per period beyond Poisson."""
+    metric = reading.metric
+    per, tail, span = metric.option("per"), metric.option("tail"), _baseline(metric.option("baseline"))
+    base = reading.earlier(span)
+    u = lambda key: exp.column(key, "u")  # noqa: E731  (the values bound by _let)
+    # The baseline begins at the account's first row (of the table) when that is later than its start.
+    first_day = base.latest(reading.keep("first_day", reading.first(reading.event)))
+    start = exp.cast(exp.Greatest(this=base.window_start.copy(), expressions=[_shift(first_day, -1)]), exp.DataType.build("date"))
+    p = _periods(base, start)
+    mean = exp.paren(_double(u("y")) / exp.Nullif(this=_double(u("n")), expression=_n(0)))
+    variance = exp.paren(_variance({"n": u("n"), "y": u("y"), "yy": u("yy")}))
+    # The size per period, mean^2 / (variance - mean), when the periods vary more than Poisson,
+    # scaled by the number of periods the window spans; otherwise none (Poisson).
+    size = exp.paren(exp.Case(
+        ifs=[exp.If(
+            this=exp.and_(variance.copy() > mean.copy(), mean.copy() > _n(0)),
+            true=mean.copy() * mean.copy() / exp.paren(variance.copy() - mean.copy()) * _double(u("wd")) / _n(round(PERIOD_DAYS[per], 6)),
+        )]
+    ))  # fmt: skip
+    mu = exp.paren(_double(u("events")) * _double(u("wd")) / exp.Nullif(this=_double(u("bd")), expression=_n(0)))
+    v = lambda key: exp.column(key, "v")  # noqa: E731  (bound in a second level, from the first)
+    # At most x; at least x is 1 - (at most x - 1). Clamped to 0 … 1 against rounding.
+    chance = _at_most(v("x"), v("mu"), v("r")) if tail == "at most" else _n(1) - _at_most(v("x") - _n(1), v("mu"), v("r"))
+    chance = exp.Greatest(this=_n(0), expressions=[exp.Least(this=_n("1.0"), expressions=[chance])])
+    chance = _let({"x": u("x"), "mu": mu, "r": size}, chance, name="v")
+    chance = exp.Case(ifs=[exp.If(this=exp.and_(u("events") > _n(0), u("bd") > _n(0)), true=chance)])
+    return _let(
+        {
+            "x": exp.Coalesce(this=reading.over(exp.Count(this=exp.Star())), expressions=[_n(0)]),
+            "events": base.over(exp.Count(this=exp.Star())),
+            "wd": exp.DateDiff(this=reading.window_end.copy(), expression=reading.window_start.copy(), unit=exp.var("DAY")),
+            "bd": exp.DateDiff(this=base.window_end.copy(), expression=start.copy(), unit=exp.var("DAY")),
+            "n": p["n"], "y": p["y"], "yy": p["yy"],
+        },
+        chance,
+    )  # fmt: skip
+
+
+_WINDOW_NAMES = ((7, 7, "week"), (28, 31, "month"), (89, 92, "quarter"), (181, 184, "half-year"), (365, 366, "year"))
+
+
+def odds(chance: float | None, window_days: int) -> str | None:
+    """A probability as odds a person reads: 0.005 over a 90-day window -> 'about once in 200
+    quarters'. None for no value."""
+    if chance is None:
+        return None
+    name = next((name for low, high, name in _WINDOW_NAMES if low <= window_days <= high), None)
+    plural = f"{name}s" if name else f"{window_days}-day windows"
+    if chance >= 0.5:
+        return f"more often than not ({chance:.0%} of {plural})"
+    if chance < 1e-6:
+        return f"less than once in a million {plural}"
+    times = 1 / chance  # above 2
+    digits = max(0, len(str(int(times))) - 2)  # two significant figures
+    return f"about once in {int(round(times, -digits)):,} {plural}"
+
+
+def _per(text: str) -> str | None:
+    return text if text in ("month", "week") else None
+
+
+def _tail(text: str) -> str | None:
+    return {"low": "at most", "high": "at least"}.get(text)
+
+
+def _baseline(text):
+    """A span in days or weeks (a Span of the loader, which imports this module)."""
+    from loyalty_engine.rules.loader import Span
+
+    span = Span.parse(str(text))
+    return span if span is not None and span.unit in ("d", "w") and span.amount > 0 else None
+
+
+PER = Option("month or week", _per, default="month")
+_SPREAD_WORDS = "standard deviation of the {what} per {per} (whole {per}s, none counting 0)"
+_SLOPE_WORDS = "trend of the {what} per {per}: change per {per} (least squares over whole {per}s, none counting 0)"
+
+
 # In this order in error messages ("a metric is one of count, days_since_latest, …").
 KINDS: dict[str, Kind] = {
     "count": Kind(takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=0, words="number of {table}", compile=_count),
@@ -163,6 +411,32 @@ KINDS: dict[str, Kind] = {
     "previous": Kind(
         takes=Takes.COLUMN, needs_window=False, value=COLUMN_TYPE, when_empty=None,
         words="{column} of the one before the latest of {table}", compile=_previous,
+    ),
+    "spread": Kind(
+        takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=0,
+        words=_SPREAD_WORDS.replace("{what}", "number of {table}"), compile=_spread, options={"per": PER},
+    ),
+    "spread_sum": Kind(
+        takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0,
+        words=_SPREAD_WORDS.replace("{what}", "sum of {table}.{column}"), compile=_spread, options={"per": PER},
+    ),
+    "slope": Kind(
+        takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=0,
+        words=_SLOPE_WORDS.replace("{what}", "number of {table}"), compile=_slope, options={"per": PER},
+    ),
+    "slope_sum": Kind(
+        takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0,
+        words=_SLOPE_WORDS.replace("{what}", "sum of {table}.{column}"), compile=_slope, options={"per": PER},
+    ),
+    "unusual": Kind(
+        takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=None,
+        words="chance of {tail} this many {table} by the account's own rate and spread per {per} in the {baseline} before",
+        compile=_unusual, reaches_before_window=True, shown=odds,
+        options={
+            "baseline": Option("a span in days or weeks, e.g. 365d", _baseline, default="365d"),
+            "per": PER,
+            "tail": Option("low or high", _tail, default="at most"),
+        },
     ),
     "attribute": Kind(
         takes=Takes.ACCOUNT_COLUMN, needs_window=False, value=COLUMN_TYPE, when_empty=None, words="the account's {column}",
