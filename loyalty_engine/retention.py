@@ -1,4 +1,4 @@
-"""The brief's customer retention rate, shared by the digest header (notify.py) and the
+"""The brief's customer retention rate, shared by the digest header (mail/mailing.py) and the
 portfolio report (portfolio.py), so both count customers the same way.
 
 Retention rate for a period = (customers at the end - customers won in the period) / customers
