@@ -156,10 +156,10 @@ class Rule:
     mode: str = "live"  # one of MODES; a shadow rule's warnings are kept in history but never mailed
     # Named thresholds `when`, `resolve_when`, `values` and the texts may use, by name: value.
     params: dict[str, float] = field(default_factory=dict)
-    # Hysteresis: once firing, the warning stays firing until this condition holds (None: until
-    # the `when` no longer holds) ...
+    # Hysteresis (docs/rules.md): once firing, the warning stays firing until this condition
+    # holds (None: until `when` no longer holds) ...
     resolve_when: str | None = None
-    # ... and then for this many more evaluated nights (Prometheus' keep_firing_for).
+    # ... on this many evaluated nights in a row plus one (Prometheus' keep_firing_for).
     keep_firing_for: int = 0
 
     @property
