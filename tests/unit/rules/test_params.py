@@ -101,3 +101,37 @@ def test_explain_shows_params_by_name_with_their_values(con, ruleset):
     text = render(explained)
     assert "when orders_recent < floor and orders_recent >= share" in text
     assert "orders_recent < floor" in text and "2 < 3" in text
+
+
+def test_one_backtest_of_the_variants_equals_a_backtest_per_combination(tmp_path, ruleset):
+    """What `loyalty tune` builds on: the variants replayed together give each combination the
+    figures a backtest of the rule with those params alone gives."""
+    import dataclasses
+
+    from loyalty_engine import store
+    from loyalty_engine.backtest import run_backtest
+    from loyalty_engine.config import BacktestSettings
+    from loyalty_engine.rules.loader import RuleSet
+
+    con = store.connect(tmp_path / "loyalty.duckdb")
+    for table in TABLES.values():
+        con.execute(table.create_sql())
+    first, last = NIGHT - timedelta(days=60), NIGHT
+    for number in range(12):  # accounts whose orders thin out at different times
+        account = f"A{number}"
+        con.execute("INSERT INTO accounts (account_id, name, owner_email, owner_name, status) VALUES (?, ?, 'a@example.com', 'A', 'active')", [account, account])
+        for n in range(30):
+            day = first - timedelta(days=120) + timedelta(days=n * (4 + number))
+            if day <= last:
+                con.execute("INSERT INTO orders VALUES (?, ?, ?, 100, 'EUR')", [f"{account}-{n}", account, day])
+    for table in TABLES:
+        con.execute("INSERT INTO loads VALUES (?, ?, 'x', 0, 0, now())", [last, table])
+    combinations = [{"floor": floor, "share": share} for floor in (3, 9) for share in (0, 2)]
+    together = run_backtest(con, with_variants(ruleset, "few_orders", combinations), BacktestSettings(), first, last)
+    rule = ruleset.rules[0]
+    for index, combination in enumerate(combinations):
+        alone = run_backtest(con, RuleSet(ruleset.metrics, [dataclasses.replace(rule, params=combination)]), BacktestSettings(), first, last)
+        figures = next(r for r in together.rules if r["rule_id"] == f"few_orders@{index}")
+        assert {k: v for k, v in figures.items() if k not in ("rule_id",)} == {k: v for k, v in alone.rules[0].items() if k != "rule_id"}, combination
+    assert len({r["accounts_flagged"] for r in together.rules}) > 1  # the params matter here
+    con.close()
