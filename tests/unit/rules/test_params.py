@@ -116,7 +116,7 @@ def test_one_backtest_of_the_variants_equals_a_backtest_per_combination(tmp_path
     con = store.connect(tmp_path / "loyalty.duckdb")
     for table in TABLES.values():
         con.execute(table.create_sql())
-    first, last = NIGHT - timedelta(days=60), NIGHT
+    first, last = NIGHT - timedelta(days=30), NIGHT
     for number in range(12):  # accounts whose orders thin out at different times
         account = f"A{number}"
         con.execute("INSERT INTO accounts (account_id, name, owner_email, owner_name, status) VALUES (?, ?, 'a@example.com', 'A', 'active')", [account, account])
