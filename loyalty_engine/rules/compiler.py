@@ -16,8 +16,12 @@ The query's shape, for the nights N (one night, or a year of them for a backtest
                    a probe per (account, night) are sorted into one stream and every metric is
                    a window frame ending at the probe (a year costs one sort, not rows x nights)
     metrics        every account (but closed ones) x night, with its metrics
-    outcomes       per rule: `holds` (true, false, or null = no data), its values, and `fired`:
-                   held on each of the last `for` nights of the set
+    outcomes       per rule: `holds` (true, false, or null = no data), `resolves` (its
+                   resolve_when, if any) and its values; a rule's params are numbers in them
+    steady_1 … 4   only for rules with hysteresis (resolve_when, keep_firing_for): the
+                   lifecycle's state machine as window functions over the nights of the set
+    (final)        per rule `fired`: held on each of the last `for` nights of the set, or, with
+                   hysteresis, started so and not resolved since (rule tests and explain)
 
 Only portable constructs are used (FILTER, window functions, NULLIF, CASE), so the same trees
 can later be generated for another engine.
@@ -61,6 +65,7 @@ class CheckedRule:
     names: set[str]  # the metrics it reads, through its condition, values and texts
     tables: set[str]  # the extract tables those metrics come from
     resolve_when: exp.Expression | None = None  # as written; None: it resolves when `when` no longer holds
+
 
 @dataclass(frozen=True)
 class CompiledRules:
