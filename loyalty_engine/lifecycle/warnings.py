@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # only named in annotations: `loyalty alerts` and `history` r
 class State(StrEnum):
     PENDING = "pending"  # the condition held, on fewer evaluated nights in a row than `for:` asks
     FIRING = "firing"  # it held on `for:` nights in a row, and still holds (or could not be judged, or hysteresis keeps it)
-    RESOLVED = "resolved"  # it fired until the night before and no longer holds; written once
+    RESOLVED = "resolved"  # it fired until the night before and no longer holds (nor does hysteresis keep it); written once
 
 
 class Notice(StrEnum):
@@ -195,8 +195,8 @@ def advance_warnings(
 
     Call it on the connection `evaluate_rules` just used (it reads the TEMP tables
     `night_unknown` and, for rules with resolve_when, `night_resolve`; without the latter, no
-    pair of such a rule is kept firing by it). Re-running a night recomputes it from the night before. Returns how many
-    pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
+    warning is kept firing by resolve_when). Re-running a night recomputes it from the night
+    before. Returns how many pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
     so a run summary's "new" stays what owners are told."""
     rules = pa.table(
         {

@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import duckdb
+import pytest
 
 from loyalty_engine.contract import TABLES
+from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.explain import explain_account, render
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.rules.testing import run_rule_tests
@@ -88,3 +90,45 @@ def test_explain_says_why_a_warning_fires_when_its_condition_does_not_hold(tmp_p
     text = render(explained)
     assert "  resolve when orders_week >= enough" in text and "  keep firing for 2 nights after it last held" in text
     assert "enough" in {name for name, _, _ in explained.rules[2].numbers}
+
+
+PARAM_TESTS = """
+tests:
+  - name: two orders this week are not enough at the file's threshold
+    nights: [2026-11-22, 2026-11-23]
+    orders:
+      - {account_id: FLAP, order_date: 2026-11-21}
+      - {account_id: FLAP, order_date: 2026-11-23}
+    expect:
+      - {account: FLAP, rule: sticky}
+      - {account: FLAP, rule: lingering}
+  - name: at enough = 2 they resolve it
+    params: {sticky: {enough: 2}}
+    nights: [2026-11-22, 2026-11-23]
+    orders:
+      - {account_id: FLAP, order_date: 2026-11-21}
+      - {account_id: FLAP, order_date: 2026-11-23}
+    expect:
+      - {account: FLAP, rule: lingering}
+"""
+
+
+def test_a_rule_test_can_set_params_and_they_vary_the_outcome(tmp_path):
+    (tmp_path / "h.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "h.test.yaml").write_text(PARAM_TESTS, encoding="utf-8")
+    results = run_rule_tests(tmp_path / "h.test.yaml")
+    assert [(r.name, r.missing, r.unexpected) for r in results if not r.passed] == []
+
+
+@pytest.mark.parametrize("params, error", [
+    ("{sticky: {enogh: 2}}", "h.test.yaml:3:30: rule 'sticky' has no param 'enogh' (did you mean 'enough'?) (its params: enough)"),
+    ("{sticky: {enough: two}}", "h.test.yaml:3:31: param 'enough' must be a number, got 'two'"),
+    ("{stiky: {enough: 2}}", "h.test.yaml:3:21: rule 'stiky' is not a rule of h.yaml"),
+    ("{plain: {enough: 2}}", "h.test.yaml:3:30: rule 'plain' has no param 'enough' (its params: none)"),
+])
+def test_a_rule_tests_params_name_the_rules_params(tmp_path, params, error):
+    (tmp_path / "h.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "h.test.yaml").write_text(f"tests:\n  - name: x\n    params: {params}\n    night: 2026-11-23\n    expect: []\n", encoding="utf-8")
+    with pytest.raises(RuleError) as raised:
+        run_rule_tests(tmp_path / "h.test.yaml")
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == error
