@@ -86,7 +86,11 @@ def _look_back(rule: Rule) -> int:
 
 def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: dict, night: date) -> RuleExplained:
     holds = tonight.get(f"{rule.id}.holds")
-    held = sum(1 for row in rows.values() if row.get(f"{rule.id}.holds") is True)
+    held = 0  # nights in a row, up to tonight, the condition held (the set may reach further back)
+    for back in range(len(rows)):
+        if rows.get(night - timedelta(days=back), {}).get(f"{rule.id}.holds") is not True:
+            break
+        held += 1
     if tonight.get(f"{rule.id}.fired") and not holds and rule.hysteresis:
         outcome = "fires: " + _kept_by(rule, tonight)
     elif tonight.get(f"{rule.id}.fired"):
