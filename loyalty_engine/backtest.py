@@ -106,7 +106,7 @@ def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date
     for chunk in range(chunks):
         progress(f"evaluating {len(ruleset.rules)} rules on {len(nights)} nights, accounts part {chunk + 1} of {chunks}")
         part = exp.EQ(this=exp.Mod(this=exp.func("hash", exp.column("account_id")), expression=exp.Literal.number(chunks)), expression=exp.Literal.number(chunk))
-        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True)
+        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True, fired=False)
         holds = ", ".join(f'"{r.id}.holds"' + (f', "{r.id}.resolves"' if r.resolve_when is not None else "") for r in compiled.rules)
         started = time.perf_counter()
         con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM ({compiled.sql})")

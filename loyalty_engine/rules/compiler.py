@@ -320,13 +320,16 @@ def compile_rules(
     explain: bool = False,
     accounts: exp.Expression | None = None,
     replay: bool = False,
+    fired: bool = True,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
     earlier ones are there for `for:`); `explain` adds each condition part's operands and result.
     `account` (one id) or `accounts` (a condition on the column account_id) limits the accounts.
     `replay` (the backtest) keeps closed accounts, which were open on past nights as far as
-    anyone can tell, and leaves out accounts on nights before their customer_since."""
+    anyone can tell, and leaves out accounts on nights before their customer_since. Without
+    `fired` (the backtest, whose lifecycle decides that), no `fired` columns, and for rules with
+    hysteresis none of the window functions they need."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -381,13 +384,13 @@ def compile_rules(
         outcome_columns.append(exp.alias_(group.copy(), "loyalty_group"))
     ctes.append(("outcomes", exp.select(*outcome_columns).from_("metrics")))
     source = "outcomes"
-    steady = [r for r in rules if r.hysteresis]
+    steady = [r for r in rules if r.hysteresis] if fired else []
     if steady:
         for name, cte in _hysteresis_stages(steady):
             ctes.append((name, cte))
         source = ctes[-1][0]
     kept = [exp.column(c.alias_or_name, quoted=True) for c in outcome_columns]
-    fired_columns = [*kept, *[exp.alias_(_fired(rule), f"{rule.id}.fired", quoted=True) for rule in rules]]
+    fired_columns = [*kept, *[exp.alias_(_fired(rule), f"{rule.id}.fired", quoted=True) for rule in rules if fired]]
     query = exp.select(*fired_columns).from_(source)
     for name, cte in ctes:
         query = query.with_(name, as_=cte)
