@@ -157,6 +157,12 @@ def _shown(value) -> str:
     return str(value)
 
 
+def _loud(outcome: str) -> str:
+    """FIRES and NO DATA stand out; the rest as it is ('fires: kept firing …' -> 'FIRES: kept firing …')."""
+    verdict, colon, why = outcome.partition(":")
+    return verdict.upper() + colon + why if verdict in ("fires", "no data") else outcome
+
+
 def render(explained: AccountExplained) -> str:
     """Plain text for a terminal or a ticket."""
     lines = [
@@ -165,7 +171,7 @@ def render(explained: AccountExplained) -> str:
     ]
     for item in explained.rules:
         rule = item.rule
-        lines += ["", f"{rule.id} ({rule.severity}): {item.outcome.upper() if item.outcome in ('fires', 'no data') else item.outcome}"]
+        lines += ["", f"{rule.id} ({rule.severity}): {_loud(item.outcome)}"]
         if not item.parts:
             continue
         lines.append(f"  when {' '.join(rule.when.split())}" + (f"   (for: {rule.for_nights} nights)" if rule.for_nights > 1 else ""))

@@ -9,10 +9,10 @@ The shape of a rule file (documented for ops in docs/rules.md):
     rules:
       - id: falling_order_frequency
         severity: high
-        when: orders_baseline >= 6 and orders_recent < 0.5 * expected
+        params: {min_baseline: 6, share: 0.5}           # named thresholds the texts below use
+        when: orders_baseline >= min_baseline and orders_recent < share * expected
         for: 2 nights
-        params: {min_baseline: 6, share: 0.5}     # named thresholds, see docs/rules.md
-        resolve_when: orders_recent >= 0.8 * expected   # optional hysteresis (or keep_firing_for)
+        resolve_when: orders_recent >= 0.8 * expected   # hysteresis (and/or keep_firing_for: 3 nights)
         values: {expected: orders_baseline * 90 / 365}
         labels: {team: field-sales}
         title:   {de: ..., en: ...}

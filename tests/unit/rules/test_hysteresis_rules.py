@@ -89,6 +89,7 @@ def test_explain_says_why_a_warning_fires_when_its_condition_does_not_hold(tmp_p
     }
     text = render(explained)
     assert "  resolve when orders_week >= enough" in text and "  keep firing for 2 nights after it last held" in text
+    assert "sticky (high): FIRES: kept firing until resolve_when holds (not yet tonight)" in text
     assert "enough" in {name for name, _, _ in explained.rules[2].numbers}
 
 
