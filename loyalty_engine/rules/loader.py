@@ -475,7 +475,8 @@ def _params(path: Path, spec: Located) -> dict[str, float]:
         if not _ID.match(str(name)):
             raise RuleError(f"{place(path, params, name)}: param name '{name}' must be lower_case letters, digits and _")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise RuleError(f"{place(path, params, name)}: param '{name}' must be a number, e.g. 6 or 0.5, got {value!r}")
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
+            raise RuleError(f"{place(path, params, name)}: param '{name}' must be a number, e.g. 6 or 0.5, got {shown}")
         if abs(value) > LARGEST_PARAM:
             raise RuleError(f"{place(path, params, name)}: param '{name}' = {value} is too large")
         checked[str(name)] = value
