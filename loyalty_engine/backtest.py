@@ -104,25 +104,28 @@ def run_backtest(
 
 
 def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date], progress) -> pa.Table:
-    """(night, account_id, rule_id, holds) where a condition held (true) or could not be judged
-    (null) for an (account, rule) pair that held on some night: what the lifecycle needs."""
+    """(night, account_id, rule_id, holds, resolves) where a condition held (true) or could not be
+    judged (null), or a rule's resolve_when did not hold (resolves false or null), for an
+    (account, rule) pair that held on some night: what the lifecycle needs."""
     accounts = con.execute("SELECT count(*) FROM accounts").fetchall()[0][0]
     chunks = max(1, math.ceil(accounts * len(nights) / PROBES_PER_CHUNK))
-    con.execute("CREATE OR REPLACE TEMP TABLE replay_signals (night DATE, account_id VARCHAR, rule_id VARCHAR, holds BOOLEAN)")
+    con.execute("CREATE OR REPLACE TEMP TABLE replay_signals (night DATE, account_id VARCHAR, rule_id VARCHAR, holds BOOLEAN, resolves BOOLEAN)")
     for chunk in range(chunks):
         progress(f"evaluating {len(ruleset.rules)} rules on {len(nights)} nights, accounts part {chunk + 1} of {chunks}")
         part = exp.EQ(this=exp.Mod(this=exp.func("hash", exp.column("account_id")), expression=exp.Literal.number(chunks)), expression=exp.Literal.number(chunk))
-        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True)
-        holds = ", ".join(f'"{r.id}.holds"' for r in compiled.rules)
+        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True, fired=False)
+        holds = ", ".join(f'"{r.id}.holds"' + (f', "{r.id}.resolves"' if r.resolve_when is not None else "") for r in compiled.rules)
         started = time.perf_counter()
         con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM ({compiled.sql})")
         progress(f"evaluated in {time.perf_counter() - started:.1f} s")
         for rule in compiled.rules:
             column = f'"{rule.id}.holds"'
+            resolves = f'"{rule.id}.resolves"' if rule.resolve_when is not None else "NULL::BOOLEAN"
+            unresolved = f"{resolves} IS NOT TRUE" if rule.resolve_when is not None else "false"
             con.execute(
                 f"""INSERT INTO replay_signals
-                SELECT night, account_id, ?, {column} FROM replay_part
-                WHERE {column} OR ({column} IS NULL AND account_id IN (SELECT account_id FROM replay_part WHERE {column}))""",
+                SELECT night, account_id, ?, {column}, {resolves} FROM replay_part
+                WHERE {column} OR (({column} IS NULL OR {unresolved}) AND account_id IN (SELECT account_id FROM replay_part WHERE {column}))""",
                 [rule.id],
             )
     con.execute("DROP TABLE replay_part")
@@ -148,6 +151,11 @@ def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], repeat_a
             [night],
         )
         replay.execute("CREATE OR REPLACE TEMP TABLE night_unknown AS SELECT account_id, rule_id FROM held WHERE night = ? AND holds IS NULL", [night])
+        # Read only for rules with resolve_when, as the nightly evaluation writes it.
+        replay.execute(
+            "CREATE OR REPLACE TEMP TABLE night_resolve AS SELECT account_id, rule_id, resolves FROM held WHERE night = ? AND holds IS NOT TRUE AND resolves IS NOT TRUE",
+            [night],
+        )
         advance_warnings(replay, ruleset, night, NightOutcome(), [], repeat_after_days)
     return replay.sql(
         """SELECT w.night, w.account_id, w.rule_id, w.notice,

@@ -10,6 +10,16 @@ A shadow rule (`mode: shadow`, a rule on trial) goes through the same lifecycle,
 `last_mailed` included, as if it were live, so its history shows what it would have sent; only
 `mailed` is false and `reason` starts with SHADOW_REASON. That mark is also how the next night
 knows the owner never heard of it: when the rule goes live, a warning still firing is new to them.
+
+Hysteresis (docs/rules.md, "Hysteresis"): a firing warning of a rule with `resolve_when` is
+judged by that condition, not by `when`: the TEMP table `night_resolve` (account_id, rule_id,
+resolves) lists tonight's pairs whose resolve condition did not hold (false: not yet; null: no
+data), and a pair missing from it resolved. A night whose resolve condition does not hold keeps
+the warning firing and counts as held. With `keep_firing_for: N nights`, the first N calm nights
+in a row (the condition no longer holds, or resolve_when does) keep it firing too; while they
+run, `held_nights` counts them as negative numbers (-1, -2, …), so the next night knows how
+many have passed without a column of its own; the (N+1)-th resolves it. Nights without data
+neither count nor break the row, and a closed account resolves at once.
 """
 
 from __future__ import annotations
@@ -30,8 +40,8 @@ if TYPE_CHECKING:  # only named in annotations: `loyalty alerts` and `history` r
 
 class State(StrEnum):
     PENDING = "pending"  # the condition held, on fewer evaluated nights in a row than `for:` asks
-    FIRING = "firing"  # it held on `for:` nights in a row, and still holds (or could not be judged)
-    RESOLVED = "resolved"  # it fired until the night before and no longer holds; written once
+    FIRING = "firing"  # it held on `for:` nights in a row, and still holds (or could not be judged, or hysteresis keeps it)
+    RESOLVED = "resolved"  # it fired until the night before and no longer holds (nor does hysteresis keep it); written once
 
 
 class Notice(StrEnum):
@@ -49,6 +59,9 @@ class Notice(StrEnum):
 # live rule would have, if any). warning_nights has no mode column, and the mark must describe the
 # night as it was, not the rule as it is today: digests, alerts and history read it from the row.
 SHADOW_REASON = "shadow rule: not mailed"
+# The night's pairs of rules with resolve_when whose resolve condition did not hold (resolves
+# false) or could not be judged (null), where `when` did not hold; written by the evaluation.
+NIGHT_RESOLVE_COLUMNS = "account_id VARCHAR, rule_id VARCHAR, resolves BOOLEAN"
 
 
 ADVANCE = """
@@ -67,14 +80,20 @@ pairs AS (
            -- so a warning that fired in shadow is new to the owner (and resolves unmailed).
            CASE WHEN starts_with(p.reason, $shadow) AND NOT coalesce(r.shadow, false) THEN NULL ELSE p.last_mailed END AS was_mailed,
            coalesce(r.shadow, false) AS shadow,
-           r.for_nights, r.evaluated, r.rule_id IS NOT NULL AS known,
+           r.for_nights, r.evaluated, r.rule_id IS NOT NULL AS known, r.keep_firing_for,
            a.account_id IS NOT NULL AS present, a.status = 'closed' AS closed,
-           u.account_id IS NOT NULL AS unknown
+           -- A firing warning of a rule with resolve_when is judged by it: unknown when it is.
+           CASE WHEN p.state = 'firing' AND r.resolve_when THEN x.account_id IS NOT NULL AND x.resolves IS NULL
+                ELSE u.account_id IS NOT NULL END AS unknown,
+           p.state = 'firing' AND coalesce(r.resolve_when, false) AND x.resolves IS FALSE AS sustained,
+           -- Calm nights in a row, tonight's included, should tonight be one (see held_nights).
+           CASE WHEN p.held_nights < 0 THEN -p.held_nights ELSE 0 END + 1 AS calm
     FROM held h
     FULL JOIN prev p ON h.account_id = p.account_id AND h.rule_id = p.rule_id
     LEFT JOIN night_rules r ON r.rule_id = coalesce(h.rule_id, p.rule_id)
     LEFT JOIN accounts a ON a.account_id = coalesce(h.account_id, p.account_id)
     LEFT JOIN night_unknown u ON u.account_id = p.account_id AND u.rule_id = p.rule_id
+    LEFT JOIN night_resolve x ON x.account_id = p.account_id AND x.rule_id = p.rule_id
 ),
 advanced AS (
     SELECT *,
@@ -82,8 +101,16 @@ advanced AS (
             WHEN held THEN CASE WHEN was = 'firing' OR coalesce(was_held, 0) + 1 >= for_nights THEN 'firing' ELSE 'pending' END
             WHEN NOT known THEN NULL                               -- rule removed or disabled: the pair ends
             WHEN NOT evaluated OR NOT present OR unknown THEN was  -- not judged tonight: kept as it was
+            WHEN was = 'firing' AND closed THEN 'resolved'
+            WHEN sustained THEN 'firing'                           -- resolve_when does not hold yet
+            WHEN was = 'firing' AND calm <= keep_firing_for THEN 'firing'
             WHEN was = 'firing' THEN 'resolved'
         END AS state,                                              -- NULL: a pending pair that no longer holds ends
+        CASE
+            WHEN held OR NOT evaluated OR NOT present OR unknown OR closed OR was IS DISTINCT FROM 'firing' THEN NULL
+            WHEN sustained THEN 'kept firing: resolve_when does not hold yet'
+            WHEN calm <= keep_firing_for THEN 'kept firing: night ' || calm || ' of ' || keep_firing_for || ' after its condition last held'
+        END AS kept_firing,                                        -- hysteresis keeps it firing tonight
         CASE
             WHEN held THEN NULL
             WHEN NOT evaluated THEN 'rule not evaluated tonight'
@@ -95,7 +122,10 @@ advanced AS (
 ),
 stated AS (
     SELECT *,
-        CASE WHEN held THEN coalesce(was_held, 0) + 1 WHEN state = 'resolved' THEN 0 ELSE was_held END AS held_nights,
+        CASE WHEN state = 'resolved' THEN 0
+             WHEN held OR sustained THEN greatest(coalesce(was_held, 0), 0) + 1
+             WHEN kept_firing IS NOT NULL THEN -calm          -- keep_firing_for: calm nights so far
+             ELSE was_held END AS held_nights,
         CASE WHEN state = was THEN was_since ELSE $night END AS since,
         why IS NOT NULL AND why <> 'account closed' AS kept
     FROM advanced WHERE state IS NOT NULL
@@ -134,6 +164,7 @@ reasoned AS (
             WHEN notice = 'snoozed' OR (notice = 'resolved' AND snoozed_by IS NOT NULL) THEN snoozed_by
             WHEN notice = 'inhibited' THEN inhibited_by
             WHEN notice = 'resolved' AND was_mailed IS NULL THEN 'the owner had not been told of it'
+            ELSE kept_firing
         END AS live_reason
     FROM noticed
 )
@@ -162,14 +193,17 @@ def advance_warnings(
 ) -> Counter[str]:
     """Advance every (account, rule) pair from the previous evaluated night to this one.
 
-    Call it on the connection `evaluate_rules` just used (it reads the TEMP table
-    `night_unknown`). Re-running a night recomputes it from the night before. Returns how many
-    pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
+    Call it on the connection `evaluate_rules` just used (it reads the TEMP tables
+    `night_unknown` and, for rules with resolve_when, `night_resolve`; without the latter, no
+    warning is kept firing by resolve_when). Re-running a night recomputes it from the night
+    before. Returns how many pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
     so a run summary's "new" stays what owners are told."""
     rules = pa.table(
         {
             "rule_id": [r.id for r in ruleset.rules if r.enabled],
             "for_nights": [r.for_nights for r in ruleset.rules if r.enabled],
+            "resolve_when": [r.resolve_when is not None for r in ruleset.rules if r.enabled],
+            "keep_firing_for": pa.array([r.keep_firing_for for r in ruleset.rules if r.enabled], pa.int32()),
             "evaluated": [r.id not in outcome.skipped for r in ruleset.rules if r.enabled],
             "shadow": [r.mode == "shadow" for r in ruleset.rules if r.enabled],
         }
@@ -197,6 +231,7 @@ def advance_warnings(
     )
     for name, table in (("night_rules", rules), ("night_inhibitions", inhibitions), ("night_snoozes", night_snoozes)):
         con.register(name, table)
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS night_resolve ({NIGHT_RESOLVE_COLUMNS})")
     previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
     # No transaction of its own: the night's (night.py) makes this atomic with the load.
     try:

@@ -16,8 +16,12 @@ The query's shape, for the nights N (one night, or a year of them for a backtest
                    a probe per (account, night) are sorted into one stream and every metric is
                    a window frame ending at the probe (a year costs one sort, not rows x nights)
     metrics        every account (but closed ones) x night, with its metrics
-    outcomes       per rule: `holds` (true, false, or null = no data), its values, and `fired`:
-                   held on each of the last `for` nights of the set
+    outcomes       per rule: `holds` (true, false, or null = no data), `resolves` (its
+                   resolve_when, if any) and its values; a rule's params are numbers in them
+    steady_1 … 4   only for rules with hysteresis (resolve_when, keep_firing_for): the
+                   lifecycle's state machine as window functions over the nights of the set
+    (final)        per rule `fired`: held on each of the last `for` nights of the set, or, with
+                   hysteresis, started so and not resolved since (rule tests and explain)
 
 Only portable constructs are used (FILTER, window functions, NULLIF, CASE), so the same trees
 can later be generated for another engine.
@@ -25,6 +29,7 @@ can later be generated for another engine.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -55,10 +60,11 @@ PARTS = (*COMPARISONS, exp.Between, exp.In, exp.Is, exp.Like, exp.ILike)
 @dataclass(frozen=True)
 class CheckedRule:
     rule: Rule
-    when: exp.Expression  # as written, value names kept (for explaining)
+    when: exp.Expression  # as written, value and param names kept (for explaining)
     values: dict[str, exp.Expression]
     names: set[str]  # the metrics it reads, through its condition, values and texts
     tables: set[str]  # the extract tables those metrics come from
+    resolve_when: exp.Expression | None = None  # as written; None: it resolves when `when` no longer holds
 
 
 @dataclass(frozen=True)
@@ -113,17 +119,20 @@ def check_filter(metric: Metric) -> exp.Expression | None:
 def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
     types = {name: VALUE_TYPES[m.value_type] for name, m in ruleset.metrics.items()}
     types |= {name: VALUE_TYPES[builtin.value] for name, builtin in BUILTINS.items()}
+    for name in rule.params:
+        if name in types:
+            what = "built-in metric" if name in BUILTINS else "metric"
+            raise RuleError(f"{rule.places[f'params.{name}']}: param '{name}' has the name of a {what}")
+        types[name] = NUMBER
     values = {}
     for name, text in rule.values.items():
         place = rule.places[f"values.{name}"]
         if name in types:
-            raise RuleError(f"{place}: value '{name}' has the name of a metric")
+            raise RuleError(f"{place}: value '{name}' has the name of a {'param' if name in rule.params else 'metric'}")
         values[name] = _parse(text, place, types, "values." + name)
         types[name] = _Types(place, text, f"values.{name}", types).type_of(values[name])
-    when = _parse(rule.when, rule.places["when"], types, "when")
-    if not isinstance(_unwrap(when), CONDITIONS):
-        raise RuleError(f"{rule.places['when']}: when must be a condition (a comparison, and/or/not …), got '{rule.when}'")
-    _Types(rule.places["when"], rule.when, "when", types).expect(when, CONDITION)
+    when = _condition(rule, "when", rule.when, types)
+    resolve_when = _condition(rule, "resolve_when", rule.resolve_when, types) if rule.resolve_when is not None else None
     for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
         for language, text in texts.items():
             unknown = sorted(placeholders(text) - set(types))
@@ -134,9 +143,23 @@ def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
                     f"{place}: {key}.{language} uses unknown placeholder '{unknown[0]}'{did_you_mean(unknown[0], known)} "
                     f"(known: {', '.join(known)})"
                 )
-    names = _names(when) | {n for tree in values.values() for n in _names(tree)} | _names_in_texts(rule)
-    metrics = _expand(ruleset, names - set(values))
-    return CheckedRule(rule, when, values, metrics, {_metric(ruleset, n).table for n in metrics})
+    trees = [when, *values.values(), *([resolve_when] if resolve_when is not None else [])]
+    names = {n for tree in trees for n in _names(tree)} | _names_in_texts(rule)
+    for name in rule.params:
+        if name not in names:
+            raise RuleError(f"{rule.places[f'params.{name}']}: param '{name}' is not used by when, resolve_when, values or the texts")
+    metrics = _expand(ruleset, names - set(values) - set(rule.params))
+    return CheckedRule(rule, when, values, metrics, {_metric(ruleset, n).table for n in metrics}, resolve_when)
+
+
+def _condition(rule: Rule, key: str, text: str, types: dict[str, str]) -> exp.Expression:
+    """`when` or `resolve_when`, parsed and checked to be a condition."""
+    place = rule.places[key]
+    tree = _parse(text, place, types, key)
+    if not isinstance(_unwrap(tree), CONDITIONS):
+        raise RuleError(f"{place}: {key} must be a condition (a comparison, and/or/not …), got '{text}'")
+    _Types(place, text, key, types).expect(tree, CONDITION)
+    return tree
 
 
 def _expand(ruleset: RuleSet, names: set[str]) -> set[str]:
@@ -297,13 +320,16 @@ def compile_rules(
     explain: bool = False,
     accounts: exp.Expression | None = None,
     replay: bool = False,
+    fired: bool = True,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
     earlier ones are there for `for:`); `explain` adds each condition part's operands and result.
     `account` (one id) or `accounts` (a condition on the column account_id) limits the accounts.
     `replay` (the backtest) keeps closed accounts, which were open on past nights as far as
-    anyone can tell, and leaves out accounts on nights before their customer_since."""
+    anyone can tell, and leaves out accounts on nights before their customer_since. Without
+    `fired` (the backtest, whose lifecycle decides that), no `fired` columns, and for rules with
+    hysteresis none of the window functions they need."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -325,17 +351,25 @@ def compile_rules(
 
     outcome_columns: list[exp.Expression] = [exp.column("account_id"), exp.column("night")]
     outcome_columns += [exp.column(m.name) for m in metrics if m.name in ruleset.metrics]
-    fired_columns: list[exp.Expression] = [exp.Star()]
     evidence, parts = {}, {}
     group = groups.group_expression(exp.column) if any(n in groups.INPUTS for n in used) else None
     for rule in rules:
         check = checked[rule.id]
-        holds = _sql_tree(check.when, check.values, group)
+        params = rule.params
+        holds = _sql_tree(check.when, check.values, group, params)
         outcome_columns.append(exp.alias_(holds, f"{rule.id}.holds", quoted=True))
+        if check.resolve_when is not None:
+            resolves = _sql_tree(check.resolve_when, check.values, group, params)
+            outcome_columns.append(exp.alias_(resolves, f"{rule.id}.resolves", quoted=True))
         for name, tree in check.values.items():
-            outcome_columns.append(exp.alias_(_sql_tree(tree, check.values, group), f"{rule.id}.{name}", quoted=True))
-        shown = (_names(check.when) | {n for t in check.values.values() for n in _names(t)} | _names_in_texts(rule)) - set(check.values)
+            outcome_columns.append(exp.alias_(_sql_tree(tree, check.values, group, params), f"{rule.id}.{name}", quoted=True))
+        trees = [check.when, *check.values.values(), *([check.resolve_when] if check.resolve_when is not None else [])]
+        shown = ({n for t in trees for n in _names(t)} | _names_in_texts(rule)) - set(check.values)
         evidence[rule.id] = sorted(shown | set(check.values))
+        for name in sorted(shown & set(params)):
+            # As a double (a literal 0.5 is a DECIMAL in DuckDB, which the evidence's JSON cannot hold).
+            shown_as = _number(params[name]) if isinstance(params[name], int) else exp.cast(_number(params[name]), exp.DataType.build("double"))
+            outcome_columns.append(exp.alias_(shown_as, f"{rule.id}.{name}", quoted=True))
         if "loyalty_group" in evidence[rule.id]:
             outcome_columns.append(exp.alias_(group.copy(), f"{rule.id}.loyalty_group", quoted=True))
         if explain:
@@ -343,18 +377,52 @@ def compile_rules(
             for index, part in enumerate(p for p in check.when.walk(bfs=False) if isinstance(p, PARTS)):
                 operands = [o for o in (part.this, part.args.get("expression"), part.args.get("low"), part.args.get("high"), *part.expressions) if o is not None and not isinstance(o, exp.Null)]
                 parts[rule.id].append((part.sql(DIALECT), len(operands)))
-                outcome_columns.append(exp.alias_(_sql_tree(part, check.values, group), f"{rule.id}.part{index}", quoted=True))
+                outcome_columns.append(exp.alias_(_sql_tree(part, check.values, group, params), f"{rule.id}.part{index}", quoted=True))
                 for position, operand in enumerate(operands):
-                    outcome_columns.append(exp.alias_(_sql_tree(operand, check.values, group), f"{rule.id}.part{index}.{position}", quoted=True))
-        fired_columns.append(exp.alias_(_held_for(rule), f"{rule.id}.fired", quoted=True))
+                    outcome_columns.append(exp.alias_(_sql_tree(operand, check.values, group, params), f"{rule.id}.part{index}.{position}", quoted=True))
     if explain:
         outcome_columns.append(exp.alias_(group.copy(), "loyalty_group"))
     ctes.append(("outcomes", exp.select(*outcome_columns).from_("metrics")))
-    query = exp.select(*fired_columns).from_("outcomes")
+    source = "outcomes"
+    steady = [r for r in rules if r.hysteresis] if fired else []
+    if steady:
+        for name, cte in _hysteresis_stages(steady):
+            ctes.append((name, cte))
+        source = ctes[-1][0]
+    kept = [exp.column(c.alias_or_name, quoted=True) for c in outcome_columns]
+    fired_columns = [*kept, *[exp.alias_(_fired(rule), f"{rule.id}.fired", quoted=True) for rule in rules if fired]]
+    query = exp.select(*fired_columns).from_(source)
     for name, cte in ctes:
         query = query.with_(name, as_=cte)
     query = query.order_by("account_id", "night")
     return CompiledRules(query.sql(DIALECT, pretty=True), rules, evidence, [m.name for m in metrics], parts)
+
+
+def with_variants(ruleset: RuleSet, rule_id: str, combinations: list[dict[str, float]]) -> RuleSet:
+    """The rule once per combination of its params, as rules `<rule_id>@<n>` (n from 0, in the
+    order given), and nothing else: for `loyalty tune`, which hands the result to the backtest
+    so that the metrics are computed once and every combination is one more column of the same
+    query (and one more rule id in the replayed lifecycle). A combination names some of the
+    rule's params; the others keep their values from the file.
+
+    >>> variants = with_variants(ruleset, "falling_order_frequency", [{"share": 0.4}, {"share": 0.5}])
+    >>> [r.id for r in variants.rules]
+    ['falling_order_frequency@0', 'falling_order_frequency@1']
+    """
+    rule = next((r for r in ruleset.rules if r.id == rule_id), None)
+    if rule is None:
+        raise RuleError(f"unknown rule '{rule_id}'{did_you_mean(rule_id, [r.id for r in ruleset.rules])}")
+    variants = []
+    for index, combination in enumerate(combinations):
+        for name, value in combination.items():
+            if name not in rule.params:
+                known = ", ".join(rule.params) or "none"
+                raise RuleError(f"{rule.where}: rule '{rule_id}' has no param '{name}'{did_you_mean(name, rule.params)} (its params: {known})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) > LARGEST_NUMBER:
+                raise RuleError(f"{rule.where}: param '{name}' of rule '{rule_id}' must be a number, got {value!r}")
+        # A variant warns on its own: it hides nothing, so each combination's figures are its own.
+        variants.append(dataclasses.replace(rule, id=f"{rule_id}@{index}", params={**rule.params, **combination}, inhibits=(), enabled=True))
+    return RuleSet(ruleset.metrics, variants)
 
 
 def _held_for(rule: Rule) -> exp.Expression:
@@ -376,13 +444,84 @@ def _held_for(rule: Rule) -> exp.Expression:
     return exp.EQ(this=window, expression=exp.Literal.number(rule.for_nights))
 
 
-def _sql_tree(tree: exp.Expression, values: dict[str, exp.Expression], group: exp.Expression | None) -> exp.Expression:
-    """A condition or value as SQL: value names replaced by their expressions, the built-in
-    group by its CASE, and every division made null-safe."""
+def _fired(rule: Rule) -> exp.Expression:
+    """`<rule>.fired`: whether the warning fires on the night, as the lifecycle would decide over
+    the nights of the set (for rule tests and `explain`, which see no stored warnings)."""
+    if not rule.hysteresis:
+        return _held_for(rule)
+    return exp.column(f"{rule.id}._fired", quoted=True)
+
+
+def _hysteresis_stages(rules: list[Rule]) -> list[tuple[str, exp.Select]]:
+    """For rules that resolve on something else than `when` no longer holding, `<rule>._fired`
+    as window functions over the nights of the set, the same state machine as the lifecycle's:
+
+    - a night *keeps* a firing warning when `when` holds, or (with resolve_when) resolve_when
+      does not; it is *calm* when it is known not to keep it; unknown nights are neither;
+    - the warning starts on a night `when` held on the `for` nights up to it (`_held_for`);
+    - it resolves on the night its calm nights since the last night that kept it exceed
+      keep_firing_for (0 without it): the first calm night, or the N+1-th;
+    - it fires on a night when it started on or before it and has not resolved since.
+
+    Four stages, since a window function cannot read another's result."""
+    def col(rule: Rule, name: str) -> exp.Column:
+        return exp.column(f"{rule.id}.{name}", quoted=True)
+
+    def history(this: exp.Expression) -> exp.Window:
+        return exp.Window(
+            this=this,
+            partition_by=[exp.column("account_id")],
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("night"))]),
+            spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"),
+        )
+
+    night = exp.column("night")
+    first = exp.select(exp.Star()).from_("outcomes")
+    second = exp.select(exp.Star()).from_("steady_1")
+    third = exp.select(exp.Star()).from_("steady_2")
+    fourth = exp.select(exp.Star()).from_("steady_3")
+    for rule in rules:
+        holds = col(rule, "holds")
+        keeps = holds if rule.resolve_when is None else exp.Case(ifs=[exp.If(this=holds, true=exp.true())], default=exp.not_(col(rule, "resolves")))
+        first = first.select(exp.alias_(_held_for(rule), f"{rule.id}._started", quoted=True), exp.alias_(keeps, f"{rule.id}._keeps", quoted=True))
+        calm = exp.Case(ifs=[exp.If(this=exp.Is(this=col(rule, "_keeps"), expression=exp.false()), true=exp.Literal.number(1))], default=exp.Literal.number(0))
+        started_on = exp.Case(ifs=[exp.If(this=col(rule, "_started"), true=night.copy())])
+        second = second.select(
+            exp.alias_(history(exp.Sum(this=calm)), f"{rule.id}._calm_total", quoted=True),
+            exp.alias_(history(exp.Max(this=started_on)), f"{rule.id}._started_on", quoted=True),
+        )
+        # The calm total at the last night that kept the warning (it only grows, so its max).
+        at_keep = exp.Case(ifs=[exp.If(this=col(rule, "_keeps"), true=col(rule, "_calm_total"))])
+        calm_run = exp.Sub(this=col(rule, "_calm_total"), expression=exp.Coalesce(this=history(exp.Max(this=at_keep)), expressions=[exp.Literal.number(0)]))
+        resolved_on = exp.Case(ifs=[exp.If(this=exp.GT(this=calm_run, expression=exp.Literal.number(rule.keep_firing_for)), true=night.copy())])
+        third = third.select(exp.alias_(resolved_on, f"{rule.id}._resolved_on", quoted=True))
+        last_resolved = history(exp.Max(this=col(rule, "_resolved_on")))
+        fires = exp.and_(
+            exp.Is(this=col(rule, "_started_on"), expression=exp.null()).not_(),
+            exp.or_(exp.Is(this=last_resolved, expression=exp.null()), exp.LT(this=last_resolved.copy(), expression=col(rule, "_started_on"))),
+        )
+        fourth = fourth.select(exp.alias_(fires, f"{rule.id}._fired", quoted=True))
+    return [("steady_1", first), ("steady_2", second), ("steady_3", third), ("steady_4", fourth)]
+
+
+def _number(value: float) -> exp.Expression:
+    """A param's value as a literal (a negative one as -x, which sqlglot writes back the same)."""
+    literal = exp.Literal.number(abs(value))
+    return exp.Neg(this=literal) if value < 0 else literal
+
+
+def _sql_tree(
+    tree: exp.Expression, values: dict[str, exp.Expression], group: exp.Expression | None, params: dict[str, float] | None = None
+) -> exp.Expression:
+    """A condition or value as SQL: value names replaced by their expressions, params by their
+    numbers, the built-in group by its CASE, and every division made null-safe."""
+    params = params or {}
 
     def replace(node):
         if isinstance(node, exp.Column) and node.name in values:
-            return exp.paren(_sql_tree(values[node.name], values, group))
+            return exp.paren(_sql_tree(values[node.name], values, group, params))
+        if isinstance(node, exp.Column) and node.name in params:
+            return exp.paren(_number(params[node.name]))
         if isinstance(node, exp.Column) and node.name == "loyalty_group":
             return exp.paren(group.copy())
         if isinstance(node, exp.Column):

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
+from loyalty_engine.lifecycle.warnings import NIGHT_RESOLVE_COLUMNS
 from loyalty_engine.rules.compiler import check_filter, check_rule, compile_rules
 from loyalty_engine.rules.loader import RuleSet
 
@@ -84,7 +85,8 @@ def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date
 
     `for: N nights` is not applied here: the lifecycle counts the evaluated nights a signal
     held in a row. The (account, rule) pairs whose condition could not be judged (a metric had
-    no data) are left in the TEMP table `night_unknown` on `con`, for `advance_warnings`."""
+    no data) are left in the TEMP table `night_unknown` on `con`, for `advance_warnings`, and for
+    rules with resolve_when the pairs it does not resolve tonight in `night_resolve`."""
     ruleset, skipped = runnable(ruleset, absent)
     outcome = NightOutcome(skipped=skipped)
     compiled = compile_rules(ruleset, [night])
@@ -103,6 +105,14 @@ def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date
         f"SELECT account_id, '{r.id}' AS rule_id FROM night_outcomes WHERE \"{r.id}.holds\" IS NULL" for r in compiled.rules
     ) or "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS rule_id WHERE false"
     con.execute(f"CREATE OR REPLACE TEMP TABLE night_unknown AS {unknown}")
+    # Rules with resolve_when: where it did not hold (or is unknown) and `when` did not either.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE night_resolve ({NIGHT_RESOLVE_COLUMNS})")
+    for rule in (r for r in compiled.rules if r.resolve_when is not None):
+        holds, resolves = f'"{rule.id}.holds"', f'"{rule.id}.resolves"'
+        con.execute(
+            f"INSERT INTO night_resolve SELECT account_id, ?, {resolves} FROM night_outcomes WHERE {holds} IS NOT TRUE AND {resolves} IS NOT TRUE",
+            [rule.id],
+        )
     outcome.no_data = dict.fromkeys((r.id for r in compiled.rules), 0)
     outcome.no_data.update(con.execute("SELECT rule_id, count(*) FROM night_unknown GROUP BY rule_id").fetchall())
     con.execute("DROP TABLE night_outcomes")

@@ -22,6 +22,9 @@ from loyalty_engine.rules.kinds import BUILTINS, KINDS
 from loyalty_engine.rules.loader import Rule, RuleSet
 
 YES_NO = {True: "yes", False: "no", None: "unknown"}
+# How far back explain looks for a rule with resolve_when: whether a warning that started earlier
+# is still kept firing depends on every night since, so a bounded look back (calendar nights).
+RESOLVE_LOOK_BACK = 60
 
 
 @dataclass
@@ -58,7 +61,7 @@ def explain_account(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, account_id
         raise UserError(f"account '{account_id}' is not in the loaded accounts")
     name, owner_name, owner_email, status = found[0]
     enabled, skipped = runnable(ruleset, absent)
-    longest = max((r.for_nights for r in enabled.rules), default=1)
+    longest = max((_look_back(r) for r in enabled.rules), default=1)
     nights = [night - timedelta(days=back) for back in range(longest)]
     compiled = compile_rules(RuleSet(ruleset.metrics, enabled.rules), nights, account=account_id, explain=True)
     result = con.sql(compiled.sql)
@@ -78,10 +81,21 @@ def explain_account(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, account_id
     return AccountExplained(account_id, name, f"{owner_name} <{owner_email}>", night, group, explained)
 
 
+def _look_back(rule: Rule) -> int:
+    """The nights (tonight included) whose outcomes decide whether the rule fires tonight."""
+    return rule.for_nights + rule.keep_firing_for + (RESOLVE_LOOK_BACK if rule.resolve_when is not None else 0)
+
+
 def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: dict, night: date) -> RuleExplained:
     holds = tonight.get(f"{rule.id}.holds")
-    held = sum(1 for row in rows.values() if row.get(f"{rule.id}.holds") is True)
-    if tonight.get(f"{rule.id}.fired"):
+    held = 0  # nights in a row, up to tonight, the condition held (the set may reach further back)
+    for back in range(len(rows)):
+        if rows.get(night - timedelta(days=back), {}).get(f"{rule.id}.holds") is not True:
+            break
+        held += 1
+    if tonight.get(f"{rule.id}.fired") and not holds and rule.hysteresis:
+        outcome = "fires: " + _kept_by(rule, tonight)
+    elif tonight.get(f"{rule.id}.fired"):
         outcome = "fires"
     elif holds is None:
         outcome = "no data"
@@ -107,10 +121,20 @@ def _explain_rule(rule: Rule, ruleset: RuleSet, compiled, tonight: dict, rows: d
                     shown[name] = words
         elif name in rule.values:
             what = rule.values[name]
+        elif name in rule.params:
+            what = "param"
         else:
             what = BUILTINS[name].words
         numbers.append((name, value, what))
     return RuleExplained(rule, outcome, parts, held, numbers, shown)
+
+
+def _kept_by(rule: Rule, tonight: dict) -> str:
+    """Why a warning fires on a night its condition does not hold (hysteresis)."""
+    if rule.resolve_when is not None and tonight.get(f"{rule.id}.resolves") is not True:
+        shown = "unknown" if tonight.get(f"{rule.id}.resolves") is None else "not yet"
+        return f"kept firing until resolve_when holds ({shown} tonight)"
+    return f"kept firing for up to {rule.keep_firing_for} nights after its condition last held"
 
 
 def _compared(text: str, values: list) -> str:
@@ -140,6 +164,12 @@ def _shown(value) -> str:
     return str(value)
 
 
+def _loud(outcome: str) -> str:
+    """FIRES and NO DATA stand out; the rest as it is ('fires: kept firing …' -> 'FIRES: kept firing …')."""
+    verdict, colon, why = outcome.partition(":")
+    return verdict.upper() + colon + why if verdict in ("fires", "no data") else outcome
+
+
 def render(explained: AccountExplained) -> str:
     """Plain text for a terminal or a ticket."""
     lines = [
@@ -148,10 +178,14 @@ def render(explained: AccountExplained) -> str:
     ]
     for item in explained.rules:
         rule = item.rule
-        lines += ["", f"{rule.id} ({rule.severity}): {item.outcome.upper() if item.outcome in ('fires', 'no data') else item.outcome}"]
+        lines += ["", f"{rule.id} ({rule.severity}): {_loud(item.outcome)}"]
         if not item.parts:
             continue
         lines.append(f"  when {' '.join(rule.when.split())}" + (f"   (for: {rule.for_nights} nights)" if rule.for_nights > 1 else ""))
+        if rule.resolve_when is not None:
+            lines.append(f"  resolve when {' '.join(rule.resolve_when.split())}")
+        if rule.keep_firing_for:
+            lines.append(f"  keep firing for {rule.keep_firing_for} night{'s' if rule.keep_firing_for != 1 else ''} after it last held")
         width = max(len(p.text) for p in item.parts)
         lines += [f"    {YES_NO[p.held]:<8} {p.text:<{width}}   {p.compared}" for p in item.parts]
         width = max((len(n) for n, _, _ in item.numbers), default=0)

@@ -9,8 +9,10 @@ The shape of a rule file (documented for ops in docs/rules.md):
     rules:
       - id: falling_order_frequency
         severity: high
-        when: orders_baseline >= 6 and orders_recent < 0.5 * expected
+        params: {min_baseline: 6, share: 0.5}           # named thresholds the texts below use
+        when: orders_baseline >= min_baseline and orders_recent < share * expected
         for: 2 nights
+        resolve_when: orders_recent >= 0.8 * expected   # hysteresis (and/or keep_firing_for: 3 nights)
         values: {expected: orders_baseline * 90 / 365}
         labels: {team: field-sales}
         title:   {de: ..., en: ...}
@@ -49,6 +51,7 @@ from loyalty_engine.i18n import LANGUAGES  # noqa: E402  (the digest languages: 
 # Its kind's entry in kinds.py says so; besides its kind, a metric over rows may have these keys.
 _METRIC_KEYS = ("window", "ending", "where")
 _FOR = re.compile(r"^\s*(\d+)\s*(nights?)?\s*$")
+LARGEST_PARAM = 1e15  # as the compiler's largest literal: beyond it DuckDB's decimals overflow
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -151,6 +154,18 @@ class Rule:
     # Where each expression sits in the file, so compile errors can point into it.
     places: dict[str, Where] = field(default_factory=dict, compare=False)
     mode: str = "live"  # one of MODES; a shadow rule's warnings are kept in history but never mailed
+    # Named thresholds `when`, `resolve_when`, `values` and the texts may use, by name: value.
+    params: dict[str, float] = field(default_factory=dict)
+    # Hysteresis (docs/rules.md): once firing, the warning stays firing until this condition
+    # holds (None: until `when` no longer holds) ...
+    resolve_when: str | None = None
+    # ... on this many evaluated nights in a row plus one (Prometheus' keep_firing_for).
+    keep_firing_for: int = 0
+
+    @property
+    def hysteresis(self) -> bool:
+        """It resolves on something other than the first night its condition does not hold."""
+        return self.resolve_when is not None or self.keep_firing_for > 0
 
 
 @dataclass(frozen=True)
@@ -369,7 +384,12 @@ def did_you_mean(word: str, known) -> str:
 
 
 def _rule(path: Path, spec: Located) -> Rule:
-    only_keys(path, spec, {"id", "severity", "when", "for", "values", "labels", "inhibits", "title", "message", "action", "enabled", "mode"})
+    only_keys(
+        path,
+        spec,
+        {"id", "severity", "when", "for", "params", "resolve_when", "keep_firing_for", "values", "labels", "inhibits",
+         "title", "message", "action", "enabled", "mode"},
+    )
     for key in ("id", "severity", "when", "title", "message", "action"):
         if key not in spec:
             raise RuleError(f"{at(path, spec, None)}: rule is missing required key '{key}'")
@@ -392,6 +412,15 @@ def _rule(path: Path, spec: Located) -> Rule:
         if not match or not 1 <= int(match.group(1)) <= 366:
             raise RuleError(f"{at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}")
         for_nights = int(match.group(1))
+    keep_firing_for = 0
+    if "keep_firing_for" in spec:
+        match = _FOR.match(str(spec["keep_firing_for"]))
+        if not match or not 1 <= int(match.group(1)) <= 366:
+            raise RuleError(
+                f"{at(path, spec, 'keep_firing_for')}: keep_firing_for must look like '3 nights' (1 to 366), got {spec['keep_firing_for']!r}"
+            )
+        keep_firing_for = int(match.group(1))
+    params = _params(path, spec)
     labels = spec.get("labels") or {}
     if labels and not isinstance(labels, Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
         raise RuleError(f"{at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
@@ -401,6 +430,9 @@ def _rule(path: Path, spec: Located) -> Rule:
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
         raise RuleError(f"{at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]")
     places = {"when": _expression_place(path, spec, "when")}
+    if "resolve_when" in spec:
+        places["resolve_when"] = _expression_place(path, spec, "resolve_when")
+    places.update({f"params.{name}": place(path, spec["params"], name) for name in params})
     if inhibits:
         places["inhibits"] = _expression_place(path, spec, "inhibits")
     places.update({f"values.{name}": _expression_place(path, values, name) for name in values})
@@ -421,8 +453,33 @@ def _rule(path: Path, spec: Located) -> Rule:
         inhibits=tuple(inhibits),
         places=places,
         mode=mode,
+        params=params,
+        resolve_when=str(spec["resolve_when"]) if "resolve_when" in spec else None,
+        keep_firing_for=keep_firing_for,
         **texts,
     )
+
+
+def _params(path: Path, spec: Located) -> dict[str, float]:
+    """The rule's named thresholds: lower_case names, each a plain number (ints stay ints, so
+    `{{ min_baseline }}` prints 6, not 6.0). Whether the rule uses them, and whether a name is
+    taken by a metric, is checked with the metrics (compiler.check_rule)."""
+    params = spec.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, Located):
+        raise RuleError(f"{at(path, spec, 'params')}: params must be a mapping of name: number, e.g. {{min_baseline: 6, share: 0.5}}")
+    checked = {}
+    for name, value in params.items():
+        if not _ID.match(str(name)):
+            raise RuleError(f"{place(path, params, name)}: param name '{name}' must be lower_case letters, digits and _")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
+            raise RuleError(f"{place(path, params, name)}: param '{name}' must be a number, e.g. 6 or 0.5, got {shown}")
+        if abs(value) > LARGEST_PARAM:
+            raise RuleError(f"{place(path, params, name)}: param '{name}' = {value} is too large")
+        checked[str(name)] = value
+    return checked
 
 
 def _texts(path: Path, spec: Located, key: str) -> dict[str, str]:

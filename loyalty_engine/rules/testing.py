@@ -9,6 +9,9 @@
           - {account_id: A2, order_date: 2026-11-01, amount: 250}
         expect:                                  # warnings on the last night; [] = none may fire
           - {account: A1, rule: falling_order_frequency, values: {orders_recent: 0}}
+      - name: the same at a lower share
+        params: {falling_order_frequency: {share: 0.2}}   # the rule at other values of its params
+        ...
 
 Rows name only what matters: ids, the account's name and owner, amounts and currencies get
 defaults, and every account a row mentions exists. A row with `every:` stands for one row per
@@ -18,6 +21,7 @@ written to the real database.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -28,7 +32,9 @@ import duckdb
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
-from loyalty_engine.rules.loader import Located, Rule, RuleSet, Span, Where, at, load_rules, only_keys, place, read_located, rule_files
+from loyalty_engine.rules.loader import (
+    Located, Rule, RuleSet, Span, Where, at, did_you_mean, load_rules, only_keys, place, read_located, rule_files,
+)
 
 DEFAULTS = {
     "accounts": {"owner_email": "owner@example.com", "owner_name": "Owner"},
@@ -91,9 +97,10 @@ def _read(path: Path) -> Located:
 def _run_case(path: Path, case, ruleset: RuleSet) -> CaseResult:
     if not isinstance(case, Located):
         raise RuleError(f"{path}: each test must be a mapping with name, night(s), tables and expect")
-    only_keys(path, case, {"name", "night", "nights", "expect", *TABLES})
+    only_keys(path, case, {"name", "night", "nights", "params", "expect", *TABLES})
     result = CaseResult(path, place(path, case, None), str(case.get("name", "unnamed")))
     nights = _nights(path, case)
+    ruleset = _with_params(path, case, ruleset)
     rules = {rule.id: rule for rule in ruleset.rules if rule.enabled}
     expected = _expectations(path, case, rules)
     with duckdb.connect() as con:
@@ -127,6 +134,28 @@ def _run_case(path: Path, case, ruleset: RuleSet) -> CaseResult:
                 result.wrong_values.append(f"{key[1]} for {key[0]}: {name} = {got}, expected {want}")
     result.unexpected = [f"{rule_id} for {account} ({_evidence(values)})" for (account, rule_id), values in fired.items() if (account, rule_id) not in expected]
     return result
+
+
+def _with_params(path: Path, case: Located, ruleset: RuleSet) -> RuleSet:
+    """The rules with the case's `params: {rule: {name: number}}` in place of the file's values."""
+    given = case.get("params")
+    if given is None:
+        return ruleset
+    if not isinstance(given, Located) or not all(isinstance(v, Located) for v in given.values()):
+        raise RuleError(f"{at(path, case, 'params')}: params must map rule ids to their params, e.g. {{falling_order_frequency: {{share: 0.4}}}}")
+    rules = {rule.id: rule for rule in ruleset.rules}
+    for rule_id, values in given.items():
+        rule = rules.get(rule_id)
+        if rule is None:
+            raise RuleError(f"{at(path, given, rule_id)}: rule '{rule_id}' is not a rule of {path.name.removesuffix('.test.yaml')}.yaml")
+        for name, value in values.items():
+            if name not in rule.params:
+                known = ", ".join(rule.params) or "none"
+                raise RuleError(f"{at(path, values, name)}: rule '{rule_id}' has no param '{name}'{did_you_mean(str(name), rule.params)} (its params: {known})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RuleError(f"{at(path, values, name)}: param '{name}' must be a number, got {value!r}")
+        rules[rule_id] = dataclasses.replace(rule, params={**rule.params, **values})
+    return RuleSet(ruleset.metrics, [rules[rule.id] for rule in ruleset.rules])
 
 
 def _nights(path: Path, case: Located) -> list[date]:
