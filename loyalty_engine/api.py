@@ -24,6 +24,7 @@ which does nothing unless the caller passes a function.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
 
 if TYPE_CHECKING:
-    from loyalty_engine.backtest import Backtest
+    from loyalty_engine.backtest import Backtest, Tune
     from loyalty_engine.errors import RuleError
     from loyalty_engine.gate import Check
     from loyalty_engine.lifecycle.snoozes import Snooze
@@ -363,6 +364,118 @@ def backtest(
     difference = replay.compare(replayed[0], replayed[1]) if len(replayed) == 2 else None
     written = (flagged, replay.write_flagged(replayed[0], flagged)) if flagged is not None else None
     return BacktestRun(replayed, [path for path, _ in rule_sets], difference, written)
+
+
+# The most combinations one `loyalty tune` replays: each is a column of the replay's query and a
+# rule in its lifecycle, so a grid far beyond a screenful costs minutes and shows nothing more.
+MAX_COMBINATIONS = 200
+
+
+class TuneRefused(UserError):
+    """Mistakes in a `loyalty tune` command line, all found at once; each is one line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_vary(texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
+    """`--vary NAME=V1,V2,…` options as {name: [values]} (repeated values once, in the order
+    given; whole numbers as ints), and the problems found, one line each.
+
+    >>> parse_vary(["share=0.4,0.5,0.4", "min_baseline=4,6"])
+    ({'share': [0.4, 0.5], 'min_baseline': [4, 6]}, [])
+    >>> parse_vary(["share=0.4,half"])[1]
+    ["--vary share=0.4,half: 'half' is not a number"]
+    """
+    from loyalty_engine.rules.compiler import LARGEST_NUMBER
+
+    grid: dict[str, list[float]] = {}
+    problems = []
+    for text in texts:
+        name, equals, listed = text.partition("=")
+        name = name.strip()
+        if not equals or not name or not listed.strip():
+            problems.append(f"--vary {text}: write NAME=V1,V2,…, e.g. --vary share=0.4,0.5,0.6")
+            continue
+        if name in grid:
+            problems.append(f"--vary {name} is given twice; list all its values in one: --vary {name}=V1,V2,…")
+            continue
+        values: list[float] = []
+        for word in (part.strip() for part in listed.split(",")):
+            try:
+                value = int(word)
+            except ValueError:
+                try:
+                    value = float(word)
+                except ValueError:
+                    value = None
+            if value is None or value != value or value in (math.inf, -math.inf):
+                problems.append(f"--vary {text}: '{word}' is not a number")
+            elif abs(value) > LARGEST_NUMBER:
+                problems.append(f"--vary {text}: {word} is too large")
+            elif value not in values:
+                values.append(value)
+        grid[name] = values
+    return grid, problems
+
+
+def tune(
+    settings: Settings,
+    rule_id: str,
+    vary: list[str],
+    first: date,
+    last: date,
+    rules: Path | None = None,
+    *,
+    progress: Progress = _quiet,
+) -> Tune:
+    """Replay one rule on the nights first … last once per combination of the `--vary
+    NAME=V1,V2,…` values (the cartesian product, at most MAX_COMBINATIONS) and the file's values.
+
+    Every mistake in the arguments is found before anything runs and raised together as
+    TuneRefused (exit 2): an unknown rule or param (naming the closest), a rule without params,
+    a value that is not a number, --from after --to, too many combinations. Needs the database
+    to itself like a backtest (RunLocked, exit 7, while a run is going); stores nothing.
+    """
+    from loyalty_engine import backtest as replay
+    from loyalty_engine import results, store
+    from loyalty_engine.rules.loader import did_you_mean, load_rules
+
+    rules_path = rules or settings.rules
+    ruleset = load_rules(rules_path)
+    grid, problems = parse_vary(vary)
+    rule = next((r for r in ruleset.rules if r.id == rule_id), None)
+    if rule is None:
+        problems.insert(0, f"unknown rule '{rule_id}'{did_you_mean(rule_id, [r.id for r in ruleset.rules])} in {rules_path}")
+    elif not rule.params:
+        problems.insert(0, f"rule '{rule_id}' has no params to vary; name its thresholds under params: (docs/rules.md, \"Params\")")
+    else:
+        known = ", ".join(rule.params)
+        problems += [
+            f"rule '{rule_id}' has no param '{name}'{did_you_mean(name, rule.params)} (its params: {known})"
+            for name in grid if name not in rule.params
+        ]
+    if not vary and (rule is None or rule.params):
+        problems.append("give the values to try: --vary NAME=V1,V2,… (one --vary per param)")
+    if first > last:
+        problems.append(f"--from {first:%Y-%m-%d} lies after --to {last:%Y-%m-%d}")
+    combinations = math.prod(len(values) for values in grid.values()) if grid else 0
+    if combinations > MAX_COMBINATIONS:
+        sizes = " x ".join(str(len(values)) for values in grid.values())
+        problems.append(f"--vary gives {combinations} combinations ({sizes}); at most {MAX_COMBINATIONS}: try fewer values")
+    if problems:
+        raise TuneRefused(problems)
+    if not settings.database.exists():
+        raise UserError(f"{settings.database}: no database yet; run `loyalty run` first")
+    with store.night_lock(settings.database), store.connect(settings.database) as con:
+        if results.latest_loaded_night(con) is None:
+            raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
+        progress(f"Replaying {rule_id} from {rules_path} …")
+        return replay.tune(
+            con, ruleset, rule_id, grid, settings.backtest, first, last, settings.digest.repeat_after_days,
+            progress=lambda message: progress(f"  {message}"),
+        )
 
 
 # --- Rules ---------------------------------------------------------------------------------------

@@ -489,3 +489,111 @@ def _csv_cell(value) -> str:
     # A spreadsheet runs a cell that starts with = + - or @ as a formula (an account id such as
     # `=HYPERLINK(…)`); a leading apostrophe keeps it text (OWASP's advice for CSV exports).
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# --- Tuning a rule's params on history ------------------------------------------------------------
+
+# What makes a combination of thresholds better, and in which direction: the three figures the
+# Pareto front is drawn over (docs/backtest.md, "Tuning a rule's thresholds").
+OBJECTIVES = (("precision", 1), ("recall", 1), ("emails_per_owner_week", -1))
+
+
+def pareto_front(rows: list[dict]) -> list[bool]:
+    """For each row of figures, whether no other row beats it: none is at least as good on
+    precision, recall and digests per owner and week (fewer is better) and better on one.
+    An unknown figure (None) counts as the worst, so it never beats a known one.
+
+    >>> pareto_front([
+    ...     {"precision": 0.5, "recall": 0.6, "emails_per_owner_week": 1.0},
+    ...     {"precision": 0.4, "recall": 0.6, "emails_per_owner_week": 1.0},  # beaten by the first
+    ...     {"precision": 0.3, "recall": 0.9, "emails_per_owner_week": 2.0},  # the best recall
+    ... ])
+    [True, False, True]
+    """
+    scores = [tuple(-math.inf if row.get(key) is None else sign * row[key] for key, sign in OBJECTIVES) for row in rows]
+
+    def beats(a: tuple, b: tuple) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [not any(beats(other, mine) for other in scores) for mine in scores]
+
+
+# The figures `loyalty tune` shows per combination (and keeps in its JSON).
+TUNE_FIGURES = ("accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days",
+                "nights_fired", "outcome_known", "lost_after_warning", "lost_in_range", "caught")
+
+
+@dataclass
+class Tune:
+    """A rule replayed once per combination of its params (`loyalty tune`)."""
+
+    rule_id: str
+    varied: list[str]  # the params varied, in the order given
+    current: dict[str, float]  # the rule's params as its file has them
+    # Per combination, in the order of the grid (the file's values last when the grid lacks them):
+    # params (every param of the rule), current (the file's values), pareto (on the front), TUNE_FIGURES.
+    combinations: list[dict]
+    replay: Backtest = field(repr=False)
+
+    def as_json(self) -> dict:
+        return {
+            "rule_id": self.rule_id, "varied": self.varied, "current": self.current,
+            "first_night": self.replay.first.isoformat(), "last_night": self.replay.last.isoformat(),
+            "data_end": self.replay.data_end.isoformat(), "nights": self.replay.nights, "owners": self.replay.owners,
+            "combinations": self.combinations,
+        }
+
+
+def tune(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    rule_id: str,
+    grid: dict[str, list[float]],
+    settings: BacktestSettings,
+    first: date,
+    last: date,
+    repeat_after_days: int = 7,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Tune:
+    """Replay one rule on the nights first … last once per combination of the values in `grid`
+    (param name: values; the cartesian product, first name slowest), and the file's values too.
+
+    One replay: `compiler.with_variants` makes each combination a rule `<rule_id>@<n>`, and
+    `run_backtest` computes the metrics once and each combination's condition as one more
+    column, so the figures per combination are those of a backtest of the rule with those
+    params alone (tests/system/test_tune.py checks it). Nothing is stored.
+
+    >>> result = tune(con, ruleset, "complaint_spike", {"min_complaints": [2, 3, 4]}, BacktestSettings(), first, last)
+    >>> [(c["params"]["min_complaints"], c["current"], c["pareto"]) for c in result.combinations]
+    [(2, False, True), (3, True, True), (4, False, False)]
+    """
+    from itertools import product
+
+    from loyalty_engine.rules.compiler import with_variants
+
+    rule = next((r for r in ruleset.rules if r.id == rule_id), None)
+    if rule is None:
+        raise UserError(f"unknown rule '{rule_id}'")
+    varied = list(grid)
+    current = dict(rule.params)
+    combinations = [dict(zip(varied, values)) for values in product(*grid.values())]
+    mine = {name: current[name] for name in varied}
+    if mine not in combinations:
+        combinations.append(mine)  # the file's values, to compare with
+    data_end = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
+    variants = with_variants(ruleset, rule_id, combinations)
+    if data_end is not None:
+        _, skipped = runnable(RuleSet(variants.metrics, variants.rules[:1]), store.absent_tables(con, data_end))
+        if skipped:
+            raise UserError(f"rule '{rule_id}' cannot be replayed: it {next(iter(skipped.values())).replace(' tonight', ' in the data')}")
+    progress(f"replaying {rule_id} with {len(combinations)} combinations of {', '.join(varied)}")
+    replay = run_backtest(con, variants, settings, first, last, repeat_after_days, progress)
+    figures = {row["rule_id"]: row for row in replay.rules}
+    rows = []
+    for index, combination in enumerate(combinations):
+        found = figures[f"{rule_id}@{index}"]
+        rows.append({"params": {**current, **combination}, "current": combination == mine, "pareto": False}
+                    | {name: found[name] for name in TUNE_FIGURES})
+    for row, on_front in zip(rows, pareto_front(rows)):
+        row["pareto"] = on_front
+    return Tune(rule_id, varied, current, rows, replay)

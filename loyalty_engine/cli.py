@@ -466,6 +466,51 @@ def backtest(
     console.show_backtest(run, format, output, settings.digest.language)
 
 
+@app.command()
+def tune(
+    rule: Annotated[str, typer.Argument(metavar="RULE", help="The rule whose params (named thresholds) to vary.")],
+    first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First night to replay.")],
+    last: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night to replay.")],
+    vary: Annotated[
+        Optional[list[str]],
+        typer.Option("--vary", metavar="NAME=V1,V2,…", help="A param and the values to try; repeat for more params (every combination is tried).", show_default=False),
+    ] = None,
+    rules: Annotated[
+        Optional[Path], typer.Option("--rules", metavar="PATH", help="Rule file or folder [default: the rules folder of the config].", show_default=False)
+    ] = None,
+    format: Annotated[BacktestFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = BacktestFormat.table,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write to FILE instead of stdout.", show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Try other thresholds for one rule on past nights and compare their consequences.
+
+    A rule names its thresholds under params: (docs/rules.md, "Params"). Each --vary
+    NAME=V1,V2,... gives values to try for one of them; every combination of the values is
+    replayed (at most 200), and the values in the rule file too. History is replayed once:
+    the metrics are computed once and each combination is one more condition beside them,
+    through the real lifecycle as in `loyalty backtest`. Per combination: the params,
+    accounts flagged, digests per owner and week, precision (with too late beside it),
+    recall and median lead in days, as `loyalty backtest --help` defines them.
+
+    Two marks help choose: "front" marks the combinations that no other beats on all
+    three of precision, recall and digests per owner and week (at least as good on each and
+    better on one; fewer digests is better): the sensible choices, between which only
+    your priorities decide. "current" marks the values in the rule file. Change the
+    params: in the file to adopt a combination. Nothing is stored (`rules list` keeps
+    showing the last backtest). Needs the database to itself (exit 7 while a run is going).
+
+    Examples:
+
+    \b
+        loyalty tune complaint_spike --vary min_complaints=2,3,4 --from 2025-05-01 --to 2025-10-31
+        loyalty tune complaint_spike --vary min_complaints=2,3 --vary times_usual=2,3,4 \\
+            --from 2025-05-01 --to 2025-10-31 --format html --out tune.html
+    """
+    settings = _settings(config)
+    result = api.tune(settings, rule, vary or [], first.date(), last.date(), rules, progress=console.note)
+    console.show_tune(result, rules or settings.rules, format, output, settings.digest.language)
+
+
 @app.command("generate-sample")
 def generate_sample(
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write <YYYY-MM-DD>/<table>.csv folders and ground_truth.csv into.")],

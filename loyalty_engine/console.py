@@ -23,11 +23,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from loyalty_engine.errors import DeliveryError
-from loyalty_engine.safe_text import printable
+from loyalty_engine.safe_text import escaped, printable
 
 if TYPE_CHECKING:  # the commands' modules are imported by the commands that use them
     from loyalty_engine.api import BacktestRun, GateReport, Preview, RuleCheck, RuleListing, RuleTests
-    from loyalty_engine.backtest import Backtest
+    from loyalty_engine.backtest import Backtest, Tune
     from loyalty_engine.gate import Check
     from loyalty_engine.lifecycle.snoozes import Snooze
     from loyalty_engine.pages.portfolio import Figures
@@ -83,7 +83,9 @@ def show_error(error: Exception) -> None:
         for who, why in report.failed.items():
             say(f"  {who}: {why}")
     else:
-        say(f"error: {error}")
+        # Several mistakes found at once (`loyalty tune`): one line each.
+        for problem in getattr(error, "problems", None) or [error]:
+            say(f"error: {escaped(str(problem))}")
 
 
 def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:
@@ -245,6 +247,57 @@ def print_backtest(result: Backtest, title: str) -> None:
             _share_text(figures["precision"]), str(figures["too_late"]), _share_text(figures["recall"]),
             "–" if figures["median_lead_days"] is None else f"{figures['median_lead_days']:+.0f}",
             end_section=index == len(rows) - 2,
+        )
+    out.print(table)
+
+
+def _param_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def show_tune(tune: Tune, rules_path: Path, format: BacktestFormat, output: Path | None, language: str) -> None:
+    """Each combination's figures as a table with the front and the file's values marked, or as
+    a JSON document or an HTML page on stdout or in a file."""
+    if format is BacktestFormat.table:
+        print_tune(tune, str(rules_path))
+        return
+    if format is BacktestFormat.json:
+        text = json.dumps({"rules_path": str(rules_path), **tune.as_json()}, ensure_ascii=False, indent=2, default=str)
+    else:
+        from loyalty_engine.pages.tune import render_tune
+
+        text = render_tune(tune, rules_path, language)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+        say(f"Wrote {output}")
+    else:
+        print(text)
+
+
+def print_tune(tune: Tune, title: str) -> None:
+    replay = tune.replay
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"{tune.rule_id} ({title}): {replay.nights} nights {replay.first} … {replay.last}, {replay.owners} owners (outcomes known up to {replay.data_end})",
+        title_justify="left",
+        caption="front: no other combination is at least as good on precision, recall and digests/owner/week and better on one\n"
+                "current: the values in the rule file",
+        caption_justify="left",
+    )
+    for name in tune.varied:
+        table.add_column(escape(name), justify="right")
+    for column in ("accounts flagged", "digests/owner/week", "precision", "too late", "recall", "median lead (days)", ""):
+        table.add_column(column, justify="right" if column else "left")
+    for row in tune.combinations:
+        marks = ", ".join(mark for mark, on in (("front", row["pareto"]), ("current", row["current"])) if on)
+        table.add_row(
+            *(_param_text(row["params"][name]) for name in tune.varied),
+            str(row["accounts_flagged"]),
+            "–" if row["emails_per_owner_week"] is None else f"{row['emails_per_owner_week']:.2f}",
+            _share_text(row["precision"]), str(row["too_late"]), _share_text(row["recall"]),
+            "–" if row["median_lead_days"] is None else f"{row['median_lead_days']:+.0f}",
+            marks,
+            style="bold" if row["pareto"] else None,
         )
     out.print(table)
 

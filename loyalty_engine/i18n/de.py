@@ -195,4 +195,10 @@ BACKTEST = {
     "recall_means": "Von den im Zeitraum verlorenen Kunden der Anteil, der mindestens um den Mindestvorlauf vorher gewarnt wurde.",
     "lead_term": "Vorlauf (Median)",
     "lead_means": "Tage von der ersten Warnung bis zum Verlust (der letzten Bestellung eines Kunden, der aufgehört hat); positiv heißt: rechtzeitig gewarnt.",
+    "tune_title": "Feinabstimmung {rule}, {first} – {last}",
+    "tune_heading": "Feinabstimmung {rule}: {nights} Nächte, {first} – {last}",
+    "tune_front": "Pareto-Front",
+    "tune_current": "aktuell",
+    "tune_front_means": "Keine andere Kombination ist bei Präzision, Trefferquote und Digests je Betreuer und Woche (weniger ist besser) mindestens so gut und bei einer besser: die sinnvollen Wahlen.",
+    "tune_current_means": "Die Werte in der Regeldatei.",
 }

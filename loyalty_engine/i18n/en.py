@@ -195,4 +195,10 @@ BACKTEST = {
     "recall_means": "Of the accounts lost in the range, the share warned at least the minimum lead before.",
     "lead_term": "Median lead",
     "lead_means": "Days from the first warning to the loss (the last order of an account that stopped); positive means warned in time.",
+    "tune_title": "Tuning {rule}, {first} – {last}",
+    "tune_heading": "Tuning {rule}: {nights} nights, {first} – {last}",
+    "tune_front": "front",
+    "tune_current": "current",
+    "tune_front_means": "No other combination is at least as good on precision, recall and digests per owner and week (fewer is better) and better on one: the sensible choices.",
+    "tune_current_means": "The values in the rule file.",
 }
