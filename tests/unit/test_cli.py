@@ -34,7 +34,7 @@ def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 COMMANDS = [
     "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "report", "quarantine", "explain", "generate-sample",
-    "backtest", "rules check", "rules list", "rules test",
+    "backtest", "tune", "rules check", "rules list", "rules test",
 ]
 
 
