@@ -143,3 +143,39 @@ def test_the_cli_names_every_mistake_on_its_own_line_and_exits_2(project):
     result = loyalty("tune", "fewer_orders", "--vary", "shar=0.4", "--vary", "min_baseline=3,4", "--from", "2025-05-01", "--to", "2025-08-31", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: rule 'fewer_orders' has no param 'shar' (did you mean 'share'?) (its params: min_baseline, share)"]
+
+
+def test_tune_returns_each_combinations_figures_and_stores_nothing(project, capsys):
+    """The api on a hand-made history: accounts whose orders thin out at different times."""
+    from datetime import timedelta
+
+    from loyalty_engine.backtest import stored_figures
+    from loyalty_engine.contract import TABLES
+
+    settings, _ = project
+    last = date(2026, 11, 23)
+    with store.connect(settings.database) as con:
+        for table in TABLES.values():
+            con.execute(table.create_sql())
+        for number in range(12):
+            account = f"A{number}"
+            con.execute("INSERT INTO accounts (account_id, name, owner_email, owner_name, status) VALUES (?, ?, 'a@example.com', 'A', 'active')", [account, account])
+            for n in range(40):
+                day = last - timedelta(days=400) + timedelta(days=n * (5 + number))
+                if day <= last - timedelta(days=10 * number):
+                    con.execute("INSERT INTO orders VALUES (?, ?, ?, 100, 'EUR')", [f"{account}-{n}", account, day])
+        for table in TABLES:
+            con.execute("INSERT INTO loads VALUES (?, ?, 'x', 0, 0, now())", [last, table])
+    notes = []
+    tuned = api.tune(settings, "fewer_orders", ["share=0.3,0.9", "min_baseline=6"], last - timedelta(days=20), last, progress=notes.append)
+    assert capsys.readouterr() == ("", "") and notes[0] == f"Replaying fewer_orders from {settings.rules} …"
+    assert (tuned.rule_id, tuned.varied, tuned.current) == ("fewer_orders", ["share", "min_baseline"], {"min_baseline": 6, "share": 0.5})
+    # The grid, then the file's values (share 0.5 is not in it).
+    assert [(c["params"], c["current"]) for c in tuned.combinations] == [
+        ({"min_baseline": 6, "share": 0.3}, False), ({"min_baseline": 6, "share": 0.9}, False), ({"min_baseline": 6, "share": 0.5}, True)]
+    flagged = [c["accounts_flagged"] for c in tuned.combinations]
+    assert flagged[0] <= flagged[2] <= flagged[1] and flagged[0] < flagged[1]
+    assert [c["pareto"] for c in tuned.combinations] == pareto_front(tuned.combinations)
+    assert tuned.replay.nights == 21 and tuned.as_json()["combinations"] == tuned.combinations
+    with store.connect(settings.database, read_only=True) as con:
+        assert stored_figures(con) == []
