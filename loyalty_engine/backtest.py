@@ -501,21 +501,27 @@ OBJECTIVES = (("precision", 1), ("recall", 1), ("emails_per_owner_week", -1))
 def pareto_front(rows: list[dict]) -> list[bool]:
     """For each row of figures, whether no other row beats it: none is at least as good on
     precision, recall and digests per owner and week (fewer is better) and better on one.
-    An unknown figure (None) counts as the worst, so it never beats a known one.
+    An unknown figure (None) counts as the worst, so it never beats a known one. A row that
+    flagged no account (accounts_flagged 0) is the rule switched off, not a threshold to choose:
+    it sends no digests, so nothing could beat it and every such row would crowd the front; it
+    is left out, neither on the front nor beating any row.
 
     >>> pareto_front([
     ...     {"precision": 0.5, "recall": 0.6, "emails_per_owner_week": 1.0},
     ...     {"precision": 0.4, "recall": 0.6, "emails_per_owner_week": 1.0},  # beaten by the first
     ...     {"precision": 0.3, "recall": 0.9, "emails_per_owner_week": 2.0},  # the best recall
+    ...     {"precision": None, "recall": 0.0, "emails_per_owner_week": 0.0, "accounts_flagged": 0},
     ... ])
-    [True, False, True]
+    [True, False, True, False]
     """
+    chosen = [row.get("accounts_flagged") != 0 for row in rows]
     scores = [tuple(-math.inf if row.get(key) is None else sign * row[key] for key, sign in OBJECTIVES) for row in rows]
 
     def beats(a: tuple, b: tuple) -> bool:
         return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
 
-    return [not any(beats(other, mine) for other in scores) for mine in scores]
+    contenders = [score for score, choice in zip(scores, chosen) if choice]
+    return [choice and not any(beats(other, mine) for other in contenders) for mine, choice in zip(scores, chosen)]
 
 
 # The figures `loyalty tune` shows per combination (and keeps in its JSON).

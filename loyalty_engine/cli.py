@@ -495,7 +495,8 @@ def tune(
     Two marks help choose: "front" marks the combinations that no other beats on all
     three of precision, recall and digests per owner and week (at least as good on each and
     better on one; fewer digests is better): the sensible choices, between which only
-    your priorities decide. "current" marks the values in the rule file. Change the
+    your priorities decide (a combination that warns no account is the rule switched
+    off, and is not marked). "current" marks the values in the rule file. Change the
     params: in the file to adopt a combination. Nothing is stored (`rules list` keeps
     showing the last backtest). Needs the database to itself (exit 7 while a run is going).
 

@@ -280,7 +280,8 @@ def print_tune(tune: Tune, title: str) -> None:
         box=box.SIMPLE_HEAD,
         title=f"{tune.rule_id} ({title}): {replay.nights} nights {replay.first} … {replay.last}, {replay.owners} owners (outcomes known up to {replay.data_end})",
         title_justify="left",
-        caption="front: no other combination is at least as good on precision, recall and digests/owner/week and better on one\n"
+        caption="front: no other combination is at least as good on precision, recall and digests/owner/week and better on one"
+                " (combinations that warn nobody left out)\n"
                 "current: the values in the rule file",
         caption_justify="left",
     )

@@ -199,6 +199,6 @@ BACKTEST = {
     "tune_heading": "Feinabstimmung {rule}: {nights} Nächte, {first} – {last}",
     "tune_front": "Pareto-Front",
     "tune_current": "aktuell",
-    "tune_front_means": "Keine andere Kombination ist bei Präzision, Trefferquote und Digests je Betreuer und Woche (weniger ist besser) überall mindestens so gut und bei einer Zahl besser: die sinnvollen Wahlen.",
+    "tune_front_means": "Keine andere Kombination ist bei Präzision, Trefferquote und Digests je Betreuer und Woche (weniger ist besser) überall mindestens so gut und bei einer Zahl besser: die sinnvollen Wahlen. Eine Kombination, die keinen Kunden meldet, wird nicht markiert.",
     "tune_current_means": "Die Werte in der Regeldatei.",
 }

@@ -199,6 +199,6 @@ BACKTEST = {
     "tune_heading": "Tuning {rule}: {nights} nights, {first} – {last}",
     "tune_front": "front",
     "tune_current": "current",
-    "tune_front_means": "No other combination is at least as good on precision, recall and digests per owner and week (fewer is better) and better on one: the sensible choices.",
+    "tune_front_means": "No other combination is at least as good on precision, recall and digests per owner and week (fewer is better) and better on one: the sensible choices. A combination that warns no account is not marked.",
     "tune_current_means": "The values in the rule file.",
 }

@@ -118,7 +118,7 @@ def test_the_table_marks_the_front_and_the_current_values(project, tmp_path):
     rows = [line for line in lines if re.match(r"^\d", line)]
     assert [row.split()[0] for row in rows] == ["0.3", "0.7", "0.5"]
     assert rows[2].endswith("current") and any("front" in row for row in rows)
-    assert "front: no other combination is at least as good on precision, recall and digests/owner/week and better on one" in result.stdout
+    assert "front: no other combination is at least as good on precision, recall and digests/owner/week and better on one (combinations that warn nobody left out)" in result.stdout
 
     page = tmp_path / "tune.html"
     result = loyalty("tune", "fewer_orders", "--vary", "share=0.3,0.7", "--from", "2025-06-01", "--to", TO, "--config", str(config), "--format", "html", "--out", str(page))

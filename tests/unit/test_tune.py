@@ -53,10 +53,15 @@ def figures(precision, recall, digests) -> dict:
         ([figures(0.3, 0.3, 1.0), figures(0.3, 0.3, 1.0), figures(0.2, 0.3, 1.0)], [True, True, False]),
         # Beaten on all three at once.
         ([figures(0.6, 0.7, 0.5), figures(0.5, 0.6, 1.0), figures(0.4, 0.8, 2.0)], [True, False, True]),
-        # An unknown precision (nothing judged) is the worst: a known one beats it, all else equal;
-        # a combination that warns nobody still sends the fewest digests.
-        ([figures(None, 0.0, 0.0), figures(0.5, 0.0, 0.0), figures(0.5, 0.5, 1.0)], [False, True, True]),
-        ([figures(None, None, 0.0), figures(0.5, 0.5, 1.0)], [True, True]),
+        # An unknown precision (nothing judged yet) is the worst: a known one beats it, all else equal.
+        ([figures(None, 0.0, 0.5), figures(0.5, 0.0, 0.5), figures(0.5, 0.5, 1.0)], [False, True, True]),
+        ([figures(None, None, 0.1), figures(0.5, 0.5, 1.0)], [True, True]),
+        # Warning nobody is the rule switched off: never on the front, and it beats no row, though
+        # it sends the fewest digests; the quietest row that warns somebody stays on the front.
+        ([{**figures(None, 0.0, 0.0), "accounts_flagged": 0}, {**figures(0.0, 0.0, 0.02), "accounts_flagged": 1},
+          {**figures(0.0, 0.0, 0.05), "accounts_flagged": 3}, {**figures(0.4, 0.2, 1.0), "accounts_flagged": 40}],
+         [False, True, False, True]),
+        ([{**figures(None, 0.0, 0.0), "accounts_flagged": 0}] * 2, [False, False]),
         ([figures(0.1, 0.1, 3.0)], [True]),
         ([], []),
     ],
