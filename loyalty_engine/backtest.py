@@ -15,6 +15,9 @@ it was: the compiler counts only rows dated up to each night. The replay has thr
    (`account_fates`): precision, the warnings that came too late (after the loss), recall and
    the median lead time (docs/backtest.md). Each flagged account's fate (`FATES`) is kept, so
    `flagged_accounts` / `write_flagged` can show the accounts behind every figure.
+
+`tune` replays one rule once per combination of its params (`loyalty tune`) and marks the
+combinations on the Pareto front of precision, recall and digests (`pareto_front`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import product
 from pathlib import Path
 from typing import Callable
 
@@ -573,8 +577,6 @@ def tune(
     >>> [(c["params"]["min_complaints"], c["current"], c["pareto"]) for c in result.combinations]
     [(2, False, True), (3, True, True), (4, False, False)]
     """
-    from itertools import product
-
     from loyalty_engine.rules.compiler import with_variants
 
     rule = next((r for r in ruleset.rules if r.id == rule_id), None)
