@@ -55,7 +55,7 @@ DAYS_PER_MONTH = DAYS_PER_YEAR / 12
 BLOCK = 2048  # accounts per block of the accounts x days matrix: ~18 MB per float array
 
 DRIFTING_SHARE = 0.17
-DORMANT_SHARE = 0.05  # accounts that left 1-2.5 years before the end date and are still listed active
+DORMANT_SHARE = 0.05  # accounts that left 1-2 years before the end date and are still listed active
 NEW_SHARE = 0.15  # accounts won inside the three years
 # Order rates: lognormal around two orders a month, from 2 a year to 250 (about five a week).
 ORDERS_PER_YEAR, ORDER_RATE_SPREAD, ORDERS_PER_YEAR_RANGE = 24.0, 1.1, (2.0, 250.0)
@@ -70,7 +70,7 @@ ORDER_SPREAD = (0.35, 0.7)  # lognormal sigma of an order's amount around the ac
 # The traps real order books set for fixed thresholds (ground_truth.csv's `traits`), as shares of
 # the accounts that are not built for a rule or a group (stable, drifting and dormant ones):
 HEAVY_TAILED_SHARE, HEAVY_SPREAD = 0.35, (1.0, 1.5)  # order amounts lognormal with this sigma
-SEASONAL_SHARE, SEASON_PEAK = 0.15, (1.2, 2.0)  # von Mises concentration: 65-80 % of orders in 4 months
+SEASONAL_SHARE, SEASON_PEAK = 0.15, (1.2, 1.8)  # von Mises concentration: 65-78 % of orders in 4 months
 BURSTY_SHARE = 0.10  # project buyers: bursts of 10-30 days, then 45-150 quiet days
 BURST_DAYS, QUIET_DAYS = (10, 30), (45, 150)
 PAUSED_SHARE = 1 / 6  # of the stable accounts: one pause, 46-120 days from the last order to the next
@@ -417,14 +417,14 @@ def _book(rng: np.random.Generator, n: int, calendar: _Calendar, owner: np.ndarr
     duration = rng.integers(120, 300, size=n, endpoint=True)  # 4-10 months to zero
     drift_start = np.where(drifting, start, far)
     lost_on = np.where(drifting, start + duration, far)
-    # Dormant accounts: regular customers who stopped at once 1-2.5 years before the end date
-    # (a plant closed, a buyer went elsewhere) and that nobody closed in the ERP. Their window
-    # still shows half a year or more of orders before the stop, at two a month or more, so that
-    # the backtest sees regular orders before it (backtest.lost) as surely as the ground truth.
+    # Dormant accounts: regular customers who stopped at once 1-2 years before the end date (a
+    # plant closed, a buyer went elsewhere) and that nobody closed in the ERP. The window still
+    # shows the year before the stop, at two orders a month or more, so that the backtest sees
+    # regular orders before it (backtest.lost) as surely as the ground truth.
     candidates = np.flatnonzero((orders_per_year >= 2 * REGULAR) & ~drifting)
     dormant = np.zeros(n, dtype=bool)
     dormant[rng.choice(candidates, size=min(round(DORMANT_SHARE * n), candidates.size), replace=False)] = True
-    stop = rng.integers(calendar.last - 913, calendar.last - 365, size=n, endpoint=True)
+    stop = rng.integers(calendar.last - 730, calendar.last - 365, size=n, endpoint=True)
     drift_start = np.where(dormant, stop - 1, drift_start)  # no fade: the rate falls to 0 in a day
     lost_on = np.where(dormant, stop, lost_on)
     settled = drift_start - 400 - rng.integers(0, 2000, size=n)
@@ -500,8 +500,9 @@ def _traits(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> None:
 
     - heavy_tailed: order amounts lognormal with sigma 1.0-1.5 (the others 0.35-0.7), so a
       quarter's revenue swings by half without meaning anything;
-    - seasonal: a trade with a season (von Mises over the year), 65-80 % of the orders in its
-      four busiest months; regular customers only, so the off-season still sees some orders;
+    - seasonal: a trade with a season (von Mises over the year), 65-78 % of the orders in its
+      four busiest months; customers with two orders a month or more, so that the off-season
+      still sees an order now and then and its silence does not pass for a loss;
     - bursty: project buyers, whose orders come in bursts of 10-30 days with 45-150 quiet days
       between them (at least 6 orders a year, so a burst holds more than one order);
     - paused: one stable account in six pauses once (a plant shut for a refit, a project
@@ -523,10 +524,10 @@ def _traits(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> None:
 
     heavy = pick(plain, HEAVY_TAILED_SHARE * plain.sum())
     book.order_spread = np.where(heavy, rng.uniform(*HEAVY_SPREAD, n), book.order_spread)
-    seasonal = pick(plain & (rate >= REGULAR), SEASONAL_SHARE * plain.sum())
+    seasonal = pick(plain & (rate >= 2 * REGULAR), SEASONAL_SHARE * plain.sum())
     book.kappa = np.where(seasonal, rng.uniform(*SEASON_PEAK, n), 0.0)
     book.amplitude = np.where(seasonal, 0.0, book.amplitude)
-    bursty = pick(plain & ~seasonal & (rate >= 6), BURSTY_SHARE * plain.sum())
+    bursty = pick(plain & ~seasonal & ~book.dormant & (rate >= 6), BURSTY_SHARE * plain.sum())
     book.bursty = bursty
     # Bursts: cycles of a quiet stretch then a burst, from before the window to past any fade.
     rows = np.flatnonzero(bursty)
@@ -695,8 +696,30 @@ def _events(
         (silent, night - 200, night - 120), (silent, night - 320, night - 220), (silent, night - 440, night - 330),
         *[(spike, night - 26, night)] * 4, (more, night - 26, night), (more[: more.size // 2], night - 26, night),
     ]))
-    orders, volume = _orders_table(rng, book, calendar, order_parts)
+    # A drifting account silent for no_order_days has left (and the backtest dates its loss to the
+    # order before the silence): an order after that would be a stray, and is left out.
+    account, offset = (np.concatenate(column) for column in zip(*order_parts))
+    every_account, every_day = np.concatenate([account, later[0]]), np.concatenate([offset + calendar.first, later[1]])
+    stray = _strays(book, every_account, every_day, LostSettings().no_order_days)
+    kept = ~stray[: account.size]
+    later = (later[0][~stray[account.size:]], later[1][~stray[account.size:]])
+    orders, volume = _orders_table(rng, book, calendar, [(account[kept], offset[kept])])
     return orders, _complaints_table(rng, calendar, complaint_parts), volume, later
+
+
+def _strays(book: _Book, account: np.ndarray, day: np.ndarray, silence: int) -> np.ndarray:
+    """Whether each order comes after a drifting account's first silence of `silence` days that
+    began during its drift."""
+    order = np.lexsort((day, account))
+    a, d = account[order], day[order]
+    same = np.concatenate([[False], a[1:] == a[:-1]])
+    previous = np.concatenate([[0], d[:-1]])
+    starts = same & (d - previous >= silence) & (previous >= book.drift_start[a]) & book.drifting[a]
+    first = np.full(book.owner.size, np.iinfo(np.int64).max)
+    np.minimum.at(first, a[starts], d[starts])
+    stray = np.empty(account.size, dtype=bool)
+    stray[order] = d >= first[a]
+    return stray
 
 
 def _rates(
