@@ -479,9 +479,9 @@ def _book(rng: np.random.Generator, n: int, calendar: _Calendar, owner: np.ndarr
         pause_to=np.full(n, far),
     )
     _drift_signs(rng, book, calendar)
-    # Scenario and group accounts: long-standing regular customers (3+ years before the window),
-    # so every window of every rule sees their history.
-    eligible = np.flatnonzero(regular & ~drifting & ~dormant & (customer_since < calendar.first - 1100))
+    # Scenario and group accounts: long-standing customers (3+ years before the window), so every
+    # window of every rule sees their history; _scenarios gives them their order rates.
+    eligible = np.flatnonzero(~drifting & ~dormant & (customer_since < calendar.first - 1100))
     roles = RULES + GROUPS
     wanted = [max(SCENARIO_MIN, round((SCENARIO_SHARE if r in RULES else GROUP_SHARE) * n)) for r in roles]
     chosen = rng.permutation(eligible)

@@ -23,7 +23,9 @@ TYPES = {
     "interactions": {"occurred_at": "DATE", "by_owner": "BOOLEAN", "competitor_mentioned": "BOOLEAN"},
     "surveys": {"answered_at": "DATE", "nps": "INTEGER", "satisfaction": "DOUBLE"},
     "ground_truth": {"drift_started_on": "DATE", "lost_on": "DATE", "signals": "VARCHAR",
-                     "scenario": "VARCHAR", "loyalty_group": "VARCHAR"},
+                     "scenario": "VARCHAR", "loyalty_group": "VARCHAR", "lost_how": "VARCHAR", "traits": "VARCHAR",
+                     "orders_per_year": "DOUBLE", "complaints_per_year": "DOUBLE", "paused_from": "DATE",
+                     "paused_to": "DATE"},
 }
 
 

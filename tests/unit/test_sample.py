@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from loyalty_engine.sample.generator import generate_sample
+from loyalty_engine.sample.generator import PATTERNS, TRAITS, generate_sample
 from tests.support.sample_checks import RULES, fired, load
 
 NIGHT = date(2025, 11, 20)  # a Thursday
@@ -25,7 +25,8 @@ COLUMNS = {
     "interactions": ["interaction_id", "account_id", "occurred_at", "kind", "contact_person", "by_owner",
                      "competitor_mentioned"],
     "surveys": ["survey_id", "account_id", "answered_at", "nps", "satisfaction"],
-    "ground_truth": ["account_id", "pattern", "drift_started_on", "lost_on", "signals", "scenario", "loyalty_group"],
+    "ground_truth": ["account_id", "pattern", "drift_started_on", "lost_on", "signals", "scenario", "loyalty_group",
+                     "lost_how", "traits", "orders_per_year", "complaints_per_year", "paused_from", "paused_to"],
 }
 KEYS = {"accounts": "account_id", "orders": "order_id", "complaints": "complaint_id", "contracts": "contract_id",
         "interactions": "interaction_id", "surveys": "survey_id"}
@@ -91,8 +92,12 @@ def test_summary_says_what_was_written(sample, db):
     assert summary.folders == [summary.folder]
     assert summary.rows == {table: one(db, f"SELECT count(*) FROM {table}") for table in TABLES}
     assert summary.drifting == one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'drifting'")
-    assert summary.lost == one(db, f"SELECT count(*) FROM ground_truth WHERE lost_on <= DATE '{NIGHT}'")
+    assert summary.lost == one(db, f"SELECT count(*) FROM ground_truth WHERE pattern = 'drifting' AND lost_on <= DATE '{NIGHT}'")
     assert summary.patterns == dict(db.sql("SELECT pattern, count(*) FROM ground_truth GROUP BY ALL").fetchall())
+    assert list(summary.patterns) == list(PATTERNS) and list(summary.traits) == list(TRAITS)
+    per_trait = {t: one(db, f"SELECT count(*) FROM ground_truth WHERE list_contains(string_split(traits, ' '), '{t}')") for t in TRAITS}
+    assert summary.traits == per_trait
+    assert summary.owners == one(db, "SELECT count(DISTINCT owner_email) FROM accounts")
     per_rule = {rule: sum(rule in s for s in signals(db).values()) for rule in RULES}
     assert summary.signals == per_rule and list(summary.signals) == list(RULES)
     assert summary.rows["orders"] > 10_000 and summary.rows["interactions"] > 10_000
@@ -163,7 +168,12 @@ def test_values_keep_the_contract(db):
         "WHERE by_owner AND kind IN ('escalation', 'email')",
         "scores outside 0-10": "SELECT count(*) FROM surveys WHERE nps IS NULL OR nps NOT BETWEEN 0 AND 10",
         "satisfaction outside 1-5": "SELECT count(*) FROM surveys WHERE satisfaction NOT BETWEEN 1 AND 5",
-        "unknown patterns": "SELECT count(*) FROM ground_truth WHERE pattern NOT IN ('stable', 'drifting', 'warning', 'noise')",
+        "unknown patterns": "SELECT count(*) FROM ground_truth "
+        "WHERE pattern NOT IN ('stable', 'drifting', 'dormant', 'warning', 'noise')",
+        "unknown traits": "SELECT count(*) FROM (SELECT unnest(string_split(traits, ' ')) t FROM ground_truth) "
+        f"WHERE t NOT IN {TRAITS}",
+        "unknown fates": "SELECT count(*) FROM ground_truth WHERE (lost_how IS NULL) <> (lost_on IS NULL) "
+        "OR lost_how NOT IN ('stopped', 'shrank')",
     }
     for problem, sql in checks.items():
         assert one(db, sql) == 0, problem
@@ -213,10 +223,10 @@ def test_contracts_form_consecutive_chains_over_the_window(db):
 
 
 def test_owners_look_after_many_accounts_with_german_names(db):
+    """200 accounts: 1-4 owners with 50-300 accounts each (the large book below has more), one manager."""
     owners = db.sql("SELECT owner_email, count(*) FROM accounts GROUP BY ALL").fetchall()
-    assert 5 <= len(owners) <= 8
-    assert sum(1 for _, accounts in owners if accounts >= 15) >= 4
-    assert one(db, "SELECT count(DISTINCT supervisor_email) FROM accounts") == 2
+    assert 1 <= len(owners) <= 4 and all(50 <= accounts <= 300 for _, accounts in owners), owners
+    assert one(db, "SELECT count(DISTINCT supervisor_email) FROM accounts") == 1
     assert one(db, "SELECT avg(regexp_matches(name, '[äöüÄÖÜß]')::int) FROM accounts") > 0.3
     assert one(db, "SELECT count(DISTINCT name) FROM accounts") >= 190
     assert 0.03 <= one(db, "SELECT avg((language = 'en')::int) FROM accounts") <= 0.2
@@ -244,10 +254,12 @@ def test_orders_look_like_a_b2b_order_book(db):
 def test_drifting_share_is_realistic(db):
     share = one(db, "SELECT avg((pattern = 'drifting')::int) FROM ground_truth")
     assert 0.10 <= share <= 0.25
-    assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'stable' "
-                   "AND (drift_started_on IS NOT NULL OR lost_on IS NOT NULL)") == 0
+    assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern <> 'drifting' AND drift_started_on IS NOT NULL") == 0
+    # lost_on is the last order (as the backtest dates a stop): at most 300 days (the longest fade)
+    # into the drift, and mostly after its start (a rare buyer may not order again once it began).
     assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'drifting' AND NOT "
-                   "(drift_started_on < lost_on AND lost_on - drift_started_on BETWEEN 110 AND 310)") == 0
+                   "(lost_how = 'stopped' AND lost_on <= drift_started_on + 300)") == 0
+    assert one(db, "SELECT avg((lost_on >= drift_started_on)::int) FROM ground_truth WHERE pattern = 'drifting'") > 0.9
 
 
 def test_drifting_accounts_order_less_before_they_are_lost(db):
@@ -262,13 +274,16 @@ def test_drifting_accounts_order_less_before_they_are_lost(db):
     rows = db.sql(per_account).fetchall()
     assert len(rows) >= 10
     assert all(last_90 < year_before for _, last_90, year_before in rows)
-    # Per day, too: the last 90 days run at well under the rate of the year before the drift.
+    # Per day, too: the 90 days before the last order run at well under the rate of the year
+    # before the drift, taken together and for most accounts (not all: lost_on is the last order,
+    # and when that comes early in the fade, those 90 days still hold weeks from before the drift).
+    assert sum(last_90 for _, last_90, _ in rows) * 365 / 90 < 0.5 * sum(year_before for *_, year_before in rows)
     slower = [last_90 * 365 / 90 < 0.75 * year_before for _, last_90, year_before in rows]
-    assert sum(slower) >= 0.9 * len(rows)
+    assert sum(slower) >= 0.6 * len(rows)
 
 
 def test_nothing_happens_after_the_loss_and_complaints_stop_at_the_drift(db):
-    after_loss = "SELECT count(*) FROM orders JOIN ground_truth g USING (account_id) WHERE order_date >= g.lost_on"
+    after_loss = "SELECT count(*) FROM orders JOIN ground_truth g USING (account_id) WHERE g.lost_how = 'stopped' AND order_date > g.lost_on"
     assert one(db, after_loss) == 0
     after_drift = "SELECT count(*) FROM complaints JOIN ground_truth g USING (account_id) WHERE opened_at >= g.drift_started_on"
     assert one(db, after_drift) == 0
@@ -281,7 +296,7 @@ def test_nothing_happens_after_the_loss_and_complaints_stop_at_the_drift(db):
 def test_closed_accounts_are_lost_ones(db):
     statuses = db.sql(f"""
         SELECT a.status, count(*) FROM accounts a JOIN ground_truth g USING (account_id)
-        WHERE g.lost_on <= DATE '{NIGHT}' - 60 GROUP BY ALL""").fetchall()
+        WHERE g.pattern = 'drifting' AND g.lost_on <= DATE '{NIGHT}' - 60 GROUP BY ALL""").fetchall()
     closed = dict(statuses)
     assert closed["closed"] > 2 * closed.get("active", 0)
     closed_but_not_lost = f"""
@@ -385,8 +400,10 @@ def test_signals_hold_for_other_seeds_and_nights(other_sample):
 
 def test_stable_and_scenario_shares_are_realistic(db):
     shares = dict(db.sql("SELECT pattern, count(*) / 200 FROM ground_truth GROUP BY ALL").fetchall())
-    assert 0.45 <= shares["stable"] <= 0.75 and 0.1 <= shares["drifting"] <= 0.25
-    assert 0.1 <= shares["warning"] <= 0.25 and shares.get("noise", 0) <= 0.15
+    assert 0.3 <= shares["stable"] <= 0.6 and 0.1 <= shares["drifting"] <= 0.25 and 0.03 <= shares["dormant"] <= 0.08
+    # Noise, a plain account on which some fixed threshold holds by chance on the night, is common
+    # in a book with seasons, bursts, pauses and heavy tails (a fifth to a third of the accounts).
+    assert 0.1 <= shares["warning"] <= 0.25 and shares.get("noise", 0) <= 0.35
     groups = dict(db.sql("SELECT loyalty_group, count(*) FROM ground_truth WHERE loyalty_group IS NOT NULL GROUP BY ALL").fetchall())
     assert set(groups) == set(GROUPS) and min(groups.values()) >= 2
 
@@ -414,7 +431,9 @@ def test_loyalty_groups_look_their_part(db):
 
 
 def test_the_original_warning_rules_find_drifting_accounts(db):
-    """Order frequency, silent complaints, shorter contracts: far more often for drifting accounts."""
+    """Order frequency, silent complaints, shorter contracts: more often for drifting accounts.
+    Not by much for the first two: on a book with seasons, bursts, pauses and rare, bunched
+    complaints their fixed thresholds hold on many plain accounts too (issue 14)."""
     truth = signals(db)
     pattern = dict(db.sql("SELECT account_id, pattern FROM ground_truth").fetchall())
     drifting = [a for a in truth if pattern[a] == "drifting"]
@@ -422,7 +441,7 @@ def test_the_original_warning_rules_find_drifting_accounts(db):
     for rule in ("falling_order_frequency", "sudden_zero_complaints", "shorter_contracts"):
         among_drifting = sum(rule in truth[a] for a in drifting) / len(drifting)
         among_others = sum(rule in truth[a] for a in others) / len(others)
-        assert among_drifting > 0.2 and among_drifting > 5 * among_others, (rule, among_drifting, among_others)
+        assert among_drifting > 0.2 and among_drifting > 2 * among_others, (rule, among_drifting, among_others)
 
 
 # --- several nights ------------------------------------------------------------------------------
