@@ -61,6 +61,7 @@ NEW_SHARE = 0.15  # accounts won inside the three years
 ORDERS_PER_YEAR, ORDER_RATE_SPREAD, ORDERS_PER_YEAR_RANGE = 24.0, 1.1, (2.0, 250.0)
 REGULAR = 12.0  # orders a year from which a customer orders regularly: the ones that drift, lie dormant, pause
 COMPLAINT_REGULARITY = 0.7  # complaints come bunched (one bad delivery, several complaints): gamma gaps, shape < 1
+STEADY_COMPLAINTS = 2.0  # ... except for the accounts built for a rule: spread out, so chance adds no sign
 RENEWAL_LEAD = 90  # days before the drift start from which renewals are signed shorter
 TERM_CHANGE = 0.05  # chance that a stable account moves to another usual term at a renewal
 RENEWAL_SPREAD = 0.1  # lognormal sigma of a renewal's value change (volumes are renegotiated each time)
@@ -211,6 +212,7 @@ class _Book:
     phase: np.ndarray
     trend: np.ndarray  # log growth per year
     complaints_per_year: np.ndarray
+    complaint_regularity: np.ndarray  # shape of the gamma gaps between complaints
     typical_amount: np.ndarray  # median order amount (EUR)
     order_spread: np.ndarray  # lognormal sigma of an order's amount
     regularity: np.ndarray  # shape of the gamma gaps between orders: 1 erratic, 5 like clockwork
@@ -449,6 +451,7 @@ def _book(rng: np.random.Generator, n: int, calendar: _Calendar, owner: np.ndarr
         phase=rng.uniform(0.0, 2 * np.pi, n),
         trend=rng.normal(0.0, 0.06, n),
         complaints_per_year=complaints_per_year,
+        complaint_regularity=np.full(n, COMPLAINT_REGULARITY),
         # From replenishment like clockwork (shape 4) to a little more erratic than chance (0.8).
         regularity=np.exp(rng.uniform(np.log(0.8), np.log(4.0), n)),
         typical_amount=np.clip(rng.lognormal(np.log(1500.0), 0.75, n), 120.0, 12_000.0),
@@ -598,6 +601,8 @@ def _scenarios(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> No
     book.regularity = np.where(steady, np.maximum(book.regularity, 2.5), book.regularity)
     book.amplitude = np.where(steady, np.minimum(book.amplitude, 0.1), book.amplitude)
     book.complaints_per_year = np.where(steady, np.minimum(book.complaints_per_year, 1.0), book.complaints_per_year)
+    book.complaint_regularity = np.where(steady, STEADY_COMPLAINTS, book.complaint_regularity)
+    book.order_spread = np.where(steady, np.minimum(book.order_spread, 0.5), book.order_spread)
 
     # falling_order_frequency: a frequent customer (>= 3 orders a month) orders only twice in the
     # last 100 days (placed in _events; one in the last week, so it is not overdue as well).
@@ -666,7 +671,7 @@ def _events(
         block = np.arange(lo, min(lo + BLOCK, n))
         order_rate, complaint_rate = _rates(rng, book, block, days, calendar.busy, night)
         order_parts.append(_rhythm(rng, order_rate, book.regularity[block], lo))
-        complaint_parts.append(_rhythm(rng, complaint_rate, np.full(block.size, COMPLAINT_REGULARITY), lo))
+        complaint_parts.append(_rhythm(rng, complaint_rate, book.complaint_regularity[block], lo))
     # After the end date, for the drifting accounts whose fade is not over yet.
     fading = np.flatnonzero(book.drifting & (book.lost_on > night + 1))
     later = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))

