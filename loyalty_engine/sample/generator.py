@@ -8,21 +8,41 @@ order_date, complaints by opened_at, contracts by start_date, interactions by oc
 by answered_at), complaints closed later still open, accounts won later left out, and accounts
 closed only once they were.
 
-Most accounts are stable. About a sixth drift away: their orders fade to nothing, complaints stop
-(inner resignation), renewals come shorter and smaller, inquiries thin out, and now and then a
-competitor comes up, the contact person changes or the customer escalates. A further ~1% of the
-accounts per shipped warning rule (at least 2 each) are built to show that rule's sign robustly
-on the end date, and little else; and ~1% per loyalty group (at least 2 each): apostles (frequent
-orders, NPS 9-10), opportunists (rare orders, satisfied), hostages (frequent orders, NPS <= 6 and
-many complaints), defectors (rare orders, NPS 4-6) and terrorists (rare orders, NPS <= 3).
+The book is as hard as real order books are for rules with fixed thresholds (DESIGN.md,
+"Warnings worth reading"; issue 14). Every account orders at its own rate, lognormal from 2 to
+250 orders a year (two orders of magnitude), at its own regularity, with a mild season, a trend
+and month-to-month noise; most complain rarely (0-2 a year), a few often, and complaints come
+bunched; committed contract values are renegotiated at each renewal, now and then by 20-40 %
+either way. Of the accounts not built for a rule or a group, about a third have heavy-tailed order
+values, 15 % are strongly seasonal trades, 10 % are project buyers whose orders come in bursts,
+one stable account in six pauses once for 1.5-4 months and comes back, and 5 % of all accounts
+left 1-2 years ago and are still listed active (dormant). `_traits` says how each is made.
+
+About a sixth of the accounts (regular customers) drift away: their orders fade to nothing,
+complaints stop (inner resignation), renewals come shorter and smaller, inquiries thin out, and
+now and then a competitor comes up, the contact person changes or the customer escalates. A
+further ~1% of the accounts per shipped warning rule (at least 2 each) are built to show that
+rule's sign robustly on the end date, and little else; and ~1% per loyalty group (at least 2
+each): apostles (frequent orders, NPS 9-10), opportunists (rare orders, satisfied), hostages
+(frequent orders, NPS <= 6 and many complaints), defectors (rare orders, NPS 4-6) and terrorists
+(rare orders, NPS <= 3). Owners look after 50-300 accounts each (one per 120 accounts on average,
+`_owners`).
 
 `ground_truth.csv` has one row per account, relative to the end date (the last night):
 
-- `pattern`: `stable`, `drifting`, `warning` (built to show the sign named in `scenario`) or
-  `noise` (built like a stable account, but some rule's condition holds by chance: the false
-  alarm a backtest has to live with). A `stable` account meets no rule's condition.
-- `drift_started_on`: when a drifting account's order rate began to fade; `lost_on`: the day from
-  which it orders nothing any more (it may lie after the end date). Empty for the others.
+- `pattern`: `stable`, `drifting`, `dormant` (left 1-2 years ago, still active in the ERP),
+  `warning` (built to show the sign named in `scenario`) or `noise` (built like a stable account,
+  but some rule's condition holds by chance: the false alarm a backtest has to live with). A
+  `stable` account meets no rule's condition.
+- `drift_started_on`: when a drifting account's order rate began to fade.
+- `lost_on`, `lost_how`: when and how the account was lost, exactly as the backtest's definition
+  (config `backtest.lost`, its defaults; docs/backtest.md) dates it: `stopped` on its last order
+  (drifting and dormant accounts; a drifting account's last order may lie after the end date, or
+  less than `no_order_days` before it, where the data cannot show it yet), or `shrank` at a month
+  end. The backtest's definition also calls some plain accounts lost by chance: a rare buyer's
+  long silence at the end, or a year's revenue halved by heavy tails, bursts or a slow year; the
+  ground truth records those verdicts too, so that it agrees with `account_fates` on the data.
+  Empty for the rest. A pause is never a loss: it is shorter than `no_order_days`.
 - `signals`: the ids of the shipped rules (rules/*.yaml) whose condition holds for the account on
   the end date, space-separated in the order of `RULES`, empty for none: for `warning` accounts
   this includes `scenario`, for drifting ones it is what their drift shows by then. The conditions
@@ -31,6 +51,12 @@ many complaints), defectors (rare orders, NPS 4-6) and terrorists (rare orders, 
   engine warns about active accounts only, so compare its warnings with the active ones.
 - `scenario`: for `warning` accounts, the rule the account was built to trigger.
 - `loyalty_group`: for the accounts built as one of the brief's groups, that group.
+- `traits`: the traps the account carries, space-separated in the order of `TRAITS`: seasonal,
+  bursty, paused, dormant, heavy_tailed, contract_cut (a renewal worth 20 % or more less than the
+  one before, without a drift).
+- `orders_per_year`, `complaints_per_year`: the account's own rates (before seasons and noise).
+- `paused_from`, `paused_to`: a paused account's days without orders (paused_to may lie after
+  the end date); the orders just before and just after the pause are on their edges.
 
 Everything is drawn from one `numpy.random.default_rng(seed)`, vectorised over an
 accounts x days matrix (in blocks of accounts, to bound memory), so the same arguments give
