@@ -229,7 +229,7 @@ class _Book:
     customer_since: np.ndarray  # day number
     drifting: np.ndarray  # bool
     drift_start: np.ndarray  # day number; far future for stable accounts
-    lost_on: np.ndarray  # day number: no order on or after it; far future for stable accounts
+    lost_on: np.ndarray  # day number: no order on or after it (the plan; the ground truth's is the last order)
     decay: np.ndarray  # exponent of the drift's decay curve: 1 linear, >1 fades faster
     dormant: np.ndarray  # bool: left long ago (lost_on), still listed active
     orders_per_month: np.ndarray
@@ -242,7 +242,7 @@ class _Book:
     typical_amount: np.ndarray  # median order amount (EUR)
     order_spread: np.ndarray  # lognormal sigma of an order's amount
     regularity: np.ndarray  # shape of the gamma gaps between orders: 1 erratic, 5 like clockwork
-    role: np.ndarray  # 'stable', 'drifting', a rule id from RULES or a group from GROUPS
+    role: np.ndarray  # 'stable', 'drifting', 'dormant', a rule id from RULES or a group from GROUPS
     # What the scenarios change (neutral values for everyone else):
     orders_stop: np.ndarray  # day from which the account's order rhythm stops
     boost_from: np.ndarray  # days boost_from .. boost_to: the order rate times `boost`
