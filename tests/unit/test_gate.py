@@ -33,7 +33,7 @@ RULES = load_rules(ROOT / "rules")
 def sample(tmp_path_factory) -> Path:
     """Two nights of sample extracts, and a database with the first one loaded and evaluated."""
     root = tmp_path_factory.mktemp("gate-sample")
-    generate_sample(root / "extracts", accounts=120, seed=5, end_date=SECOND, nights=2)
+    generate_sample(root / "extracts", accounts=240, seed=5, end_date=SECOND, nights=2)  # two owners
     settings = make_settings(root)
     with store.connect(settings.database) as con:
         run_night(con, settings, RULES, [], FIRST)
