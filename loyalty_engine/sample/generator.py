@@ -1238,13 +1238,14 @@ def _newest_value(
 
 
 def _median_gap(account: np.ndarray, day: np.ndarray, first: int, last: int, n: int) -> np.ndarray:
-    """Per account, the median of the days between its distinct order days first .. last (NaN
-    with fewer than two)."""
-    inside = (day >= first) & (day <= last)
-    pairs = np.sort(account[inside].astype(np.int64) * 1_000_000 + day[inside])
+    """Per account, the median of the days between its distinct order days first .. last, the
+    first of them counted from the order day before `first` (the `rhythm` metric, docs/rules.md);
+    NaN without a gap."""
+    upto = day <= last
+    pairs = np.sort(account[upto].astype(np.int64) * 1_000_000 + day[upto])
     pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]  # one per order day
     a, d = pairs // 1_000_000, pairs % 1_000_000
-    same = a[1:] == a[:-1]
+    same = (a[1:] == a[:-1]) & (d[1:] >= first)  # gaps that end inside the window
     gap_account, gap = a[1:][same], (d[1:] - d[:-1])[same]
     gaps = np.sort(gap_account * 1_000_000 + gap)  # by account, then gap
     gap_account, gap = gaps // 1_000_000, gaps % 1_000_000
