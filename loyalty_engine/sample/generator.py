@@ -741,15 +741,16 @@ def _events(
 def _strays(book: _Book, account: np.ndarray, day: np.ndarray, silence: int) -> np.ndarray:
     """Whether each order comes after a drifting account's first silence of `silence` days that
     began during its drift."""
-    order = np.lexsort((day, account))
-    a, d = account[order], day[order]
+    rows = np.flatnonzero(book.drifting[account])
+    rows = rows[np.lexsort((day[rows], account[rows]))]
+    a, d = account[rows], day[rows]
     same = np.concatenate([[False], a[1:] == a[:-1]])
     previous = np.concatenate([[0], d[:-1]])
-    starts = same & (d - previous >= silence) & (previous >= book.drift_start[a]) & book.drifting[a]
+    starts = same & (d - previous >= silence) & (previous >= book.drift_start[a])
     first = np.full(book.owner.size, np.iinfo(np.int64).max)
     np.minimum.at(first, a[starts], d[starts])
-    stray = np.empty(account.size, dtype=bool)
-    stray[order] = d >= first[a]
+    stray = np.zeros(account.size, dtype=bool)
+    stray[rows] = d >= first[a]
     return stray
 
 
