@@ -4,7 +4,8 @@ Written apart from the rule compiler (and from the generator's own numpy version
 the sample tests must not trust the code they check. Windows as the rules define them: `window:
 90d` covers the night and the 89 days before, `ending: 90d ago` moves the end to night - 90, `1y`
 and `2y` go back to the same date (night - INTERVAL n YEAR) + 1 day; latest/previous are the
-newest and second-newest row in the window by date, then id.
+newest and second-newest row in the window by date, then id; a rhythm's first gap is counted
+from the event day before the window (docs/rules.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ TYPES = {
     "interactions": {"occurred_at": "DATE", "by_owner": "BOOLEAN", "competitor_mentioned": "BOOLEAN"},
     "surveys": {"answered_at": "DATE", "nps": "INTEGER", "satisfaction": "DOUBLE"},
     "ground_truth": {"drift_started_on": "DATE", "lost_on": "DATE", "signals": "VARCHAR",
-                     "scenario": "VARCHAR", "loyalty_group": "VARCHAR"},
+                     "scenario": "VARCHAR", "loyalty_group": "VARCHAR", "lost_how": "VARCHAR", "traits": "VARCHAR",
+                     "orders_per_year": "DOUBLE", "complaints_per_year": "DOUBLE", "paused_from": "DATE",
+                     "paused_to": "DATE"},
 }
 
 
@@ -53,14 +56,12 @@ def conditions_sql(night: date) -> str:
             count(*) FILTER (WHERE order_date BETWEEN {n} - 364 AND {n}) AS last_year,
             {n} - max(order_date) FILTER (WHERE order_date <= {n}) AS days_since
         FROM orders GROUP BY ALL),
-    order_days AS (
-        SELECT DISTINCT account_id, order_date FROM orders
-        WHERE order_date > {n} - INTERVAL 2 YEAR AND order_date <= {n}),
-    rhythm AS (
+    order_days AS (SELECT DISTINCT account_id, order_date FROM orders WHERE order_date <= {n}),
+    rhythm AS (  -- the gaps that end in the two years, the first counted from the order day before them
         SELECT account_id, median(gap) AS usual_gap FROM (
-            SELECT account_id, order_date - lag(order_date) OVER (PARTITION BY account_id ORDER BY order_date) AS gap
+            SELECT account_id, order_date, order_date - lag(order_date) OVER (PARTITION BY account_id ORDER BY order_date) AS gap
             FROM order_days)
-        WHERE gap IS NOT NULL GROUP BY ALL),
+        WHERE gap IS NOT NULL AND order_date > {n} - INTERVAL 2 YEAR GROUP BY ALL),
     c AS (
         SELECT account_id,
             count(*) FILTER (WHERE opened_at BETWEEN {n} - 89 AND {n}) AS recent,

@@ -5,6 +5,7 @@ the flood's digests go out once ops release the night. And the CLI around the ga
 from __future__ import annotations
 
 import email
+import re
 import shutil
 import subprocess
 import sys
@@ -51,11 +52,12 @@ def flood(folder: Path) -> None:
 
 
 SCENARIOS = {
-    # name: (spoil the second night's folder, the night to run, error, subject ending, a line of the body)
-    "truncated orders": (truncate, SECOND, "GateFailed", "(orders volume: 4,798 rows (2026-11-19: 14,373, -66.6%) +1)", "orders volume: 4,798 rows"),
-    "renamed column": (rename_column, SECOND, "GateFailed", "(orders schema)", "missing required column 'order_date'"),
-    "stale extract": (None, SECOND + timedelta(days=12), "GateFailed", "+1)", "newest order_date 2026-11-20, 12 days before the night"),
-    "alert flood": (flood, SECOND, "DigestsHeld", "newly warned (33.9%)", "new warnings by rule: nps_detractor 32"),
+    # name: (spoil the second night's folder, the night to run, error, subject ending, a line of the body;
+    # both regular expressions, the counts left open: they are the sample's)
+    "truncated orders": (truncate, SECOND, "GateFailed", r"\(orders volume: [\d,]+ rows \(2026-11-19: [\d,]+, -66\.\d%\) \+1\)", r"orders volume: [\d,]+ rows"),
+    "renamed column": (rename_column, SECOND, "GateFailed", r"\(orders schema\)", r"missing required column 'order_date'"),
+    "stale extract": (None, SECOND + timedelta(days=12), "GateFailed", r"\+1\)", r"newest order_date 2026-11-20, 12 days before the night"),
+    "alert flood": (flood, SECOND, "DigestsHeld", r"newly warned \(\d+\.\d%\)", r"new warnings by rule: nps_detractor \d+"),
 }
 
 
@@ -77,9 +79,9 @@ def test_a_spoiled_night_mails_no_owner_and_ops_once(project, scenario):
     outbox = project / "outbox" / night.isoformat()
     [notice] = outbox.glob("*.eml")  # no owner digest, one mail to ops
     message = email.message_from_bytes(notice.read_bytes(), policy=policy.default)
-    assert message["To"] == OPS and message["Subject"].endswith(subject_end), message["Subject"]
+    assert message["To"] == OPS and re.search(subject_end + "$", message["Subject"]), message["Subject"]
     body = message.get_content()
-    assert body_line in body and f"loyalty {'release' if error == 'DigestsHeld' else 'run'} --date {night}" in body
+    assert re.search(body_line, body) and f"loyalty {'release' if error == 'DigestsHeld' else 'run'} --date {night}" in body
     if error == "DigestsHeld":  # what `loyalty release` does, in-process (Prefect is already up)
         release_night(load_settings(project / "config.yaml"), night, "petra")
         nightly(config_path=str(project / "config.yaml"), night=night)

@@ -9,7 +9,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from loyalty_engine.sample.generator import generate_sample
+from loyalty_engine.backtest import account_fates
+from loyalty_engine.config import LostSettings
+from loyalty_engine.sample.generator import PATTERNS, TRAITS, generate_sample
 from tests.support.sample_checks import RULES, fired, load
 
 NIGHT = date(2025, 11, 20)  # a Thursday
@@ -25,7 +27,8 @@ COLUMNS = {
     "interactions": ["interaction_id", "account_id", "occurred_at", "kind", "contact_person", "by_owner",
                      "competitor_mentioned"],
     "surveys": ["survey_id", "account_id", "answered_at", "nps", "satisfaction"],
-    "ground_truth": ["account_id", "pattern", "drift_started_on", "lost_on", "signals", "scenario", "loyalty_group"],
+    "ground_truth": ["account_id", "pattern", "drift_started_on", "lost_on", "signals", "scenario", "loyalty_group",
+                     "lost_how", "traits", "orders_per_year", "complaints_per_year", "paused_from", "paused_to"],
 }
 KEYS = {"accounts": "account_id", "orders": "order_id", "complaints": "complaint_id", "contracts": "contract_id",
         "interactions": "interaction_id", "surveys": "survey_id"}
@@ -91,8 +94,12 @@ def test_summary_says_what_was_written(sample, db):
     assert summary.folders == [summary.folder]
     assert summary.rows == {table: one(db, f"SELECT count(*) FROM {table}") for table in TABLES}
     assert summary.drifting == one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'drifting'")
-    assert summary.lost == one(db, f"SELECT count(*) FROM ground_truth WHERE lost_on <= DATE '{NIGHT}'")
+    assert summary.lost == one(db, f"SELECT count(*) FROM ground_truth WHERE pattern = 'drifting' AND lost_on <= DATE '{NIGHT}'")
     assert summary.patterns == dict(db.sql("SELECT pattern, count(*) FROM ground_truth GROUP BY ALL").fetchall())
+    assert list(summary.patterns) == list(PATTERNS) and list(summary.traits) == list(TRAITS)
+    per_trait = {t: one(db, f"SELECT count(*) FROM ground_truth WHERE list_contains(string_split(traits, ' '), '{t}')") for t in TRAITS}
+    assert summary.traits == per_trait
+    assert summary.owners == one(db, "SELECT count(DISTINCT owner_email) FROM accounts")
     per_rule = {rule: sum(rule in s for s in signals(db).values()) for rule in RULES}
     assert summary.signals == per_rule and list(summary.signals) == list(RULES)
     assert summary.rows["orders"] > 10_000 and summary.rows["interactions"] > 10_000
@@ -163,7 +170,12 @@ def test_values_keep_the_contract(db):
         "WHERE by_owner AND kind IN ('escalation', 'email')",
         "scores outside 0-10": "SELECT count(*) FROM surveys WHERE nps IS NULL OR nps NOT BETWEEN 0 AND 10",
         "satisfaction outside 1-5": "SELECT count(*) FROM surveys WHERE satisfaction NOT BETWEEN 1 AND 5",
-        "unknown patterns": "SELECT count(*) FROM ground_truth WHERE pattern NOT IN ('stable', 'drifting', 'warning', 'noise')",
+        "unknown patterns": "SELECT count(*) FROM ground_truth "
+        "WHERE pattern NOT IN ('stable', 'drifting', 'dormant', 'warning', 'noise')",
+        "unknown traits": "SELECT count(*) FROM (SELECT unnest(string_split(traits, ' ')) t FROM ground_truth) "
+        f"WHERE t NOT IN {TRAITS}",
+        "unknown fates": "SELECT count(*) FROM ground_truth WHERE (lost_how IS NULL) <> (lost_on IS NULL) "
+        "OR lost_how NOT IN ('stopped', 'shrank')",
     }
     for problem, sql in checks.items():
         assert one(db, sql) == 0, problem
@@ -213,10 +225,10 @@ def test_contracts_form_consecutive_chains_over_the_window(db):
 
 
 def test_owners_look_after_many_accounts_with_german_names(db):
+    """200 accounts: 1-4 owners with 50-300 accounts each (the large book below has more), one manager."""
     owners = db.sql("SELECT owner_email, count(*) FROM accounts GROUP BY ALL").fetchall()
-    assert 5 <= len(owners) <= 8
-    assert sum(1 for _, accounts in owners if accounts >= 15) >= 4
-    assert one(db, "SELECT count(DISTINCT supervisor_email) FROM accounts") == 2
+    assert 1 <= len(owners) <= 4 and all(50 <= accounts <= 300 for _, accounts in owners), owners
+    assert one(db, "SELECT count(DISTINCT supervisor_email) FROM accounts") == 1
     assert one(db, "SELECT avg(regexp_matches(name, '[äöüÄÖÜß]')::int) FROM accounts") > 0.3
     assert one(db, "SELECT count(DISTINCT name) FROM accounts") >= 190
     assert 0.03 <= one(db, "SELECT avg((language = 'en')::int) FROM accounts") <= 0.2
@@ -244,10 +256,12 @@ def test_orders_look_like_a_b2b_order_book(db):
 def test_drifting_share_is_realistic(db):
     share = one(db, "SELECT avg((pattern = 'drifting')::int) FROM ground_truth")
     assert 0.10 <= share <= 0.25
-    assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'stable' "
-                   "AND (drift_started_on IS NOT NULL OR lost_on IS NOT NULL)") == 0
+    assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern <> 'drifting' AND drift_started_on IS NOT NULL") == 0
+    # lost_on is the last order (as the backtest dates a stop): at most 300 days (the longest fade)
+    # into the drift, and mostly after its start (a rare buyer may not order again once it began).
     assert one(db, "SELECT count(*) FROM ground_truth WHERE pattern = 'drifting' AND NOT "
-                   "(drift_started_on < lost_on AND lost_on - drift_started_on BETWEEN 110 AND 310)") == 0
+                   "(lost_how = 'stopped' AND lost_on <= drift_started_on + 300)") == 0
+    assert one(db, "SELECT avg((lost_on >= drift_started_on)::int) FROM ground_truth WHERE pattern = 'drifting'") > 0.9
 
 
 def test_drifting_accounts_order_less_before_they_are_lost(db):
@@ -262,13 +276,16 @@ def test_drifting_accounts_order_less_before_they_are_lost(db):
     rows = db.sql(per_account).fetchall()
     assert len(rows) >= 10
     assert all(last_90 < year_before for _, last_90, year_before in rows)
-    # Per day, too: the last 90 days run at well under the rate of the year before the drift.
+    # Per day, too: the 90 days before the last order run at well under the rate of the year
+    # before the drift, taken together and for most accounts (not all: lost_on is the last order,
+    # and when that comes early in the fade, those 90 days still hold weeks from before the drift).
+    assert sum(last_90 for _, last_90, _ in rows) * 365 / 90 < 0.75 * sum(year_before for *_, year_before in rows)
     slower = [last_90 * 365 / 90 < 0.75 * year_before for _, last_90, year_before in rows]
-    assert sum(slower) >= 0.9 * len(rows)
+    assert sum(slower) >= 0.5 * len(rows)
 
 
 def test_nothing_happens_after_the_loss_and_complaints_stop_at_the_drift(db):
-    after_loss = "SELECT count(*) FROM orders JOIN ground_truth g USING (account_id) WHERE order_date >= g.lost_on"
+    after_loss = "SELECT count(*) FROM orders JOIN ground_truth g USING (account_id) WHERE g.lost_how = 'stopped' AND order_date > g.lost_on"
     assert one(db, after_loss) == 0
     after_drift = "SELECT count(*) FROM complaints JOIN ground_truth g USING (account_id) WHERE opened_at >= g.drift_started_on"
     assert one(db, after_drift) == 0
@@ -281,9 +298,9 @@ def test_nothing_happens_after_the_loss_and_complaints_stop_at_the_drift(db):
 def test_closed_accounts_are_lost_ones(db):
     statuses = db.sql(f"""
         SELECT a.status, count(*) FROM accounts a JOIN ground_truth g USING (account_id)
-        WHERE g.lost_on <= DATE '{NIGHT}' - 60 GROUP BY ALL""").fetchall()
+        WHERE g.pattern = 'drifting' AND g.drift_started_on <= DATE '{NIGHT}' - 360 GROUP BY ALL""").fetchall()
     closed = dict(statuses)
-    assert closed["closed"] > 2 * closed.get("active", 0)
+    assert closed["closed"] > closed.get("active", 0)  # 85 % are closed: most, even in a small book
     closed_but_not_lost = f"""
         SELECT count(*) FROM accounts a JOIN ground_truth g USING (account_id)
         WHERE a.status = 'closed' AND (g.lost_on IS NULL OR g.lost_on > DATE '{NIGHT}' - 60)"""
@@ -305,7 +322,7 @@ def test_stable_accounts_keep_in_touch_steadily(db):
             count(*) FILTER (WHERE kind = 'escalation' OR competitor_mentioned) bad_news,
             count(*) FILTER (WHERE NOT by_owner AND kind = 'visit') customer_visits
         FROM i GROUP BY ALL""").fetchall()
-    assert len(per_account) >= 80
+    assert len(per_account) >= 60
     for account, owner_gap, longest, asked, contacts, bad_news, customer_visits in per_account:
         assert 25 <= owner_gap <= 60 and longest <= 90, account
         assert 1 <= asked <= 3.5, account
@@ -385,8 +402,10 @@ def test_signals_hold_for_other_seeds_and_nights(other_sample):
 
 def test_stable_and_scenario_shares_are_realistic(db):
     shares = dict(db.sql("SELECT pattern, count(*) / 200 FROM ground_truth GROUP BY ALL").fetchall())
-    assert 0.45 <= shares["stable"] <= 0.75 and 0.1 <= shares["drifting"] <= 0.25
-    assert 0.1 <= shares["warning"] <= 0.25 and shares.get("noise", 0) <= 0.15
+    assert 0.3 <= shares["stable"] <= 0.6 and 0.1 <= shares["drifting"] <= 0.25 and 0.03 <= shares["dormant"] <= 0.08
+    # Noise, a plain account on which some fixed threshold holds by chance on the night, is common
+    # in a book with seasons, bursts, pauses and heavy tails (a fifth to a third of the accounts).
+    assert 0.1 <= shares["warning"] <= 0.25 and shares.get("noise", 0) <= 0.35
     groups = dict(db.sql("SELECT loyalty_group, count(*) FROM ground_truth WHERE loyalty_group IS NOT NULL GROUP BY ALL").fetchall())
     assert set(groups) == set(GROUPS) and min(groups.values()) >= 2
 
@@ -414,7 +433,10 @@ def test_loyalty_groups_look_their_part(db):
 
 
 def test_the_original_warning_rules_find_drifting_accounts(db):
-    """Order frequency, silent complaints, shorter contracts: far more often for drifting accounts."""
+    """Order frequency, silent complaints, shorter contracts: more often for drifting accounts.
+    Not by much for the first two: on a book with seasons, bursts, pauses and rare, bunched
+    complaints their fixed thresholds hold on many plain accounts too (issue 14); a night's
+    share among 200 accounts is about 1.5-4 times that of the others."""
     truth = signals(db)
     pattern = dict(db.sql("SELECT account_id, pattern FROM ground_truth").fetchall())
     drifting = [a for a in truth if pattern[a] == "drifting"]
@@ -422,7 +444,211 @@ def test_the_original_warning_rules_find_drifting_accounts(db):
     for rule in ("falling_order_frequency", "sudden_zero_complaints", "shorter_contracts"):
         among_drifting = sum(rule in truth[a] for a in drifting) / len(drifting)
         among_others = sum(rule in truth[a] for a in others) / len(others)
-        assert among_drifting > 0.2 and among_drifting > 5 * among_others, (rule, among_drifting, among_others)
+        times = 5 if rule == "shorter_contracts" else 1.3
+        assert among_drifting > 0.2 and among_drifting > times * among_others, (rule, among_drifting, among_others)
+
+
+# --- the traps of real order books ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """1,200 accounts: enough for every trait's share and for owners' portfolios."""
+    out = tmp_path_factory.mktemp("book")
+    summary = generate_sample(out, accounts=1200, seed=7, end_date=NIGHT)
+    con = loaded(out, summary.folder)
+    # The accounts not built for a rule or a group, with their traits as a list.
+    con.execute("""CREATE VIEW plain AS SELECT g.*, a.customer_since, a.status,
+                   string_split(coalesce(g.traits, ''), ' ') AS trait_list
+                   FROM ground_truth g JOIN accounts a USING (account_id)
+                   WHERE g.scenario IS NULL AND g.loyalty_group IS NULL""")
+    yield con, summary
+    con.close()
+
+
+def test_owners_hold_50_to_300_accounts_each_in_a_large_book(book):
+    con, summary = book
+    owners = con.sql("SELECT owner_email, count(*) FROM accounts GROUP BY ALL").fetchall()
+    assert summary.owners == len(owners) == 10  # 1,200 / 120
+    assert all(50 <= accounts <= 300 for _, accounts in owners), owners
+    assert len({accounts for _, accounts in owners}) > 3  # portfolios differ in size
+    assert one(con, "SELECT count(DISTINCT owner_name) FROM accounts") == 10
+    assert one(con, "SELECT count(DISTINCT supervisor_email) FROM accounts") == 2  # one per 8 owners
+    assert one(con, "SELECT count(*) FROM accounts WHERE owner_email = supervisor_email") == 0
+
+
+def test_every_trait_is_recorded_at_its_share(book):
+    con, summary = book
+    plain = one(con, "SELECT count(*) FROM plain")
+    stable = one(con, "SELECT count(*) FROM plain WHERE pattern IN ('stable', 'noise')")
+    share = {t: one(con, f"SELECT count(*) FROM plain WHERE list_contains(trait_list, '{t}')") for t in TRAITS}
+    assert 0.3 <= share["heavy_tailed"] / plain <= 0.4
+    assert 0.1 <= share["seasonal"] / plain <= 0.2 and 0.06 <= share["bursty"] / plain <= 0.14
+    assert 0.13 <= share["paused"] / stable <= 0.2  # about one stable account in six
+    assert 0.04 <= share["dormant"] / 1200 <= 0.06 and share["contract_cut"] > 10
+    # Accounts built for a rule or a group have none of these traits (the groups' renewals vary).
+    assert {t: n for t, n in summary.traits.items() if t != "contract_cut"} == {t: n for t, n in share.items() if t != "contract_cut"}
+    assert one(con, "SELECT count(*) FROM ground_truth WHERE scenario IS NOT NULL AND loyalty_group IS NULL AND traits IS NOT NULL") == 0
+    # Dormant is a pattern of its own; pausing happens to stable accounts only; no account is
+    # seasonal and bursty at once.
+    assert one(con, "SELECT count(*) FROM ground_truth WHERE (pattern = 'dormant') <> coalesce(contains(traits, 'dormant'), false)") == 0
+    assert one(con, "SELECT count(*) FROM plain WHERE list_contains(trait_list, 'paused') AND pattern NOT IN ('stable', 'noise')") == 0
+    assert one(con, "SELECT count(*) FROM plain WHERE list_has_all(trait_list, ['seasonal', 'bursty'])") == 0
+
+
+def test_order_rates_span_two_orders_of_magnitude(book):
+    """From a few orders a year to several a week, among accounts that were customers all along."""
+    con, _ = book
+    rates = [row[0] for row in con.sql(f"""
+        SELECT count(o.order_id) / 3 FROM plain p LEFT JOIN orders o USING (account_id)
+        WHERE p.pattern IN ('stable', 'noise') AND p.customer_since < DATE '{NIGHT}' - 1095
+        GROUP BY p.account_id""").fetchall()]
+    rates.sort()
+    assert len(rates) > 400
+    assert rates[len(rates) // 20] <= 4 and rates[-len(rates) // 20] >= 100  # 5th and 95th percentiles
+    assert rates[-1] >= 150 and rates[-1] >= 100 * max(rates[0], 1)
+    # The ground truth's rate is the account's own: the data agree with it, within noise.
+    ratio = one(con, f"""
+        SELECT median((SELECT count(*) FROM orders o WHERE o.account_id = p.account_id) / 3 / p.orders_per_year)
+        FROM plain p WHERE p.pattern IN ('stable', 'noise') AND p.customer_since < DATE '{NIGHT}' - 1095
+            AND p.traits IS NULL""")
+    assert 0.8 <= ratio <= 1.25
+
+
+def test_seasonal_trades_place_most_orders_in_a_few_months(book):
+    """The share of an account's orders in its four busiest consecutive months of the year."""
+    con, _ = book
+    shares = dict(con.sql("""
+        WITH m AS (SELECT account_id, month(order_date) AS m, count(*) AS n FROM orders GROUP BY ALL),
+        total AS (SELECT account_id, sum(n) AS t FROM m GROUP BY ALL HAVING sum(n) >= 30),
+        four AS (SELECT m.account_id, s.s, sum(m.n) AS n FROM total JOIN m USING (account_id), range(1, 13) s(s)
+                 WHERE (m.m - s.s + 12) % 12 < 4 GROUP BY ALL)
+        SELECT p.seasonal, median(n / t) FROM (
+            SELECT account_id, max(n) AS n FROM four GROUP BY ALL) JOIN total USING (account_id)
+            JOIN (SELECT account_id, list_contains(trait_list, 'seasonal') AS seasonal FROM plain
+                  WHERE NOT list_contains(trait_list, 'bursty')) p USING (account_id)
+        GROUP BY ALL""").fetchall())
+    assert shares[True] >= 0.65 and shares[False] <= 0.45, shares  # a third of the year holds a third
+
+
+def test_project_buyers_order_in_bursts_with_long_quiet_gaps(book):
+    con, _ = book
+    gaps = con.sql("""
+        WITH days AS (SELECT DISTINCT account_id, order_date FROM orders),
+        gaps AS (SELECT account_id, order_date - lag(order_date) OVER (PARTITION BY account_id ORDER BY order_date) AS gap FROM days)
+        SELECT list_contains(p.trait_list, 'bursty') AS bursty, median(gap) AS usual, max(gap) AS longest
+        FROM gaps JOIN plain p USING (account_id)
+        WHERE gap IS NOT NULL AND p.pattern IN ('stable', 'noise') AND NOT list_contains(p.trait_list, 'paused')
+        GROUP BY p.account_id, bursty HAVING count(*) >= 10""").fetchall()
+    bursty = [(usual, longest) for is_bursty, usual, longest in gaps if is_bursty]
+    others = [(usual, longest) for is_bursty, usual, longest in gaps if not is_bursty]
+    assert len(bursty) >= 30
+    # Orders a few days apart inside a burst, 45 days or more between bursts: many times the usual gap.
+    assert sum(usual <= 10 and longest >= 45 and longest >= 8 * usual for usual, longest in bursty) >= 0.8 * len(bursty)
+    assert sum(longest >= 8 * usual for usual, longest in others) < 0.4 * len(others)
+
+
+def test_paused_accounts_stop_for_45_to_120_days_then_order_again(book):
+    con, _ = book
+    rows = con.sql(f"""
+        SELECT p.account_id, p.paused_from, p.paused_to, p.pattern, p.lost_on,
+            count(o.order_id) FILTER (WHERE o.order_date BETWEEN p.paused_from AND p.paused_to) AS during,
+            count(o.order_id) FILTER (WHERE o.order_date = p.paused_from - 1) AS last_before,
+            count(o.order_id) FILTER (WHERE o.order_date = p.paused_to + 1) AS first_after,
+            min(o.order_date) FILTER (WHERE o.order_date > p.paused_to) AS next_order
+        FROM plain p JOIN orders o USING (account_id) WHERE list_contains(p.trait_list, 'paused') GROUP BY ALL""").fetchall()
+    assert len(rows) > 100
+    recovered = 0
+    for account, start, end, pattern, lost_on, during, last_before, first_after, next_order in rows:
+        gap = (end - start).days + 2  # from the last order before to the first after
+        assert 45 <= gap <= 120 and during == 0 and last_before >= 1, account
+        # A pause is no loss (a rare buyer may still fall silent for good by chance later on).
+        assert pattern in ("stable", "noise") and lost_on != start - timedelta(days=1), account
+        if end < NIGHT:
+            assert first_after >= 1 and next_order == end + timedelta(days=1), account
+            recovered += 1
+        else:  # still pausing on the night: the silence so far is shorter than a loss needs
+            assert next_order is None and (NIGHT - start).days + 1 < 180, account
+    assert recovered >= 0.8 * len(rows)
+
+
+def test_dormant_accounts_left_long_ago_and_are_still_listed_active(book):
+    con, _ = book
+    rows = con.sql(f"""
+        SELECT g.account_id, a.status, g.lost_how, g.lost_on, max(o.order_date) AS last_order, count(o.order_id) AS orders,
+            count(o.order_id) FILTER (WHERE o.order_date > g.lost_on - INTERVAL 1 YEAR) AS year_before
+        FROM ground_truth g JOIN accounts a USING (account_id) LEFT JOIN orders o USING (account_id)
+        WHERE g.pattern = 'dormant' GROUP BY ALL""").fetchall()
+    assert len(rows) == 60
+    for account, status, lost_how, lost_on, last_order, orders, year_before in rows:
+        # Its last order lies one to two years back, it ordered regularly until then, and nobody
+        # closed it: the ground truth says it was lost on that last order.
+        assert status == "active" and lost_how == "stopped" and lost_on == last_order, account
+        assert NIGHT - timedelta(days=3 * 365) < last_order < NIGHT - timedelta(days=365) and year_before >= 4, account
+    for table, column in (("complaints", "opened_at"), ("interactions", "occurred_at"), ("surveys", "answered_at")):
+        last_year = f"""SELECT count(*) FROM {table} t JOIN ground_truth g USING (account_id)
+                        WHERE g.pattern = 'dormant' AND t.{column} > DATE '{NIGHT}' - 365"""
+        assert one(con, last_year) == 0, table  # nor anything else in the last year
+
+
+def test_order_values_are_heavy_tailed(book):
+    """The spread of log(amount) per account (with 20 orders or more), and the biggest orders' weight."""
+    con, _ = book
+    spread = dict(con.sql("""
+        SELECT list_contains(p.trait_list, 'heavy_tailed'), median(sd) FROM (
+            SELECT account_id, stddev(ln(amount)) AS sd FROM orders WHERE amount > 0 GROUP BY ALL HAVING count(*) >= 20)
+        JOIN plain p USING (account_id) GROUP BY ALL""").fetchall())
+    assert spread[True] >= 1.1 and spread[False] <= 0.6, spread
+    # Across the heavy-tailed accounts, their biggest 5 % of orders carry over a third of the revenue.
+    top = one(con, """
+        SELECT sum(amount) FILTER (WHERE rank <= 0.05) / sum(amount) FROM (
+            SELECT o.amount, percent_rank() OVER (PARTITION BY account_id ORDER BY amount DESC) AS rank
+            FROM orders o JOIN plain p USING (account_id) WHERE list_contains(p.trait_list, 'heavy_tailed'))""")
+    assert top > 0.33
+
+
+def test_renewals_move_contract_values_up_and_down_without_a_loss(book):
+    """Stable accounts renegotiate: some renewals are worth 20 % less, some 20 % more, and the
+    trait contract_cut names exactly the accounts with such a cut."""
+    con, _ = book
+    moves = con.sql("""
+        SELECT p.account_id, list_contains(p.trait_list, 'contract_cut') AS cut_trait,
+            count(*) FILTER (WHERE c.change <= 0.8) AS cuts, count(*) FILTER (WHERE c.change >= 1.2) AS rises
+        FROM (SELECT account_id, annual_value / lag(annual_value) OVER (PARTITION BY account_id ORDER BY start_date) AS change
+              FROM contracts) c JOIN plain p USING (account_id)
+        WHERE p.pattern IN ('stable', 'noise') GROUP BY ALL""").fetchall()
+    assert sum(cuts > 0 for _, _, cuts, _ in moves) >= 15 and sum(rises > 0 for *_, rises in moves) >= 30
+    assert all(cut_trait == (cuts > 0) for _, cut_trait, cuts, _ in moves)
+
+
+def test_most_accounts_complain_rarely(book):
+    con, _ = book
+    per_year = [row[0] for row in con.sql(f"""
+        SELECT count(c.complaint_id) / 3 FROM plain p LEFT JOIN complaints c USING (account_id)
+        WHERE p.pattern IN ('stable', 'noise') AND p.customer_since < DATE '{NIGHT}' - 1095 GROUP BY p.account_id""").fetchall()]
+    assert sum(n <= 2 for n in per_year) >= 0.65 * len(per_year)  # most: 0-2 a year
+    assert sum(n == 0 for n in per_year) >= 0.04 * len(per_year) and sum(n >= 5 for n in per_year) >= 10
+
+
+def test_lost_on_is_what_the_backtest_reads_in_the_data(book, other_sample):
+    """account_fates (docs/backtest.md) on the night's orders finds exactly the ground truth's
+    losses, wherever the data can tell: a stop once no_order_days have passed since the last
+    order (before that, the data may see none yet, or an earlier shrink), and every shrink."""
+    for con, summary in (book, other_sample):
+        account_fates(con, LostSettings(), summary.end_date)
+        night, silence = f"DATE '{summary.end_date}'", LostSettings().no_order_days
+        disagree = one(con, f"""
+            SELECT count(*) FROM ground_truth g LEFT JOIN account_fates f USING (account_id) WHERE NOT coalesce(
+                CASE WHEN g.lost_how = 'stopped' AND g.lost_on + {silence} <= {night}
+                     THEN f.lost_how = 'stopped' AND f.lost_on = g.lost_on
+                     WHEN g.lost_how = 'stopped' THEN f.lost_on IS NULL OR f.lost_how = 'shrank'
+                     WHEN g.lost_how = 'shrank' THEN f.lost_how = 'shrank' AND f.lost_on = g.lost_on
+                     ELSE f.lost_on IS NULL END, false)""")
+        assert disagree == 0
+        # Drifting and dormant accounts are all lost by stopping; the other accounts only by the
+        # definition's chance verdicts (revenue halved by heavy tails or bursts, a rare buyer's silence).
+        assert one(con, "SELECT count(*) FROM ground_truth WHERE pattern IN ('drifting', 'dormant') AND lost_how IS DISTINCT FROM 'stopped'") == 0
+        assert one(con, "SELECT count(*) FROM ground_truth WHERE pattern = 'drifting' AND lost_on > " + night) > 0
 
 
 # --- several nights ------------------------------------------------------------------------------
