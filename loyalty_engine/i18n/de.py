@@ -170,7 +170,7 @@ REPORT = {
     "nights_evaluated": {"one": "{count} Nacht ausgewertet", "other": "{count} Nächte ausgewertet"},
     "nights_checked": {"one": "{count} Nacht geprüft", "other": "{count} Nächte geprüft"},
     "nights_replayed": {"one": "{count} Nacht nachgespielt", "other": "{count} Nächte nachgespielt"},
-    "groups_cover": "Zeitraum: eine Nacht, die vom {date}.",
+    "groups_cover": "Zeitraum: 1 Nacht ({date}).",
     "retention_cover": "Zeitraum: {months} Monate ({first} – {last}), berechnet aus den Bestellungen, nicht aus ausgewerteten Nächten.",
     "share_of": "{share} ({count} von {total})",
     "backtest_means": "Präzision: von den gemeldeten Kunden mit bekanntem Ausgang der Anteil, der danach verloren ging. Zu spät: erst nach dem Verlust gemeldet (zählt gegen die Präzision). Trefferquote: von den verlorenen Kunden der Anteil, der rechtzeitig gemeldet wurde. Vorlauf: Tage von der ersten Warnung bis zum Verlust; negativ heißt, die Warnung kam im Median erst nach dem Verlust.",

@@ -170,7 +170,7 @@ REPORT = {
     "nights_evaluated": {"one": "{count} night evaluated", "other": "{count} nights evaluated"},
     "nights_checked": {"one": "{count} night checked", "other": "{count} nights checked"},
     "nights_replayed": {"one": "{count} night replayed", "other": "{count} nights replayed"},
-    "groups_cover": "Period: one night, that of {date}.",
+    "groups_cover": "Period: 1 night ({date}).",
     "retention_cover": "Period: {months} months ({first} – {last}), computed from the orders, not from evaluated nights.",
     "share_of": "{share} ({count} of {total})",
     "backtest_means": "Precision: of the flagged accounts whose outcome is known, the share lost afterwards. Too late: flagged only after the loss (counts against precision). Recall: of the lost accounts, the share flagged in time. Lead: days from the first warning to the loss; negative means the median warning came after the loss.",

@@ -616,14 +616,17 @@ def _problem(check: dict, words: Language) -> dict:
     def raw(text) -> str:
         return PATH.sub(r"\1", printable(text, one_line=True)) if english and text else ""
 
+    means = ui.get(f"means_{name}_{outcome}") or ui.get(f"means_{name}", "")
     return {
         "what": what,
         "outcome": outcome,
         "label": ui.get(outcome, outcome),
-        "means": ui.get(f"means_{name}_{outcome}") or ui.get(f"means_{name}", ""),
-        "figure": raw(check["figure"]),
-        "limit": raw(check["limit_text"]),
-        "detail": raw(check["detail"]),
+        "means": means,
+        "figure": raw(check["figure"]) if outcome != "skip" else "",
+        "limit": raw(check["limit_text"]) if outcome != "skip" else "",
+        # The gate's detail says again what `means` says, but for a held night (the rules
+        # behind the flood, and how to release it).
+        "detail": raw(check["detail"]) if not means or outcome == "hold" else "",
     }
 
 
