@@ -118,7 +118,7 @@ REPORT = {
     "point": "{name} ({id}) · {orders} orders · NPS {nps} · {group} · {state}",
     "point_no_survey": "{name} ({id}) · {orders} orders · no survey · {group} · {state}",
     "retention_title": "Retention rate by month",
-    "retention_intro": "The share of the customers at a month's start who are still customers at its end: (customers at the month's end − customers won in the month) / customers at its start. A customer is an account that ordered in the 365 days up to the date. Won is one that placed its first order ever in the month, or ordered again after more than a year without an order (won back); so the rate cannot exceed 100 %. A customer is lost in the month its last order turns a year old.",
+    "retention_intro": "The share of the customers at a month's start who are still customers at its end: (customers at the month's end − customers won in the month) / customers at its start. A customer is an account that ordered in the 365 days up to the date. Won is one that placed its first order ever in the month, or ordered again after more than a year without an order (won back); so the rate cannot exceed 100%. A customer is lost in the month its last order turns a year old.",
     "retention_row": "%",
     "retention_partial": "The last month runs up to {date}.",
     "retention_short": "For {n} months the order history does not reach back far enough (it starts on {date}).",
