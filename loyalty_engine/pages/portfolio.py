@@ -598,7 +598,7 @@ def _warnings_tables(figures: Figures, words: Language) -> dict:
 
 
 # A path in a gate check's text (the extract file it read): the page names the file only.
-PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\\/\s;:,]+)+[\\/]([^\\/\s;:,]+)")
+PATH = re.compile(r"(?:[A-Za-z]:)?(?:[^\\/\s;:,]*[\\/])+([^\\/\s;:,]+)")
 
 
 def _problem(check: dict, words: Language) -> dict:

@@ -131,3 +131,22 @@ def test_no_path_on_the_page():
     for language in ("de", "en"):
         text = page([line(None)], language)
         assert "docs/" not in text and ".duckdb" not in text and "rules/" not in text and "groups.py" not in text
+
+
+@pytest.mark.parametrize("source", ["/srv/loyalty/extracts/2026-11-20/orders.csv", "extracts/2026-11-20/orders.csv", r"C:\data\extracts\orders.csv"])
+def test_a_gate_problem_names_the_file_not_its_path(source):
+    from loyalty_engine import i18n
+    from loyalty_engine.pages.portfolio import _problem
+
+    check = {"name": "volume", "table_name": "orders", "outcome": "fail", "figure": "2,972 rows (2026-11-19: 5,943, -50.0%)",
+             "limit_text": "-20% … +100%", "detail": f"{source} has far fewer rows; was the export cut off?"}
+    english = _problem(check, i18n.language("en"))
+    assert english["what"] == "orders · volume" and english["figure"].startswith("2,972 rows")
+    assert english["detail"] == ""  # `means` says it already
+    # A check the page has no words for shows the gate's detail, with the file's name only.
+    unknown = _problem(check | {"name": "encoding"}, i18n.language("en"))
+    assert unknown["what"] == "orders · encoding" and unknown["means"] == ""
+    assert unknown["detail"] == "orders.csv has far fewer rows; was the export cut off?"
+    german = _problem(check, i18n.language("de"))
+    assert german["what"] == "Bestellungen · Datenmenge" and german["means"].startswith("Die Zahl der Zeilen")
+    assert german["figure"] == german["limit"] == german["detail"] == ""  # the gate writes them in English
