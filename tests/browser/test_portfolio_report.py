@@ -345,6 +345,14 @@ PROBE = f"""<img src="{CONTROL}" alt="" width="1" height="1"><script>
       if (Math.min(p.right, q.right) - Math.max(p.left, q.left) > 1 && Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 1)
         overlaps.push(svg.id + ': ' + a + ' / ' + b);
     }}
+    // A label the group lines run through (one with a white halo is drawn over the line, so it stays readable).
+    const lines = [...svg.querySelectorAll('line.split, line.split-minor')].map(box);
+    for (const t of svg.querySelectorAll('text:not(.halo):not(.quadrant):not(.quadrant-minor)')) {{
+      const p = box(t);
+      for (const q of lines)
+        if (p.left < q.right + 0.5 && q.left - 0.5 < p.right && p.top < q.bottom + 0.5 && q.top - 0.5 < p.bottom)  // a line's box is 0 wide or tall
+          overlaps.push(svg.id + ': ' + t.textContent.trim() + ' / a group line');
+    }}
   }}
   const rows = {{}};
   for (const table of document.querySelectorAll('table[id]')) rows[table.id] = table.querySelectorAll('tbody tr').length;
