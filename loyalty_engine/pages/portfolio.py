@@ -18,6 +18,7 @@ the file opens offline and prints as it shows. docs/report.md describes each cha
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -67,12 +68,24 @@ class Month:
     end: date
     at_start: int
     at_end: int
-    won: int
+    won: int  # customers at the end who were none at the start: new ones and reactivated ones
+    reactivated: int  # of `won`: back after more than a year without an order
     complete_history: bool  # the orders reach back to 365 days before the month
 
     @property
     def rate(self) -> float | None:
+        """At most 1: reactivated customers count as won (retention.py)."""
         return retention_rate(self.at_start, self.at_end, self.won) if self.complete_history else None
+
+    @property
+    def kept(self) -> int:
+        """Customers at the start who are still customers at the end."""
+        return self.at_end - self.won
+
+    @property
+    def new(self) -> int:
+        """Won with their first order ever."""
+        return self.won - self.reactivated
 
 
 @dataclass(frozen=True)
@@ -208,7 +221,8 @@ customers AS ({CUSTOMERS})
 SELECT p.period_start, p.period_end,
     count(c.account_id) FILTER (WHERE c.at_start) AS at_start,
     count(c.account_id) FILTER (WHERE c.at_end) AS at_end,
-    count(c.account_id) FILTER (WHERE c.won) AS won
+    count(c.account_id) FILTER (WHERE c.won) AS won,
+    count(c.account_id) FILTER (WHERE c.reactivated) AS reactivated
 FROM periods p
 LEFT JOIN (SELECT c.* FROM customers c JOIN accounts USING (account_id)) c USING (period_start, period_end)
 GROUP BY p.period_start, p.period_end
@@ -228,7 +242,7 @@ def _retention(con: duckdb.DuckDBPyConnection, night: date) -> tuple[list[Month]
     ends.append(night)
     history = con.execute("SELECT min(order_date) FROM orders WHERE order_date <= ?", [night]).fetchone()[0]
     rows = con.execute(RETENTION, {"starts": starts, "ends": ends}).fetchall()
-    found = {(start, end): (at_start, at_end, won) for start, end, at_start, at_end, won in rows}
+    found = {(start, end): counts for start, end, *counts in rows}
     periods = [
         Month(start, end, *found[(start, end)], complete_history=history is not None and history <= start - timedelta(days=365))
         for start, end in zip(starts, ends)
@@ -343,14 +357,16 @@ def render(figures: Figures, language: str) -> str:
         {
             "label": ui["kpi_retention"],
             "value": words.percent(year.rate, 1) if year.rate is not None else "–",
-            "note": ui["retention_counts"].format(start=number(year.at_start), won=number(year.won), end=number(year.at_end))
+            "note": ui["retention_counts"].format(
+                kept=number(year.kept), start=number(year.at_start), new=number(year.new), back=number(year.reactivated)
+            )
             if year.complete_history or figures.history_start is None
             else ui["history_short"].format(date=day(figures.history_start)),
         },
         {
             "label": ui["kpi_new"].format(days=WARNING_DAYS),
             "value": number(live_new),
-            "note": ui["new_in_nights"].format(nights=number(len(figures.warning_nights))),
+            "note": words.plural(ui["new_in_nights"], len(figures.warning_nights)),
         },
         {
             "label": ui["kpi_gate"],
@@ -374,7 +390,8 @@ def render(figures: Figures, language: str) -> str:
         "backtest": _backtest_view(figures, words),
         "state_colours": STATE_COLOURS,
         "outcome_colours": OUTCOME_COLOURS,
-        "footer": ui["footer"].format(database=figures.database or "DuckDB"),
+        # No file or folder names: the page is read by management, and mailed on.
+        "footer": ui["footer"].format(date=day(figures.night)),
     }
     return render_template("portfolio.html.j2", context)
 
@@ -448,6 +465,7 @@ def _groups_chart(figures: Figures, words: Language) -> dict:
         "frequent": ui["frequent"].format(n=groups.FREQUENT_ORDERS),
         "no_survey": ui["no_survey"].format(n=number(without)),
         "intro": ui["groups_intro"].format(date=words.date(figures.warnings_night)),
+        "cover": ui["groups_cover"].format(date=words.date(figures.warnings_night)),
         "note": ui["group_note"].format(frequent=groups.FREQUENT_ORDERS, angry=groups.ANGRY_COMPLAINTS),
         "names": {g: ui[g] for g in ("apostle", "loyal", "opportunist", "hostage", "defector", "terrorist")},
     }
@@ -494,8 +512,8 @@ def _retention_chart(figures: Figures, words: Language) -> dict:
                 "partial": partial and index == len(months) - 1,
                 "title": ui["retention_month"].format(
                     month=words.date(first, "LLLL yyyy"),
-                    rate=words.percent(rate, 1) if rate is not None else "–",
-                    start=number(month.at_start), won=number(month.won), end=number(month.at_end),
+                    rate=words.percent(rate, 1) if rate is not None else "–", kept=number(month.kept),
+                    start=number(month.at_start), new=number(month.new), back=number(month.reactivated), end=number(month.at_end),
                 ),
             }
         )
@@ -538,6 +556,11 @@ def _retention_chart(figures: Figures, words: Language) -> dict:
         "segments": segments,
         "notes": notes,
         "empty": not rates,
+        "cover": ui["retention_cover"].format(
+            months=number(len(months)),
+            first=words.date(months[0].start + timedelta(days=1)) if months else "–",
+            last=words.date(months[-1].end) if months else "–",
+        ),
     }
 
 
@@ -558,22 +581,58 @@ def _warnings_tables(figures: Figures, words: Language) -> dict:
             "shadow_rule": count.shadow_rule,
         }
 
-    rules = [line(c, figures.titles.get(c.key, c.key), c.key if c.key in figures.titles else "") for c in figures.rules]
-    owners = [line(c, c.name or c.key if c.key else ui["ops"], c.key if c.name else "") for c in figures.owners]
+    # A rule's id (an internal name, in English) only as the tooltip of its title; an owner's
+    # address under the name, as the digest is addressed.
+    rules = [line(c, figures.titles.get(c.key, c.key), "") | {"tip": c.key} for c in figures.rules]
+    owners = [line(c, c.name or c.key if c.key else ui["ops"], c.key if c.name else "") | {"tip": ""} for c in figures.owners]
     nights = figures.warning_nights
     return {
         "title": ui["warnings_title"].format(days=WARNING_DAYS),
-        "intro": ui["warnings_intro"].format(
-            first=words.date(nights[0]) if nights else "–",
-            last=words.date(nights[-1]) if nights else "–",
+        "intro": ui["warnings_intro"],
+        "cover": ui["cover"].format(
+            days=number(WARNING_DAYS), last=words.date(figures.night), nights=words.plural(ui["nights_evaluated"], len(nights))
         ),
         "rules": rules,
         "owners": owners,
     }
 
 
+# A path in a gate check's text (the extract file it read): the page names the file only.
+PATH = re.compile(r"(?:[A-Za-z]:)?(?:[^\\/\s;:,]*[\\/])+([^\\/\s;:,]+)")
+
+
+def _problem(check: dict, words: Language) -> dict:
+    """A check that did not pass, in the page's language: the check and the table by name, what
+    the outcome means. The gate's own figure, limit and detail are written in English for the
+    terminal (`loyalty gate`), so they appear on an English page only, with paths cut to the
+    file's name."""
+    ui = words.report
+    name, table, outcome = check["name"], check["table_name"], check["outcome"]
+    what = ui.get(f"check_{name}", name)
+    if table and table != "*":
+        what = f"{ui.get(f'table_{table}', table)} · {what}"
+    english = words.code == "en"
+
+    def raw(text) -> str:
+        return PATH.sub(r"\1", printable(text, one_line=True)) if english and text else ""
+
+    means = ui.get(f"means_{name}_{outcome}") or ui.get(f"means_{name}", "")
+    return {
+        "what": what,
+        "outcome": outcome,
+        "label": ui.get(outcome, outcome),
+        "means": means,
+        "figure": raw(check["figure"]) if outcome != "skip" else "",
+        "limit": raw(check["limit_text"]) if outcome != "skip" else "",
+        # The gate's detail says again what `means` says, but for a held night (the rules
+        # behind the flood, and how to release it).
+        "detail": raw(check["detail"]) if not means or outcome == "hold" else "",
+    }
+
+
 def _gate_view(figures: Figures, words: Language) -> dict:
     ui = words.report
+    number = words.number
     by_night = {g.night: g for g in figures.gate}
     size, gap = 24, 6
     days = []
@@ -597,17 +656,7 @@ def _gate_view(figures: Figures, words: Language) -> dict:
             "weekday": words.date(g.night, "EEE"),
             "outcome": g.worst,
             "label": ui[g.worst],
-            "problems": [
-                {
-                    "what": p["name"] if p["table_name"] == "*" else f"{p['table_name']} · {p['name']}",
-                    "outcome": p["outcome"],
-                    "label": ui.get(p["outcome"], p["outcome"]),
-                    "figure": printable(p["figure"], one_line=True),
-                    "limit": printable(p["limit_text"], one_line=True),
-                    "detail": printable(p["detail"], one_line=True),
-                }
-                for p in g.problems
-            ],
+            "problems": [_problem(p, words) for p in g.problems],
         }
         for g in figures.gate
         if g.problems
@@ -615,6 +664,9 @@ def _gate_view(figures: Figures, words: Language) -> dict:
     clean = sum(1 for g in figures.gate if not g.problems)
     return {
         "intro": ui["gate_intro"].format(days=GATE_DAYS),
+        "cover": ui["cover"].format(
+            days=number(GATE_DAYS), last=words.date(figures.night), nights=words.plural(ui["nights_checked"], len(figures.gate))
+        ),
         "summary": ui["gate_summary"].format(clean=words.number(clean), nights=words.number(len(figures.gate)))
         if figures.gate else "",
         "days": days,
@@ -631,8 +683,17 @@ def _backtest_view(figures: Figures, words: Language) -> dict | None:
     if backtest is None:
         return None
 
-    def share(value):
-        return words.percent(value) if value is not None else "–"
+    missing = False
+
+    def share(value, count, total):
+        """The share and the count behind it: "100 % (5 of 5)"."""
+        nonlocal missing
+        if value is None:
+            return "–"
+        if count is None or total is None:
+            missing = True
+            return f"{words.percent(value)}¹"
+        return ui["share_of"].format(share=words.percent(value), count=words.number(count), total=words.number(total))
 
     def decimal(value, pattern="#,##0.##"):
         return words.number(value, pattern) if value is not None else "–"
@@ -644,27 +705,34 @@ def _backtest_view(figures: Figures, words: Language) -> dict | None:
             {
                 "total": rule_id is None,
                 "label": ui["total"] if rule_id is None else figures.titles.get(rule_id, rule_id),
-                "sub": rule_id if rule_id in figures.titles else "",
+                "sub": "",
+                "tip": rule_id or "",
                 "shadow": (line["mode"] or "live") == "shadow",
                 "mode": ui["shadow_mark"] if (line["mode"] or "live") == "shadow" else (ui["live"] if rule_id else ""),
                 "nights_fired": decimal(line["nights_fired"]),
                 "accounts_flagged": decimal(line["accounts_flagged"]),
                 "emails": decimal(line["emails_per_owner_week"], "#,##0.0#"),
-                "precision": share(line["precision"]),
+                # The counts behind the shares, where the backtest stored them (columns named as
+                # backtest.judge names them): accounts lost after the warning of those whose outcome
+                # is known; lost accounts warned in time of those lost.
+                "precision": share(line["precision"], line.get("lost_after_warning"), line.get("outcome_known")),
                 "too_late": decimal(line["too_late"]),
-                "recall": share(line["recall"]),
+                "recall": share(line["recall"], line.get("caught"), line.get("lost_in_range")),
                 # Signed, as `loyalty backtest` prints it: negative when the warning came after the loss.
                 "lead": decimal(line["median_lead_days"], "+#,##0;-#,##0"),
             }
         )
     ran_at = backtest.ran_at
+    nights = (backtest.last_night - backtest.first_night).days + 1  # the replay runs every night
     return {
         "intro": ui["backtest_intro"].format(
             first=words.date(backtest.first_night),
             last=words.date(backtest.last_night),
-            rules=backtest.rules,
+            nights=words.plural(ui["nights_replayed"], nights),
             ran_at=words.datetime(ran_at) if isinstance(ran_at, datetime) else str(ran_at),
         ),
+        "means": ui["backtest_means"],
+        "missing": ui["counts_missing"] if missing else "",
         "lines": lines,
     }
 

@@ -38,6 +38,7 @@ from tests.browser.test_digest_in_browser import ARTIFACTS, chromium
 FIRST, SECOND = date(2026, 11, 19), date(2026, 11, 20)
 WIDTH = 1280  # a laptop's browser window
 SHADOW_ACCOUNT_RULE = "trial_rule"
+COUNTS = ("outcome_known", "lost_after_warning", "lost_in_range", "caught")  # behind precision and recall
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +70,22 @@ def project(tmp_path_factory) -> Path:
             """,
             [FIRST, SHADOW_ACCOUNT_RULE, FIRST, FIRST, FIRST],
         )
-        # Two backtests; the report shows the later one. rule_id NULL is the total.
+        # Two backtests; the report shows the later one. rule_id NULL is the total. With the
+        # counts behind the shares, as backtest.judge counts them (outcome_known,
+        # lost_after_warning, lost_in_range, caught); a recall of 100 % on 5 accounts, a negative lead.
+        for column in ("too_late", *COUNTS):
+            con.execute(f"ALTER TABLE backtest_figures ADD COLUMN IF NOT EXISTS {column} INTEGER")
         rows = [
-            (datetime(2026, 11, 1, 8), None, "live", 1, 1, 0.1, 0.1, 0.1, 1.0),
-            (datetime(2026, 11, 18, 9, 30), "falling_order_frequency", "live", 41, 17, 0.42, 0.8125, 0.5, 63.0),
-            (datetime(2026, 11, 18, 9, 30), "nps_detractor", "live", 12, 6, 0.125, 0.5, None, None),
-            (datetime(2026, 11, 18, 9, 30), SHADOW_ACCOUNT_RULE, "shadow", 30, 25, 1.5, 0.2, 0.75, 21.5),
-            (datetime(2026, 11, 18, 9, 30), None, None, 44, 21, 0.55, 0.71, 0.6, 48.0),
+            (datetime(2026, 11, 1, 8), None, "live", 1, 1, 0.1, 0.1, 0.1, 1.0, 0, 1, 0, 10, 1),
+            (datetime(2026, 11, 18, 9, 30), "falling_order_frequency", "live", 41, 17, 0.42, 0.8125, 0.5, 63.0, 1, 16, 13, 10, 5),
+            (datetime(2026, 11, 18, 9, 30), "nps_detractor", "live", 12, 6, 0.125, 0.5, None, None, 0, 6, 3, 10, 0),
+            (datetime(2026, 11, 18, 9, 30), SHADOW_ACCOUNT_RULE, "shadow", 30, 25, 1.5, 0.2, 1.0, -12.0, 4, 20, 4, 5, 5),
+            (datetime(2026, 11, 18, 9, 30), None, None, 44, 21, 0.55, 0.7143, 0.6, 48.0, 1, 21, 15, 10, 6),
         ]
         con.executemany(
-            "INSERT INTO backtest_figures VALUES (?, DATE '2025-11-20', DATE '2026-05-20', 'rules', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO backtest_figures (ran_at, first_night, last_night, rules, rule_id, mode, nights_fired, accounts_flagged,"
+            " emails_per_owner_week, precision, recall, median_lead_days, too_late, " + ", ".join(COUNTS) + ")"
+            " VALUES (?, DATE '2025-11-20', DATE '2026-05-20', 'rules', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
     return folder
@@ -122,7 +129,8 @@ def expected(project: Path) -> dict:
             "rules": one("SELECT count(DISTINCT rule_id) FROM warning_nights WHERE notice = 'new' AND night > ?::DATE - 90", SECOND),
             "owners": one("SELECT count(DISTINCT coalesce(recipient, '')) FROM warning_nights WHERE notice = 'new'"),
             # The brief's retention over the 365 days up to the date, for the whole book, written out
-            # once more in the digest header's original form.
+            # once more in the digest header's original form. Won: a customer at the end who was
+            # none at the start (new, or back after more than a year: retention.py).
             "year": con.execute(
                 """
                 WITH per AS (
@@ -132,7 +140,7 @@ def expected(project: Path) -> dict:
                     FROM orders WHERE order_date <= $d GROUP BY account_id
                 )
                 SELECT count(*) FILTER (WHERE before > 0), count(*) FILTER (WHERE recent > 0),
-                       count(*) FILTER (WHERE first_order > $d - 365)
+                       count(*) FILTER (WHERE recent > 0 AND before = 0)
                 FROM accounts JOIN per USING (account_id)
                 """,
                 {"d": SECOND},
@@ -160,6 +168,50 @@ def test_figures_are_the_databases(project):
     assert "No backtest yet: run <code>loyalty backtest --from … --to …</code>." in page
 
 
+def measure(page: str, tmp_path: Path, width: int = WIDTH) -> tuple[dict, str, Path]:
+    """Open a copy of the page with the probe: what it measured, the DOM, and the net log."""
+    probe = tmp_path / f"probe-{width}.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    netlog = tmp_path / f"net-{width}.json"
+    result = chromium(tmp_path, f"--window-size={width},900", f"--log-net-log={netlog}", "--dump-dom", probe.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1))), result.stdout.replace("&nbsp;", " ").replace("\xa0", " "), netlog
+
+
+def screenshot(page: Path, tmp_path: Path, height: int, name: str) -> None:
+    """The whole page as a person sees it, kept in ARTIFACTS as `name`."""
+    shot = tmp_path / name
+    height = min(height + 2, 8000)
+    result = chromium(tmp_path, f"--window-size={WIDTH},{height}", f"--screenshot={shot}", page.as_uri())
+    assert shot.exists(), result.stderr[-2000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / name)
+    data = shot.read_bytes()
+    assert struct.unpack(">II", data[16:24]) == (WIDTH, height)
+    assert len(data) > 100_000, "an almost blank screenshot"
+
+
+# Words of English sentences that are no German words; a German page must show none of them
+# (rule ids, which are names, and addresses aside).
+ENGLISH = {
+    "the", "of", "and", "is", "was", "are", "not", "with", "from", "by", "at", "on", "to", "this", "that", "has", "have",
+    "rows", "row", "orders", "order", "night", "nights", "rule", "rules", "checked", "stopped", "before", "every", "warning",
+    "warnings", "new", "flood", "newest", "days", "accounts", "customers", "written", "fewer", "looks", "stale", "last",
+    "first", "evaluated", "volume", "freshness", "presence", "skipped", "held", "passed", "limit", "shadow", "live", "total",
+    "precision", "recall", "lead", "report", "definitions", "ops", "owner", "owners", "emails", "too", "late",
+}
+# An internal path or file: a folder with a slash, or a file of the project's own. (The name of an
+# extract file, orders.csv, is what the gate's detail names on an English page: not a path.)
+PATHLIKE = re.compile(r"\b[\w.-]+/[\w./-]+|[\w-]+\.(?:py|md|duckdb|yaml|j2)\b")
+
+
+def visible_words(text: str) -> list[str]:
+    """The words of the page's visible text, without addresses and rule ids."""
+    text = re.sub(r"\S+@\S+|\b\w*_\w*\b", " ", text)
+    return re.findall(r"[A-Za-zÄÖÜäöüß]+", text)
+
+
 def test_report_in_a_browser(project, written, tmp_path):
     page = written.read_text(encoding="utf-8")
     # Self-contained: no script, nothing fetched from anywhere.
@@ -167,13 +219,7 @@ def test_report_in_a_browser(project, written, tmp_path):
     assert not re.search(r"""\b(?:src|href)\s*=|url\((?!#)|@import|https?:|//[a-z0-9.-]+\.[a-z]{2,}/""", page, re.IGNORECASE), "refers to a file outside the page"
 
     # A copy with a probe: it measures the charts after layout and writes what it found into the DOM.
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    netlog = tmp_path / "net.json"
-    result = chromium(tmp_path, f"--window-size={WIDTH},900", f"--log-net-log={netlog}", "--dump-dom", probe.as_uri())
-    found = re.search(r'data-probe="([^"]*)"', result.stdout)
-    assert found, result.stderr[-2000:]
-    boxes = json.loads(html.unescape(found.group(1)))
+    boxes, dom, netlog = measure(page, tmp_path)
 
     want = expected(project)
     groups = boxes["charts"]["groups-chart"]
@@ -190,26 +236,50 @@ def test_report_in_a_browser(project, written, tmp_path):
     assert boxes["scroll_width"] <= WIDTH, "the page is wider than the window"
     assert boxes["hatched"] >= 1, "the shadow rule's bar"
 
-    # German, as config.yaml says; Babel's numbers; the gate's failure; the backtest's shares as percentages.
-    dom = result.stdout.replace("&nbsp;", " ").replace("\xa0", " ")
+    # German, as config.yaml says; Babel's numbers; the gate's failure; the backtest's shares as
+    # percentages with the counts behind them; how many nights each part covers.
     for text in ("Portfolio-Bericht", "Kundengruppen", "Kundenbindungsrate pro Monat", "Daten bis 20.11.2026",
-                 "Warnsignale: Stand der Nacht vom 19.11.2026", "gestoppt", "orders · volume",
-                 ">0,42<", ">81 %<", ">50 %<", ">+63<", ">Gesamt (aktive Regeln)<"):  # emails/owner/week, precision, recall, lead
+                 "Warnsignale: Stand der Nacht vom 19.11.2026", "gestoppt", "Bestellungen · Datenmenge",
+                 ">0,42<", ">81 % (13 von 16)<", ">50 % (5 von 10)<", ">100 % (5 von 5)<", ">+63<", ">-12<",
+                 ">Gesamt (aktive Regeln)<", "Zeitraum: 90 Tage bis 20.11.2026, 1 Nacht ausgewertet.",
+                 "Zeitraum: 30 Tage bis 20.11.2026, 2 Nächte geprüft.", "(182 Nächte nachgespielt)",
+                 "in 1 ausgewerteten Nacht", "negativ heißt, die Warnung kam im Median erst nach dem Verlust"):
         assert text in dom, text
+    assert "¹" not in boxes["text"], "every share has its count"
+    language_and_layout(boxes, "de")
 
     # Every request the page made (the browser's own background requests have no file:// site):
     # only the probe's control image, which shows the net log would have caught one.
     assert page_requests(netlog) == [CONTROL], "the page fetched something"
 
-    shot = tmp_path / "report.png"
-    height = min(boxes["height"] + 2, 8000)
-    result = chromium(tmp_path, f"--window-size={WIDTH},{height}", f"--screenshot={shot}", written.as_uri())
-    assert shot.exists(), result.stderr[-2000:]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, ARTIFACTS / "portfolio-report.png")
-    data = shot.read_bytes()
-    assert struct.unpack(">II", data[16:24]) == (WIDTH, height)
-    assert len(data) > 100_000, "an almost blank screenshot"
+    screenshot(written, tmp_path, boxes["height"], "portfolio-report.png")
+
+
+def language_and_layout(boxes: dict, language: str) -> None:
+    """What a reader must never see: labels on top of each other, internal paths, and (German)
+    English words."""
+    assert not boxes["overlaps"], f"labels overlap: {boxes['overlaps'][:5]}"
+    text = boxes["text"]
+    assert not PATHLIKE.findall(text), PATHLIKE.findall(text)
+    if language == "de":
+        english = sorted({w for w in visible_words(text) if w.lower() in ENGLISH})
+        assert not english, f"English on the German page: {english}"
+
+
+def test_report_in_english(project, tmp_path):
+    """The same report in English, and in a narrow window (where a chart is drawn smaller): no
+    overlapping labels, no paths; kept as portfolio-report-en.png."""
+    with open_database(project / "data" / "loyalty.duckdb") as con:
+        figures = gather(con, SECOND, load_rules(ROOT / "rules"), "en")
+    page = tmp_path / "report-en.html"
+    page.write_text(render(figures, "en"), encoding="utf-8")
+    boxes, dom, _ = measure(page.read_text(encoding="utf-8"), tmp_path)
+    for text in ("81% (13 of 16)", "100% (5 of 5)", "Period: 90 days up to 20 Nov 2026, 1 night evaluated.", "orders · volume"):
+        assert text in dom, text
+    language_and_layout(boxes, "en")
+    narrow, _, _ = measure(page.read_text(encoding="utf-8"), tmp_path, width=760)
+    language_and_layout(narrow, "en")
+    screenshot(page, tmp_path, boxes["height"], "portfolio-report-en.png")
 
 
 def test_report_needs_a_database(tmp_path, capsys, monkeypatch):
@@ -266,11 +336,29 @@ PROBE = f"""<img src="{CONTROL}" alt="" width="1" height="1"><script>
       days: [...svg.querySelectorAll('rect.day')].filter(drawn).length,
     }};
   }}
+  // Text elements of each chart whose boxes intersect (by more than a pixel each way).
+  const overlaps = [];
+  for (const svg of document.querySelectorAll('svg.chart')) {{
+    const texts = [...svg.querySelectorAll('text')].filter(drawn).map((t) => [t.textContent.trim(), box(t)]);
+    for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {{
+      const [a, p] = texts[i], [b, q] = texts[j];
+      if (Math.min(p.right, q.right) - Math.max(p.left, q.left) > 1 && Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 1)
+        overlaps.push(svg.id + ': ' + a + ' / ' + b);
+    }}
+    // A label the group lines run through (one with a white halo is drawn over the line, so it stays readable).
+    const lines = [...svg.querySelectorAll('line.split, line.split-minor')].map(box);
+    for (const t of svg.querySelectorAll('text:not(.halo):not(.quadrant):not(.quadrant-minor)')) {{
+      const p = box(t);
+      for (const q of lines)
+        if (p.left < q.right + 0.5 && q.left - 0.5 < p.right && p.top < q.bottom + 0.5 && q.top - 0.5 < p.bottom)  // a line's box is 0 wide or tall
+          overlaps.push(svg.id + ': ' + t.textContent.trim() + ' / a group line');
+    }}
+  }}
   const rows = {{}};
   for (const table of document.querySelectorAll('table[id]')) rows[table.id] = table.querySelectorAll('tbody tr').length;
   const hatched = [...document.querySelectorAll('rect.bar-shadow')].filter(drawn).length;
   document.body.setAttribute('data-probe', JSON.stringify({{
-    charts, rows, hatched, height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
+    charts, rows, hatched, overlaps, text: document.body.innerText, height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
   }}));
 }})();
 </script>"""
