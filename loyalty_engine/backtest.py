@@ -48,6 +48,9 @@ from loyalty_engine.rules.loader import RuleSet
 PROBES_PER_CHUNK = 4_000_000
 # The figures kept per rule and for all live rules (columns of backtest_figures, keys of the JSON).
 FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days")
+# The counts behind precision (lost_after_warning of outcome_known) and recall (caught of
+# lost_in_range), kept beside the figures so that a share is never shown without them.
+COUNTS = ("outcome_known", "lost_after_warning", "lost_in_range", "caught")
 
 
 @dataclass
@@ -413,13 +416,14 @@ def store_figures(con: duckdb.DuckDBPyConnection, backtest: Backtest, rules: Pat
     A database whose backtest_figures predates a figure (too_late) gets the column here; its
     older rows keep NULL there: not measured then, which is not zero."""
     ran_at = datetime.now(UTC).replace(tzinfo=None)
-    con.execute("ALTER TABLE backtest_figures ADD COLUMN IF NOT EXISTS too_late INTEGER")
+    for column in ("too_late", *COUNTS):
+        con.execute(f"ALTER TABLE backtest_figures ADD COLUMN IF NOT EXISTS {column} INTEGER")
     rows = [(r["rule_id"], r["mode"], r) for r in backtest.rules] + [(None, None, backtest.total)]
-    columns = ("ran_at", "first_night", "last_night", "rules", "rule_id", "mode", *FIGURES)
+    columns = ("ran_at", "first_night", "last_night", "rules", "rule_id", "mode", *FIGURES, *COUNTS)
     con.executemany(
         f"INSERT INTO backtest_figures ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
         [
-            [ran_at, backtest.first, backtest.last, str(rules), rule_id, mode, *(figures[name] for name in FIGURES)]
+            [ran_at, backtest.first, backtest.last, str(rules), rule_id, mode, *(figures[name] for name in (*FIGURES, *COUNTS))]
             for rule_id, mode, figures in rows
         ],
     )
@@ -443,7 +447,8 @@ def stored_figures(con: duckdb.DuckDBPyConnection) -> list[dict]:
     names = [d[0] for d in result.description]
     rows = [dict(zip(names, values)) for values in result.fetchall()]
     for row in rows:
-        row.setdefault("too_late", None)
+        for column in ("too_late", *COUNTS):
+            row.setdefault(column, None)
     return rows
 
 
