@@ -315,10 +315,14 @@ def _csv(warnings: list[AccountWarning], words: Language) -> str:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=words.csv_delimiter, lineterminator="\r\n")
     writer.writerow(["account_id", "account_name", "segment", "group", "revenue_12m", "notice", "severity", "rule_id", "title", "message", "action"])
-    for w in sorted(warnings, key=lambda w: (w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
+    for w in sorted(warnings, key=lambda w: (_CSV_ORDER.get(w.notice, len(_CSV_ORDER)), w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
         account = [_cell(w.account_id), _cell(w.account_name), _cell(w.segment or ""), w.group or "", round(w.revenue_12m or 0)]
         writer.writerow(account + [w.notice, w.severity, w.rule_id, _cell(w.title), _cell(w.message), _cell(w.action)])
     return "\ufeff" + out.getvalue()
+
+
+# The attachment's rows: what the body shows first, then what the budget held back, then the rest.
+_CSV_ORDER = {"new": 0, "waiting": 1, "intro": 2, "repeat": 3, "resolved": 4}
 
 
 def _cell(text: str) -> str:
