@@ -35,7 +35,7 @@ class NightState:
     tables: list[TableCheck] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     outcome: NightOutcome | None = None
-    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, … -> warnings (before the budget)
+    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, waiting, intro, … -> warnings
     budget: dict[str, int] = field(default_factory=dict)  # waiting, intro, deferred -> warnings (mail/budget.py)
 
 
@@ -95,6 +95,10 @@ def _load_and_evaluate(
     state.checks.append(gate.flood_check(con, night, settings))
     # After the flood check, which judges the data by every new warning, not by what the budget lets through.
     state.budget = apply_budget(con, night, settings.digest.max_new)
+    for notice in ("waiting", "intro"):  # the run summary counts what owners are told as new
+        if state.budget[notice]:
+            state.notices["new"] = state.notices.get("new", 0) - state.budget[notice]
+            state.notices[notice] = state.budget[notice]
 
 
 def _flood_not_checked() -> Check:
