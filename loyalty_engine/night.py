@@ -94,7 +94,8 @@ def _load_and_evaluate(
     route_warnings(con, night)
     state.checks.append(gate.flood_check(con, night, settings))
     # After the flood check, which judges the data by every new warning, not by what the budget lets through.
-    state.budget = apply_budget(con, night, settings.digest.max_new)
+    digest = settings.digest
+    state.budget = apply_budget(con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity)
     for notice in ("waiting", "intro"):  # the run summary counts what owners are told as new
         if state.budget[notice]:
             state.notices["new"] = state.notices.get("new", 0) - state.budget[notice]

@@ -20,6 +20,12 @@ or not. The rest are stored as:
 
 A recipient whose mailed rows tonight are all resolutions gets no digest: those rows become
 `mailed = false` with reason DEFERRED, and the recipient's next digest carries them.
+
+Cadence (`digest.cadence: weekly`, `digest.weekday`): on any other night only new warnings at or
+above `digest.immediate_severity` go out. The other new ones wait (as above: new again the next
+night, mailed on the digest day within the budget), a repeat due tonight is not mailed and keeps
+its last_mailed (so it is due again the next night, until the digest day), and resolutions are
+deferred to the recipient's next digest.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 DEFAULT_CHANCE = 0.2
 DEFERRED = "resolution waits for the recipient's next digest"
 WAITING = "over the attention budget (digest.max_new): mailed on a later night"
+WEEKLY = "weekly digest (digest.cadence): mailed on the digest day unless at or above digest.immediate_severity"
 INTRO = "the first night's starting state: listed in the introduction's attachment"
 
 _SEVERITY = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
@@ -59,12 +66,36 @@ def rank_key(severity: str, chance: float, revenue: float | None, group: str | N
     return (_SEVERITY.get(severity, len(_SEVERITY)), revenue <= 0, -(chance * revenue), care, account_id, rule_id)
 
 
-def apply_budget(con: duckdb.DuckDBPyConnection, night: date, max_new: int) -> dict[str, int]:
-    """Hold back tonight's new warnings over each recipient's budget; defer resolution-only digests.
-    Returns counts: {'waiting': n, 'intro': n, 'deferred': n}."""
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def apply_budget(
+    con: duckdb.DuckDBPyConnection, night: date, max_new: int, cadence: str = "daily", weekday: str = "monday", immediate_severity: str = "critical"
+) -> dict[str, int]:
+    """Hold back tonight's new warnings over each recipient's budget (or, on a weekly cadence's
+    other nights, below immediate_severity); defer resolution-only digests.
+    Returns counts: {'waiting': n, 'intro': n, 'deferred': n, 'repeat_later': n}."""
     from loyalty_engine.mail.mailing import _account_facts
 
     first = not con.execute("SELECT count(*) FROM nights WHERE night < ?", [night]).fetchone()[0]
+    off_day = cadence == "weekly" and WEEKDAYS[night.weekday()] != weekday and not first
+    repeat_later = 0
+    if off_day:
+        below = [s for s, rank in _SEVERITY.items() if rank > _SEVERITY[immediate_severity]]
+        marks = ", ".join("?" for _ in below)
+        con.execute(
+            f"""UPDATE warning_nights SET notice = 'waiting', mailed = false, last_mailed = NULL, reason = ?
+                WHERE night = ? AND notice = 'new' AND mailed AND severity IN ({marks})""",
+            [WEEKLY, night, *below],
+        )
+        previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
+        repeat_later = con.execute(
+            f"""UPDATE warning_nights w SET notice = 'open', mailed = false, reason = ?,
+                    last_mailed = (SELECT p.last_mailed FROM warning_nights p
+                                   WHERE p.night = ? AND p.account_id = w.account_id AND p.rule_id = w.rule_id)
+                WHERE night = ? AND notice = 'repeat' AND mailed AND severity IN ({marks})""",
+            [WEEKLY, previous, night, *below],
+        ).fetchone()[0]
     rows = con.execute(
         """SELECT account_id, rule_id, severity, coalesce(recipient, '') FROM warning_nights
            WHERE night = ? AND notice = 'new' AND mailed AND NOT coalesce(starts_with(reason, ?), false)""",
@@ -82,7 +113,9 @@ def apply_budget(con: duckdb.DuckDBPyConnection, night: date, max_new: int) -> d
         for owned in by_recipient.values():
             owned.sort()
             held += [(a, r) for i, (_, a, r, severity) in enumerate(owned) if i >= max_new and severity != "critical"]
-    counts = {"waiting": 0, "intro": 0, "deferred": 0}
+    counts = {"waiting": 0, "intro": 0, "deferred": 0, "repeat_later": repeat_later}
+    if off_day:
+        counts["waiting"] = con.execute("SELECT count(*) FROM warning_nights WHERE night = ? AND reason = ?", [night, WEEKLY]).fetchone()[0] - repeat_later
     if held:
         notice = "intro" if first else "waiting"
         con.executemany(
@@ -91,7 +124,7 @@ def apply_budget(con: duckdb.DuckDBPyConnection, night: date, max_new: int) -> d
                WHERE night = ? AND account_id = ? AND rule_id = ?""",
             [[INTRO if first else WAITING, night, a, r] for a, r in held],
         )
-        counts[notice] = len(held)
+        counts[notice] += len(held)
     counts["deferred"] = con.execute(
         """UPDATE warning_nights w SET mailed = false, reason = ?
            WHERE night = ? AND mailed AND notice = 'resolved'

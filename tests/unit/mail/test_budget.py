@@ -85,3 +85,28 @@ def test_a_night_of_resolutions_alone_sends_nothing_and_the_next_digest_carries_
     apply_budget(book.con, day(6), 5)
     told = {(w.rule_id, w.notice) for w in night_mailing(book.con, book.ruleset, day(6), "de", []).warnings}
     assert told == {("stopped", "new")}  # told once: the resolution went out on night 4
+
+
+def test_a_weekly_cadence_mails_on_its_weekday_and_the_immediate_severity_at_once(book):
+    weekly = dict(cadence="weekly", weekday="monday", immediate_severity="critical")
+    assert day(1).weekday() == 0 and day(8).weekday() == 0
+    book.night(1, {("D", "smaller")})
+    apply_budget(book.con, day(1), 5, **weekly)  # the first night introduces, whatever the weekday
+    assert book.con.execute("SELECT notice, mailed FROM warning_nights WHERE night = ?", [day(1)]).fetchall() == [("new", True)]
+    notices = {}
+    for n in range(2, 9):
+        held = {("E", "slow")} | ({("D", "smaller")} if n < 5 else set()) | ({("E", "stopped")} if n == 4 else set())
+        book.night(n, held)
+        apply_budget(book.con, day(n), 5, **weekly)
+        notices[n] = {f"{a}/{r}": (notice, mailed) for a, r, notice, mailed in book.con.execute(
+            "SELECT account_id, rule_id, notice, mailed FROM warning_nights WHERE night = ? AND notice <> 'pending'", [day(n)]).fetchall()}
+    assert notices[3]["E/slow"] == ("waiting", False)  # Tuesday's new high warning waits for Monday
+    assert notices[4]["E/stopped"] == ("new", True)  # a critical one goes out at once
+    assert notices[5]["D/smaller"] == ("resolved", False)  # resolved on a Friday: no mail of its own
+    assert notices[7]["E/slow"] == ("waiting", False)
+    assert notices[8]["E/slow"] == ("new", True)  # Monday: the week's digest
+    told = {(w.account_id, w.rule_id, w.notice) for w in night_mailing(book.con, book.ruleset, day(8), "de", []).warnings}
+    # The week's resolutions too: D's of Friday, and the critical one mailed on Wednesday, resolved Friday.
+    assert told == {("E", "slow", "new"), ("D", "smaller", "resolved"), ("E", "stopped", "resolved")}
+    sent = [n for n in range(2, 9) if any(mailed for _, mailed in notices[n].values())]
+    assert sent == [4, 8]
