@@ -143,6 +143,10 @@ class DigestSettings(_Section):
     max_accounts: int = Field(default=15, ge=1)  # shown in full, most important first; the rest one line each
     repeat_after_days: int = Field(default=7, ge=1)  # a warning still open is mentioned again after this
     currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")  # of order amounts, for revenue figures
+    max_new: int = Field(default=5, ge=1)  # new warnings per owner per digest, most at stake first; critical ones always; the rest wait
+    cadence: Literal["daily", "weekly"] = "daily"  # weekly: one digest a week, on `weekday` (mail/budget.py)
+    weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = "monday"
+    immediate_severity: Literal["info", "low", "medium", "high", "critical"] = "critical"  # weekly: at or above this, mailed at once
 
 
 class ScheduleSettings(_Section):

@@ -20,6 +20,7 @@ from loyalty_engine.extracts.staging import ExtractProblems, stage_extracts
 from loyalty_engine.gate import Check, GateStop, Outcome
 from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.lifecycle.routing import route_warnings
+from loyalty_engine.mail.budget import apply_budget
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.lifecycle.snoozes import Snooze
@@ -34,7 +35,8 @@ class NightState:
     tables: list[TableCheck] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     outcome: NightOutcome | None = None
-    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, … -> warnings
+    notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, waiting, intro, … -> warnings
+    budget: dict[str, int] = field(default_factory=dict)  # waiting, intro, deferred -> warnings (mail/budget.py)
 
 
 def run_night(
@@ -91,6 +93,13 @@ def _load_and_evaluate(
     state.notices = dict(advance_warnings(con, ruleset, night, state.outcome, snoozes, settings.digest.repeat_after_days))
     route_warnings(con, night)
     state.checks.append(gate.flood_check(con, night, settings))
+    # After the flood check, which judges the data by every new warning, not by what the budget lets through.
+    digest = settings.digest
+    state.budget = apply_budget(con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity)
+    for notice in ("waiting", "intro"):  # the run summary counts what owners are told as new
+        if state.budget[notice]:
+            state.notices["new"] = state.notices.get("new", 0) - state.budget[notice]
+            state.notices[notice] = state.budget[notice]
 
 
 def _flood_not_checked() -> Check:

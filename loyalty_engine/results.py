@@ -150,6 +150,8 @@ def _event(row: dict) -> str:
         "snoozed": "snoozed",
         "inhibited": "inhibited",
         "kept": f"{row['state']}, not judged",
+        "waiting": "fired, waiting for a later digest (attention budget)",
+        "intro": f"open on the first night, listed in the introduction to {row['recipient']}",
         "resolved": f"resolved, mailed to {row['recipient']}" if row["mailed"] else "resolved, not mailed",
     }[row["notice"]]
 

@@ -31,6 +31,9 @@ DIGEST = {
     "action": "Empfehlung",
     "routed": "Weitergeleitet: {reason}",
     "attachment": "Die vollständige Liste hängt als CSV-Datei an.",
+    "intro": "Ihre erste Frühwarnung: hier die wichtigsten offenen Warnsignale Ihrer Kunden. Ab morgen erfahren Sie nur noch, was neu ist.",
+    "intro_more": {"one": "1 weiteres offenes Warnsignal steht in der angehängten CSV-Datei.", "other": "{count} weitere offene Warnsignale stehen in der angehängten CSV-Datei."},
+    "waiting": {"one": "1 weiteres neues Warnsignal folgt in einer der nächsten Frühwarnungen (in der angehängten CSV-Datei aufgeführt).", "other": "{count} weitere neue Warnsignale folgen in den nächsten Frühwarnungen (in der angehängten CSV-Datei aufgeführt)."},
     "attachment_name": "fruehwarnung-{night}.csv",
     "footer": (
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "

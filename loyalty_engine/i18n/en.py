@@ -31,6 +31,9 @@ DIGEST = {
     "action": "Suggested action",
     "routed": "Forwarded: {reason}",
     "attachment": "The complete list is attached as a CSV file.",
+    "intro": "Your first early-warning digest: here are the most important of your accounts' open warning signs. From tomorrow on you only hear what is new.",
+    "intro_more": {"one": "1 further open warning sign is listed in the attached CSV file.", "other": "{count} further open warning signs are listed in the attached CSV file."},
+    "waiting": {"one": "1 further new warning sign waits for a later digest (listed in the attached CSV file).", "other": "{count} further new warning signs wait for a later digest (listed in the attached CSV file)."},
     "attachment_name": "early-warning-{night}.csv",
     "footer": (
         "This message was generated automatically by the loyalty early-warning system "

@@ -53,6 +53,9 @@ class Notice(StrEnum):
     INHIBITED = "inhibited"  # firing, but hidden by a stronger rule or a closed account: not mailed
     RESOLVED = "resolved"  # stopped firing: mailed once, if the owner had been told about it
     KEPT = "kept"  # not judged tonight (no data, account missing, table absent): state unchanged
+    # Set after routing by the attention budget (mail/budget.py), never by ADVANCE:
+    WAITING = "waiting"  # new, but over the owner's budget tonight: untold, new again next night
+    INTRO = "intro"  # open on the first evaluated night, over the budget: told in the introduction's attachment
 
 
 # The reason of every row of a shadow rule begins with this (followed by '; ' and the reason a

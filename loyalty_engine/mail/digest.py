@@ -22,6 +22,7 @@ from email.message import EmailMessage
 
 from loyalty_engine import i18n
 from loyalty_engine.i18n import Language
+from loyalty_engine.mail.budget import DEFAULT_CHANCE, rank_key
 from loyalty_engine.mail.envelope import addressed, domain_of, seal
 from loyalty_engine.rules.loader import SEVERITIES as RULE_SEVERITIES
 from loyalty_engine.safe_text import escaped, printable
@@ -62,7 +63,7 @@ class AccountWarning:
     title: str
     message: str  # the evidence, numbers filled in
     action: str
-    notice: str = "new"  # new | repeat (still open) | resolved
+    notice: str = "new"  # new | repeat (still open) | resolved | waiting (over the budget) | intro (first night, over the budget)
     since: date | None = None  # the night it started firing (resolved: the night it resolved)
     segment: str | None = None
     group: str | None = None  # loyalty group: apostle, loyal, opportunist, hostage, defector, terrorist
@@ -73,6 +74,7 @@ class AccountWarning:
     cc: str | None = None  # the supervisor, for critical warnings
     language: str | None = None  # the recipient's language; default: digest.language
     route_value: str | None = None  # the bad owner address or name the route reason quotes
+    chance: float | None = None  # the chance that it means a loss (mail/budget.py); stake = chance x revenue_12m
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -181,6 +183,14 @@ def _render(
     still_open = _accounts([w for w in warnings if w.notice == "repeat"], words, night, currency)
     resolved = _accounts([w for w in warnings if w.notice == "resolved"], words, night, currency)
     counts = {key: sum(len(a["warnings"]) for a in accounts) for key, accounts in (("new", new), ("open", still_open), ("resolved", resolved))}
+    # Held back by the attention budget (mail/budget.py): counted here, listed in the attachment.
+    waiting = sum(w.notice == "waiting" for w in warnings)
+    introduced = sum(w.notice == "intro" for w in warnings)
+    held_back = []
+    if introduced:
+        held_back.append(words.plural(ui["intro_more"], introduced))
+    if waiting:
+        held_back.append(words.plural(ui["waiting"], waiting))
     summary = []
     if counts["new"]:
         summary.append(words.plural(ui["new"], counts["new"]) + words.plural(ui["at"], len(new)))
@@ -207,6 +217,8 @@ def _render(
         "more": new[max_accounts:],
         "still_open": still_open,
         "resolved": resolved,
+        "first_night": bool(introduced),
+        "held_back": held_back,
         "footer": ui["footer"].format(night=night_label),
         "severity_colours": SEVERITY_COLOURS,
         "chart_height": CHART_HEIGHT,
@@ -225,7 +237,7 @@ def _render(
     message.set_content(text, subtype="plain", cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
     attachment = ""
-    if context["more"]:
+    if context["more"] or held_back:
         attachment = _csv(warnings, words)
         message.add_attachment(attachment, subtype="csv", charset="utf-8", filename=ui["attachment_name"].format(night=night.isoformat()))
     # After the parts: set_content() clears every Content-* header it finds.
@@ -235,8 +247,9 @@ def _render(
 
 
 def _accounts(warnings: list[AccountWarning], words: Language, night: date, currency: str) -> list[dict]:
-    """Accounts with their warnings in the brief's order of care (defectors first), then by
-    their most severe warning, then by revenue over the last 12 months, largest first."""
+    """Accounts with their warnings, most important first (mail/budget.py's rank_key): by their
+    most severe warning, then accounts with revenue in 12 months before those without, then what
+    is at stake (the chance of a loss times that revenue), then the brief's order of care."""
     ui = words.digest
     by_account: dict[str, list[AccountWarning]] = {}
     for warning in warnings:
@@ -257,6 +270,7 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                 "care": CARE_ORDER.index(first.group) if first.group in CARE_ORDER else len(CARE_ORDER),
                 "rank": _RANK[first.severity],
                 "revenue_value": first.revenue_12m or 0,
+                "key": min(rank_key(w.severity, w.chance if w.chance is not None else DEFAULT_CHANCE, w.revenue_12m, w.group) for w in owned),
                 "revenue": ui["revenue"].format(amount=words.money(first.revenue_12m or 0, currency)) if first.revenue_12m is not None else "",
                 "bars": [
                     {
@@ -286,7 +300,7 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                 ],
             }
         )
-    accounts.sort(key=lambda a: (a["care"], a["rank"], -a["revenue_value"], a["name"].casefold(), a["name"], a["id"]))
+    accounts.sort(key=lambda a: (a["key"], a["name"].casefold(), a["name"], a["id"]))
     return accounts
 
 
@@ -301,10 +315,14 @@ def _csv(warnings: list[AccountWarning], words: Language) -> str:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=words.csv_delimiter, lineterminator="\r\n")
     writer.writerow(["account_id", "account_name", "segment", "group", "revenue_12m", "notice", "severity", "rule_id", "title", "message", "action"])
-    for w in sorted(warnings, key=lambda w: (w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
+    for w in sorted(warnings, key=lambda w: (_CSV_ORDER.get(w.notice, len(_CSV_ORDER)), w.notice, w.account_id, _RANK[w.severity], w.rule_id)):
         account = [_cell(w.account_id), _cell(w.account_name), _cell(w.segment or ""), w.group or "", round(w.revenue_12m or 0)]
         writer.writerow(account + [w.notice, w.severity, w.rule_id, _cell(w.title), _cell(w.message), _cell(w.action)])
     return "\ufeff" + out.getvalue()
+
+
+# The attachment's rows: what the body shows first, then what the budget held back, then the rest.
+_CSV_ORDER = {"new": 0, "waiting": 1, "intro": 2, "repeat": 3, "resolved": 4}
 
 
 def _cell(text: str) -> str:

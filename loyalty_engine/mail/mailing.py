@@ -15,6 +15,7 @@ from jinja2 import Template
 from loyalty_engine import i18n
 from loyalty_engine.mail.digest import AccountWarning, Portfolio
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
@@ -77,25 +78,53 @@ def night_mailing(
     con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str, ops_recipients: list[str], all_open: bool = False
 ) -> Mailing:
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
-    most of their accounts name, else `language`); warnings without an owner go to each ops
-    address. Evidence numbers are those of the last night the condition held. `all_open`
+    most of all their accounts name, ties and none to `language`); warnings without an owner go
+    to each ops address. A recipient with a digest tonight also gets, for its count and CSV
+    attachment, the warnings the budget held back (notice 'waiting' or, on the first night,
+    'intro'), and the resolutions deferred from nights that sent them nothing else
+    (mail/budget.py). Evidence numbers are those of the last night the condition held. `all_open`
     (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
     as new: what the owner could get, and a shadow rule's warnings never go out."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
+        WITH owner_languages AS (
+            -- Each owner's language over all of their accounts (not tonight's warned ones), so it
+            -- stays the same from night to night: the most common one, ties to digest.language.
+            SELECT owner, arg_max(language, (n, language = $language, language)) AS owner_language
+            FROM (SELECT lower(owner_email) AS owner, language, count(*) AS n FROM accounts
+                  WHERE owner_email IS NOT NULL AND language IS NOT NULL GROUP BY ALL)
+            GROUP BY owner
+        ),
+        digests AS (  -- recipients who get a digest tonight ('' stands for ops)
+            SELECT DISTINCT coalesce(recipient, '') AS who FROM warning_nights WHERE night = $night AND mailed
+        ),
+        tonight AS (
+            SELECT w.* FROM warning_nights w
+            WHERE w.night = $night AND (w.mailed
+                OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')
+                    AND NOT coalesce(starts_with(w.reason, $shadow), false))
+                -- Over the budget (waiting) or the first night's starting state (intro): counted, in the attachment.
+                OR (NOT $all_open AND w.notice IN ('waiting', 'intro') AND coalesce(w.recipient, '') IN (SELECT who FROM digests)))
+            UNION ALL
+            -- Resolutions of nights that sent this recipient nothing else, since their last digest.
+            SELECT w.* FROM warning_nights w
+            WHERE NOT $all_open AND w.night < $night AND w.notice = 'resolved' AND NOT w.mailed AND w.reason = $deferred
+              AND coalesce(w.recipient, '') IN (SELECT who FROM digests)
+              AND w.night > coalesce((SELECT max(o.night) FROM warning_nights o WHERE o.night < $night AND o.mailed
+                                      AND coalesce(o.recipient, '') = coalesce(w.recipient, '')), DATE '0001-01-01')
+        )
         SELECT w.account_id, coalesce(a.name, w.account_id), a.owner_email, a.owner_name, w.rule_id, w.severity,
                w.evidence, CASE WHEN $all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited') THEN 'new' ELSE w.notice END, w.since, a.segment, w.recipient, w.route_reason, w.route_value, w.cc,
-               mode(a.language) OVER (PARTITION BY w.recipient) AS owner_language
-        FROM warning_nights w LEFT JOIN accounts a USING (account_id)
-        WHERE w.night = $night AND (w.mailed OR ($all_open AND w.state = 'firing' AND w.notice NOT IN ('snoozed', 'inhibited')
-                                                 AND NOT coalesce(starts_with(w.reason, $shadow), false)))
-        ORDER BY w.recipient, w.account_id, w.rule_id
+               l.owner_language
+        FROM tonight w LEFT JOIN accounts a USING (account_id) LEFT JOIN owner_languages l ON l.owner = w.recipient
+        ORDER BY w.recipient, w.account_id, w.rule_id, w.night
         """,
-        {"night": night, "all_open": all_open, "shadow": SHADOW_REASON},
+        {"night": night, "all_open": all_open, "shadow": SHADOW_REASON, "language": language, "deferred": DEFERRED},
     ).fetchall()
     accounts = sorted({row[0] for row in rows})
     groups, revenue = _account_facts(con, night, accounts)
+    chances = rule_chances(con)
     warnings, unrouted = [], 0
     for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, route_value, cc, owner_language in rows:
         rule = rules.get(rule_id)
@@ -125,6 +154,7 @@ def night_mailing(
             route_reason=route_reason,
             route_value=route_value,
             language=speaks,
+            chance=chance_of(chances, rule_id),
         )
         if recipient:
             warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))

@@ -255,10 +255,11 @@ def test_digest_renders_in_a_browser_with_names_as_text(rendered, tmp_path):
     assert "data-pwned" not in dom.replace("setAttribute('data-pwned'", "")  # the account name never ran
     assert "&lt;script&gt;document.body.setAttribute('data-pwned','yes')&lt;/script&gt;Böse &amp; Söhne" in dom
 
-    # New, then still open, then resolved; within the new ones the order of care: defector, apostle, loyal, hostage.
+    # New, then still open, then resolved; within the new ones (issue 15) severity, then what is at
+    # stake: the critical apostle, the large high-severity defector, the small loyal one, the medium hostage.
     new, still_open, resolved = (dom.index(f">{heading}</td>") for heading in lang["headings"])
     names = rendered.names
-    order = [dom.index(names[0]), dom.index(names[1]), dom.index(names[2]), dom.index("Böse &amp; Söhne")]
+    order = [dom.index(names[1]), dom.index(names[0]), dom.index(names[2]), dom.index("Böse &amp; Söhne")]
     assert new < order[0] < order[1] < order[2] < order[3] < still_open < dom.index(names[3]) < resolved < dom.index(names[4])
 
 

@@ -278,8 +278,9 @@ def test_sections_for_new_still_open_and_resolved_and_the_portfolio_header():
     assert "Retention rate over the last 12 months: 91%." in text_of(english)
 
 
-def test_care_order_then_severity_then_revenue():
-    """Defectors first, then apostles, loyal, opportunists, hostages, then unknown groups."""
+def test_severity_then_revenue_then_stake_then_care_order():
+    """Issue 15: severity first; at the same severity an account with revenue in 12 months before
+    one without; then the stake (chance x revenue); the order of care only breaks ties."""
     warnings = [
         replace(warning("K-1", "Hostage", "critical"), group="hostage"),
         replace(warning("K-2", "Loyal small", "high"), group="loyal", revenue_12m=1_000.0),
@@ -290,9 +291,40 @@ def test_care_order_then_severity_then_revenue():
         warning("K-7", "Unknown", "critical"),
     ]
     text = text_of(render_digests(warnings, NIGHT, SENDER, "en")[0])
-    order = ["Defector", "Apostle", "Loyal critical", "Loyal big", "Loyal small", "Hostage", "Unknown"]
+    order = ["Loyal critical", "Hostage", "Unknown", "Loyal big", "Loyal small", "Defector", "Apostle"]
     positions = [text.index(f"{name} (Account ID") for name in order]
     assert positions == sorted(positions), text
+
+
+def test_stake_is_the_chance_of_a_loss_times_revenue_and_dead_accounts_never_outrank_live_ones():
+    warnings = [
+        replace(warning("K-1", "Dead defector", "high", "r1"), group="defector", revenue_12m=0.0, chance=0.9),
+        replace(warning("K-2", "Big, unlikely", "high", "r2"), group="hostage", revenue_12m=100_000.0, chance=0.05),  # 5,000 at stake
+        replace(warning("K-3", "Small, likely", "high", "r3"), group="loyal", revenue_12m=20_000.0, chance=0.5),  # 10,000 at stake
+    ]
+    text = text_of(render_digests(warnings, NIGHT, SENDER, "en")[0])
+    positions = [text.index(f"{name} (Account ID") for name in ("Small, likely", "Big, unlikely", "Dead defector")]
+    assert positions == sorted(positions), text
+
+
+def test_held_back_warnings_are_counted_and_listed_in_the_attachment():
+    warnings = [
+        warning("K-1", "Bäckerei Kühn", "high", "falling_order_frequency"),
+        replace(warning("K-2", "Autohaus Adler", "medium", "silent_complaints"), notice="waiting"),
+        replace(warning("K-3", "Zimmerei Öztürk", "low", "fewer_visits"), notice="waiting"),
+    ]
+    [digest] = render_digests(warnings, NIGHT, SENDER, "de")
+    text = text_of(digest)
+    assert "2 weitere neue Warnsignale folgen in den nächsten Frühwarnungen" in text
+    assert "Autohaus Adler" not in text  # not in the body: only in the attachment
+    assert digest.message["Subject"] == "Frühwarnung 23.11.2026: 1 neues Warnsignal bei einem Kunden"
+    [attachment] = parse(digest).iter_attachments()
+    rows = attachment.get_content().lstrip("\ufeff").splitlines()
+    assert len(rows) == 4 and sum(";waiting;" in row for row in rows) == 2
+    first = [warning("K-1", "Bäckerei Kühn", "high", "falling_order_frequency"), replace(warning("K-2", "Autohaus Adler", "medium", "x"), notice="intro")]
+    [english] = render_digests(first, NIGHT, SENDER, "en")
+    assert "Your first early-warning digest" in text_of(english)
+    assert "1 further open warning sign is listed in the attached CSV file." in text_of(english)
 
 
 def test_revenue_chart_has_a_bar_per_month_in_cells_and_the_text_part_a_sparkline():

@@ -1,0 +1,135 @@
+"""The attention budget: how many new warnings each recipient hears of per digest, and which.
+
+Run inside the night's transaction, after routing and the flood check (night.py). Of tonight's
+warnings with notice 'new' that are mailed, each recipient (an owner, or ops for what has no
+valid owner) keeps at most `digest.max_new` in the digest's body, chosen by `rank_key`:
+severity first, then whether the account had revenue in the last 12 months, then what is at
+stake (the chance that the warning means a loss times the account's revenue over 12 months),
+then the brief's order of care, then account and rule. Critical warnings always go out, budget
+or not. The rest are stored as:
+
+- `notice = 'waiting'`, `mailed = false`, `last_mailed = NULL` on any night but the first: the
+  owner has not been told. The next evaluated night the lifecycle finds it firing and untold and
+  makes it 'new' again, so it competes for that night's budget; it leaves the queue only by being
+  mailed, resolving (silently: the owner never heard of it) or being snoozed or inhibited.
+  Tonight's digest counts the waiting ones and lists them in its CSV attachment.
+- `notice = 'intro'`, `mailed = false`, `last_mailed = night` on the first evaluated night: the
+  starting state, not news. The first digest introduces the most important ones in its body and
+  lists every other open warning in its CSV attachment; they count as told (repeated after
+  `digest.repeat_after_days` like any open warning, resolved notices once).
+
+A recipient whose mailed rows tonight are all resolutions gets no digest: those rows become
+`mailed = false` with reason DEFERRED, and the recipient's next digest carries them.
+
+Cadence (`digest.cadence: weekly`, `digest.weekday`): on any other night only new warnings at or
+above `digest.immediate_severity` go out. The other new ones wait (as above: new again the next
+night, mailed on the digest day within the budget), a repeat due tonight is not mailed and keeps
+its last_mailed (so it is due again the next night, until the digest day), and resolutions are
+deferred to the recipient's next digest.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+
+# The chance that a warning means a loss before any backtest has measured a rule's precision.
+# The same for every rule, so before a backtest the stake orders by revenue alone.
+DEFAULT_CHANCE = 0.2
+DEFERRED = "resolution waits for the recipient's next digest"
+WAITING = "over the attention budget (digest.max_new): mailed on a later night"
+WEEKLY = "weekly digest (digest.cadence): mailed on the digest day unless at or above digest.immediate_severity"
+INTRO = "the first night's starting state: listed in the introduction's attachment"
+
+_SEVERITY = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
+_CARE = ("terrorist", "defector", "apostle", "loyal", "opportunist", "hostage")
+
+
+def rule_chances(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Each rule's precision from the last stored backtest (rules without one are absent)."""
+    from loyalty_engine.backtest import stored_figures
+
+    return {row["rule_id"]: float(row["precision"]) for row in stored_figures(con) if row["rule_id"] and row.get("precision") is not None}
+
+
+def chance_of(chances: dict[str, float], rule_id: str) -> float:
+    return chances.get(rule_id, DEFAULT_CHANCE)
+
+
+def rank_key(severity: str, chance: float, revenue: float | None, group: str | None, account_id: str = "", rule_id: str = "") -> tuple:
+    """Most important first: severity, revenue in 12 months or not, stake, order of care, ids."""
+    revenue = revenue or 0.0
+    care = _CARE.index(group) if group in _CARE else len(_CARE)
+    return (_SEVERITY.get(severity, len(_SEVERITY)), revenue <= 0, -(chance * revenue), care, account_id, rule_id)
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def apply_budget(
+    con: duckdb.DuckDBPyConnection, night: date, max_new: int, cadence: str = "daily", weekday: str = "monday", immediate_severity: str = "critical"
+) -> dict[str, int]:
+    """Hold back tonight's new warnings over each recipient's budget (or, on a weekly cadence's
+    other nights, below immediate_severity); defer resolution-only digests.
+    Returns counts: {'waiting': n, 'intro': n, 'deferred': n, 'repeat_later': n}."""
+    from loyalty_engine.mail.mailing import _account_facts
+
+    first = not con.execute("SELECT count(*) FROM nights WHERE night < ?", [night]).fetchone()[0]
+    off_day = cadence == "weekly" and WEEKDAYS[night.weekday()] != weekday and not first
+    repeat_later = 0
+    if off_day:
+        below = [s for s, rank in _SEVERITY.items() if rank > _SEVERITY[immediate_severity]]
+        marks = ", ".join("?" for _ in below)
+        con.execute(
+            f"""UPDATE warning_nights SET notice = 'waiting', mailed = false, last_mailed = NULL, reason = ?
+                WHERE night = ? AND notice = 'new' AND mailed AND severity IN ({marks})""",
+            [WEEKLY, night, *below],
+        )
+        previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
+        repeat_later = con.execute(
+            f"""UPDATE warning_nights w SET notice = 'open', mailed = false, reason = ?,
+                    last_mailed = (SELECT p.last_mailed FROM warning_nights p
+                                   WHERE p.night = ? AND p.account_id = w.account_id AND p.rule_id = w.rule_id)
+                WHERE night = ? AND notice = 'repeat' AND mailed AND severity IN ({marks})""",
+            [WEEKLY, previous, night, *below],
+        ).fetchone()[0]
+    rows = con.execute(
+        """SELECT account_id, rule_id, severity, coalesce(recipient, '') FROM warning_nights
+           WHERE night = ? AND notice = 'new' AND mailed AND NOT coalesce(starts_with(reason, ?), false)""",
+        [night, SHADOW_REASON],
+    ).fetchall()
+    held: list[tuple[str, str]] = []
+    if rows:
+        groups, revenue = _account_facts(con, night, sorted({r[0] for r in rows}))
+        chances = rule_chances(con)
+        by_recipient: dict[str, list[tuple]] = {}
+        for account_id, rule_id, severity, recipient in rows:
+            by_recipient.setdefault(recipient, []).append(
+                (rank_key(severity, chance_of(chances, rule_id), revenue.get(account_id, (0.0, ()))[0], groups.get(account_id), account_id, rule_id), account_id, rule_id, severity)
+            )
+        for owned in by_recipient.values():
+            owned.sort()
+            held += [(a, r) for i, (_, a, r, severity) in enumerate(owned) if i >= max_new and severity != "critical"]
+    counts = {"waiting": 0, "intro": 0, "deferred": 0, "repeat_later": repeat_later}
+    if off_day:
+        counts["waiting"] = con.execute("SELECT count(*) FROM warning_nights WHERE night = ? AND reason = ?", [night, WEEKLY]).fetchone()[0] - repeat_later
+    if held:
+        notice = "intro" if first else "waiting"
+        con.executemany(
+            f"""UPDATE warning_nights SET notice = '{notice}', mailed = false,
+                   last_mailed = {'night' if first else 'NULL'}, reason = ?
+               WHERE night = ? AND account_id = ? AND rule_id = ?""",
+            [[INTRO if first else WAITING, night, a, r] for a, r in held],
+        )
+        counts[notice] += len(held)
+    counts["deferred"] = con.execute(
+        """UPDATE warning_nights w SET mailed = false, reason = ?
+           WHERE night = ? AND mailed AND notice = 'resolved'
+             AND NOT EXISTS (SELECT 1 FROM warning_nights o WHERE o.night = w.night AND o.mailed AND o.notice <> 'resolved'
+                             AND coalesce(o.recipient, '') = coalesce(w.recipient, ''))""",
+        [DEFERRED, night],
+    ).fetchone()[0]
+    return counts
