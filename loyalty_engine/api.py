@@ -147,11 +147,23 @@ def serve(settings: Settings, say: Progress = _quiet) -> None:
 # --- What the nights left behind ---------------------------------------------------------------
 
 
-def alerts(settings: Settings, night: date | None = None) -> list[dict]:
-    """Every warning of the night (default: the latest evaluated) with its state, notice and evidence."""
+def alerts(
+    settings: Settings,
+    night: date | None = None,
+    *,
+    owner: str | None = None,
+    rule: str | None = None,
+    state: str | None = None,
+    notice: str | None = None,
+) -> list[dict]:
+    """Every warning of the night (default: the latest evaluated) with its state, notice, recipient,
+    owner and evidence; only those matching each filter given (owner address, rule id, state, notice).
+
+    A night never evaluated raises a one-line UserError (exit 2), as does a rule id that never warned.
+    """
     from loyalty_engine.results import night_warnings
 
-    return night_warnings(settings.database, night)
+    return night_warnings(settings.database, night, owner=owner, rule=rule, state=state, notice=notice)
 
 
 def history(settings: Settings, account_id: str) -> list[dict]:

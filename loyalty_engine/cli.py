@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from datetime import date, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -157,26 +158,55 @@ def serve(config: ConfigOption = None) -> None:
     api.serve(_settings(config), say=console.say)
 
 
+class WarningState(str, Enum):
+    pending = "pending"
+    firing = "firing"
+    resolved = "resolved"
+
+
+class WarningNotice(str, Enum):
+    new = "new"
+    repeat = "repeat"
+    open = "open"
+    pending = "pending"
+    snoozed = "snoozed"
+    inhibited = "inhibited"
+    resolved = "resolved"
+    kept = "kept"
+
+
 @app.command()
 def alerts(
     config: ConfigOption = None,
     night: DateOption = None,
     format: FormatOption = Format.table,
+    owner: Annotated[Optional[str], typer.Option("--owner", metavar="EMAIL", help="Only the warnings of accounts this owner holds (also those that went to ops).", show_default=False)] = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", metavar="RULE_ID", help="Only this rule's warnings.", show_default=False)] = None,
+    state: Annotated[Optional[WarningState], typer.Option("--state", case_sensitive=False, help="Only warnings in this state.", show_default=False)] = None,
+    notice: Annotated[
+        Optional[WarningNotice], typer.Option("--notice", case_sensitive=False, help="Only warnings the night did this with (repeat: open, mailed again).", show_default=False)
+    ] = None,
 ) -> None:
     """Print every warning of a night with its state.
 
     One row per account and rule: severity, state (pending, firing, resolved), what the
     night did with it (new, open, open and mailed again, snoozed, inhibited, resolved,
-    pending, kept when it could not be judged), whether it was mailed, to whom, and why.
-    A shadow rule's warnings (mode shadow) are listed as they would have been, never mailed.
-    The latest evaluated night unless --date names one. Reads the database only.
+    pending, kept when it could not be judged), whether it was mailed, to whom (recipient:
+    the owner, or ops), the account's owner (owner_email) and why. A shadow rule's warnings
+    (mode shadow) are listed as they would have been, never mailed. The latest evaluated
+    night unless --date names one; a night never evaluated exits 2. Reads the database only.
 
-    Example:
+    Examples:
 
     \b
         loyalty alerts --date 2026-11-23 --format csv > warnings.csv
+        loyalty alerts --owner anna.gross@example.com --state firing
+        loyalty alerts --rule falling_order_value --notice new --format json
     """
-    console.show_alerts(api.alerts(_settings(config), _day(night)), format)
+    rows = api.alerts(
+        _settings(config), _day(night), owner=owner, rule=rule, state=state.value if state else None, notice=notice.value if notice else None
+    )
+    console.show_alerts(rows, format)
 
 
 @app.command()

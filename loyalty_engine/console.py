@@ -109,7 +109,7 @@ def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: s
 
 
 def show_alerts(rows: list[dict], format: Format) -> None:
-    shown = ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "reason")
+    shown = ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "owner_email", "reason")
     print_rows(rows, format, shown, "warnings")
 
 

@@ -102,6 +102,44 @@ def test_alerts_as_csv_and_json(evaluated):
     assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
 
 
+def test_alerts_carry_the_owner_beside_the_recipient(evaluated):
+    result = loyalty("alerts", "--config", str(evaluated), "--format", "csv")
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(row).index("owner_email") == list(row).index("recipient") + 1
+    assert (row["recipient"], row["owner_email"]) == ("anna@example.com", "anna@example.com")
+    [as_json] = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
+    assert as_json["owner_email"] == "anna@example.com"
+
+
+@pytest.mark.parametrize(
+    "filters, accounts",
+    [
+        (("--owner", "ANNA@example.com"), ["A1"]),
+        (("--owner", "bernd@example.com"), []),
+        (("--rule", "falling_order_frequency"), ["A1"]),
+        (("--state", "firing"), ["A1"]),
+        (("--state", "pending"), []),
+        (("--notice", "new", "--state", "firing"), ["A1"]),
+        (("--notice", "open"), []),
+    ],
+)
+def test_alerts_filters(evaluated, filters, accounts):
+    result = loyalty("alerts", "--config", str(evaluated), "--format", "json", *filters)
+    assert result.returncode == 0, result.stderr
+    assert [row["account_id"] for row in json.loads(result.stdout)] == accounts
+
+
+def test_alerts_refuse_a_night_never_evaluated_and_a_rule_that_never_warned(evaluated):
+    never = loyalty("alerts", "--config", str(evaluated), "--date", "2026-11-01")
+    assert (never.returncode, never.stdout) == (2, "")
+    assert never.stderr.strip() == f"error: night 2026-11-01 was never evaluated (the latest evaluated night is {NIGHT})"
+    typo = loyalty("alerts", "--config", str(evaluated), "--rule", "falling_order_frequenzy")
+    assert (typo.returncode, typo.stderr.strip()) == (
+        2, "error: --rule: no warning of rule 'falling_order_frequenzy' on any night (did you mean 'falling_order_frequency'?)")
+    bad_state = loyalty("alerts", "--config", str(evaluated), "--state", "burning")
+    assert bad_state.returncode == 2
+
+
 def test_quarantine_lists_the_bad_cells(evaluated):
     result = loyalty("quarantine", "--config", str(evaluated), "--table", "orders", "--format", "json")
     assert result.returncode == 0, result.stderr
