@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 import sys
 from datetime import datetime
@@ -75,6 +76,24 @@ class FlowProgress(logging.Handler):
         err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {warning}{escape(record.getMessage())}")
 
 
+KNOWN_SHOWN = 10  # names of a "(known: …)" list an error line shows
+
+
+def short(line: str) -> str:
+    """An error line with each "(known: a, b, …)" list cut to ten names and "…": a line past 600
+    characters hides the mistake it names (the closest name is in its "did you mean").
+
+    >>> short("unknown metric 'x' (known: " + ", ".join(f"m{i}" for i in range(12)) + ")")
+    "unknown metric 'x' (known: m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, …)"
+    """
+
+    def cut(match: re.Match) -> str:
+        names = match.group(1).split(", ")
+        return f"(known: {', '.join(names[:KNOWN_SHOWN] + ['…'] if len(names) > KNOWN_SHOWN else names)})"
+
+    return re.sub(r"\(known: ([^()]*)\)", cut, line)
+
+
 def show_error(error: Exception) -> None:
     """A user's mistake (or digests not delivered) as one line, with the failed recipients under it."""
     if isinstance(error, DeliveryError):
@@ -83,9 +102,9 @@ def show_error(error: Exception) -> None:
         for who, why in report.failed.items():
             say(f"  {who}: {why}")
     else:
-        # Several mistakes found at once (`loyalty tune`): one line each.
+        # Several mistakes found at once (config, `loyalty tune`): one line each.
         for problem in getattr(error, "problems", None) or [error]:
-            say(f"error: {escaped(str(problem))}")
+            say(f"error: {short(escaped(str(problem)))}")
 
 
 def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:
@@ -321,7 +340,7 @@ def _count(number: int, noun: str) -> str:
 def show_rule_check(check: RuleCheck) -> None:
     """Every problem as FILE:LINE:COLUMN: PROBLEM on stderr, or one line saying all is fine."""
     for problem in check.problems:
-        say(str(problem))
+        say(short(str(problem)))
     if check.problems:
         say(f"{_count(len(check.problems), 'problem')} in {_count(len(check.files), 'rule file')}")
     else:

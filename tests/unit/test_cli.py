@@ -73,6 +73,36 @@ def test_bad_config_is_one_line_with_exit_2(tmp_path):
     )
 
 
+def test_a_config_with_three_mistakes_prints_three_lines(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\ndigest:\n  max_acounts: 3\n  language: fr\n"
+    )
+    result = loyalty("alerts", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {path}:4: email.mode: must be one of 'outbox' or 'smtp', got 'fax'",
+        f"error: {path}:6: digest.max_acounts: unknown key (did you mean 'digest.max_accounts'?)",
+        f"error: {path}:7: digest.language: must be one of 'de' or 'en', got 'fr'",
+    ]
+
+
+def test_known_lists_in_error_lines_name_at_most_ten(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for shipped in (ROOT / "rules").glob("*.yaml"):  # every metric known: more than ten names
+        if not shipped.name.endswith(".test.yaml"):
+            (rules / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    text = (rules / "orders.yaml").read_text(encoding="utf-8")
+    (rules / "orders.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
+    result = loyalty("rules", "check", str(rules))
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if "orders_baselin" in line]
+    assert "(did you mean 'orders_baseline'?)" in line
+    known = re.search(r"\(known: (.*)\)", line).group(1).split(", ")
+    assert len(known) == 11 and known[-1] == "…"
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
     """A project folder whose database holds one evaluated night (built without Prefect)."""
