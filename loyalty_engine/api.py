@@ -54,6 +54,20 @@ def _quiet(message: str) -> None:
     """The default progress: say nothing."""
 
 
+def version() -> str:
+    """The installed loyalty-engine's version (the source tree's, when run from a checkout not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("loyalty-engine")
+    except PackageNotFoundError:
+        import tomllib
+
+        with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle)["project"]["version"]
+
+
 # --- The night ---------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ Exit codes:
   5  some digests could not be delivered (retried on the next run)
   6  the night's digests are held: too many new warnings
   7  another run is using the database"""
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -45,7 +46,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.show_version(api.version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Nightly early warning for B2B accounts that are drifting away."""
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", metavar="PATH", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
@@ -346,6 +361,7 @@ Exit codes:
   2  usage or configuration error""",
     no_args_is_help=True,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(rules_app, name="rules")
 PathsArgument = Annotated[

@@ -94,6 +94,10 @@ def short(line: str) -> str:
     return re.sub(r"\(known: ([^()]*)\)", cut, line)
 
 
+def show_version(version: str) -> None:
+    out.print(f"loyalty {version}", markup=False)
+
+
 def show_error(error: Exception) -> None:
     """A user's mistake (or digests not delivered) as one line, with the failed recipients under it."""
     if isinstance(error, DeliveryError):

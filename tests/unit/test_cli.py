@@ -64,6 +64,18 @@ def test_top_level_help_lists_commands_and_exit_codes():
         assert word in result.stdout
 
 
+def test_version_and_short_help():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    for flag in ("--version", "-V"):
+        result = loyalty(flag)
+        assert (result.returncode, result.stdout) == (0, f"loyalty {version}\n")
+    for command in ("", "alerts", "rules", "rules check"):
+        short, long = loyalty(*command.split(), "-h"), loyalty(*command.split(), "--help")
+        assert short.returncode == 0 and short.stdout == long.stdout and "-h, --help" in short.stdout
+
+
 def test_bad_config_is_one_line_with_exit_2(tmp_path):
     (tmp_path / "config.yaml").write_text("extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\n")
     result = loyalty("alerts", "--config", str(tmp_path / "config.yaml"))
