@@ -27,8 +27,11 @@ from tests.unit.rules.test_rules import Extract, baseline
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
 
-def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "LOYALTY_CONFIG"}
+def loyalty(*args: str, cwd: Path | None = None, columns: int | None = None) -> subprocess.CompletedProcess:
+    """The command as a user runs it; `columns`: as in a terminal that wide (else piped: no width)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOYALTY_CONFIG", "COLUMNS")}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
@@ -180,6 +183,34 @@ def test_alerts_refuse_a_night_never_evaluated_and_a_rule_that_never_warned(eval
         2, "error: --rule: no warning of rule 'falling_order_frequenzy' on any night (did you mean 'falling_order_frequency'?)")
     bad_state = loyalty("alerts", "--config", str(evaluated), "--state", "burning")
     assert bad_state.returncode == 2
+
+
+def test_alerts_table_fits_the_terminal(evaluated):
+    wide = loyalty("alerts", "--config", str(evaluated))
+    header = wide.stdout.splitlines()[1].split()
+    assert header == ["account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "owner_email"]
+    assert "reason" not in header  # empty in every row: left out of the table (csv and json keep it)
+    assert wide.stdout.splitlines()[3].split()[-3:] == ["yes", "anna@example.com", "anna@example.com"]  # booleans read yes/no
+    narrow = loyalty("alerts", "--config", str(evaluated), columns=100)
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[1].split() == ["account_id", "rule_id", "severity", "state", "notice", "recipient"]  # no header elided
+    assert lines[3].split() == ["A1", "falling_order_frequency", "high", "firing", "new", "anna@example.com"]
+    assert "(left out to fit 100 columns: owner_email, mode, mailed, account_name; --format csv or json has every column)" in narrow.stderr
+    for columns in (80,):  # narrower still: elided to the headers, ids whole
+        result = loyalty("alerts", "--config", str(evaluated), columns=columns)
+        assert all(len(line) <= columns for line in result.stdout.splitlines()) and "falling_order_frequency" in result.stdout
+    as_csv = loyalty("alerts", "--config", str(evaluated), "--format", "csv", columns=80)
+    assert {"owner_email", "mode", "mailed", "reason"} <= set(next(csv.reader(io.StringIO(as_csv.stdout))))
+
+
+def test_rules_list_fits_the_terminal():
+    for columns in (60, 80, 100):
+        result = loyalty("rules", "list", str(ROOT / "rules"), columns=columns)
+        assert result.returncode == 0, result.stderr
+        assert all(len(line) <= columns for line in result.stdout.splitlines())
+        assert "falling_order_frequency" in result.stdout and "complaint_spike" in result.stdout
 
 
 def test_quarantine_lists_the_bad_cells(evaluated):
