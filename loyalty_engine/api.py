@@ -194,8 +194,50 @@ def quarantine(settings: Settings, night: date | None = None, table: str | None 
     return night_quarantine(settings.database, night, table)
 
 
-def explain(settings: Settings, account_id: str, night: date | None = None) -> AccountExplained:
-    """Every rule's verdict on the account as of the night (default: the latest loaded), with its numbers."""
+@dataclass
+class Explanation:
+    """Every rule's verdict on one account (from the data), and what the lifecycle made of it
+    that night: `warnings` by rule id (state, notice, mailed, recipient), None when the night was
+    never evaluated."""
+
+    account: AccountExplained
+    warnings: dict[str, dict] | None
+
+    def as_json(self) -> dict:
+        a = self.account
+        return {
+            "account_id": a.account_id, "name": a.name, "owner": a.owner, "night": a.night.isoformat(), "group": a.group,
+            "evaluated": self.warnings is not None,
+            "rules": [
+                {
+                    "rule_id": item.rule.id, "severity": item.rule.severity, "outcome": item.outcome,
+                    # The stored warning: pending and firing as the lifecycle counts nights; null: none
+                    "warning": None if self.warnings is None else self.warnings.get(item.rule.id),
+                    "parts": [{"condition": p.text, "held": p.held, "compared": p.compared} for p in item.parts],
+                    "numbers": [
+                        {"name": name, "value": _plain(value), "what": what, **({"shown": item.shown[name]} if name in item.shown else {})}
+                        for name, value, what in item.numbers
+                    ],
+                }
+                for item in a.rules
+            ],
+        }
+
+
+def _plain(value: object) -> object:
+    """A number as JSON has it (DuckDB gives Decimal); dates as ISO text."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def explain(settings: Settings, account_id: str, night: date | None = None) -> Explanation:
+    """Every rule's verdict on the account as of the night (default: the latest loaded), with its
+    numbers, and the state the night's lifecycle gave each warning (pending or firing, mailed or not)."""
     from loyalty_engine import results
     from loyalty_engine.rules.explain import explain_account
     from loyalty_engine.rules.loader import load_rules
@@ -206,7 +248,8 @@ def explain(settings: Settings, account_id: str, night: date | None = None) -> A
         loaded = results.latest_loaded_night(con)
         if loaded is None:
             raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
-        return explain_account(con, ruleset, account_id, night or loaded, absent_tables(con, loaded))
+        explained = explain_account(con, ruleset, account_id, night or loaded, absent_tables(con, loaded))
+        return Explanation(explained, results.account_warning_states(con, account_id, explained.night))
 
 
 @dataclass(frozen=True)

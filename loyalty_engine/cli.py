@@ -451,19 +451,23 @@ def explain(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account to explain.")],
     config: ConfigOption = None,
     night: DateOption = None,
+    format: Annotated[GateFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = GateFormat.table,
 ) -> None:
     """Show why each rule fires or not for one account.
 
-    For every rule: whether it fires, each part of its condition with the numbers it
-    compared, and every metric with the days it counts. Uses the data of the latest
+    For every rule: whether its condition holds (fires, pending while `for:` nights are
+    still to come, quiet, no data), each part of its condition with the numbers it compared,
+    every metric with the days it counts, and what the night's run made of the warning:
+    pending or firing, and whether it was mailed and to whom. Uses the data of the latest
     loaded night, as of --date (default: that night). Reads the database only.
 
-    Example:
+    Examples:
 
     \b
         loyalty explain K-00042 --date 2026-11-23
+        loyalty explain K-00042 --format json
     """
-    console.show_explanation(api.explain(_settings(config), account_id, _day(night)))
+    console.show_explanation(api.explain(_settings(config), account_id, _day(night)), format)
 
 
 @app.command()

@@ -28,7 +28,7 @@ from loyalty_engine.errors import DeliveryError
 from loyalty_engine.safe_text import escaped, printable
 
 if TYPE_CHECKING:  # the commands' modules are imported by the commands that use them
-    from loyalty_engine.api import BacktestRun, GateReport, Preview, RuleCheck, RuleListing, RuleTests
+    from loyalty_engine.api import BacktestRun, Explanation, GateReport, Preview, RuleCheck, RuleListing, RuleTests
     from loyalty_engine.backtest import Backtest, Tune
     from loyalty_engine.gate import Check
     from loyalty_engine.lifecycle.snoozes import Snooze
@@ -239,7 +239,13 @@ def print_checks(checks: list[Check], title: str | None = None) -> None:
 
 def show_gate(report: GateReport, format: GateFormat) -> None:
     if format is GateFormat.json:
-        print(json.dumps([{**c.__dict__, "outcome": c.outcome.value} for c in report.checks], ensure_ascii=False, indent=2))
+        # The sentence for people, and beside it its numbers with their units for scripts.
+        checks = [
+            {"name": c.name, "table": c.table, "outcome": c.outcome.value, "figure": c.figure, "figures": c.figures,
+             "limit": c.limit, "limits": c.limits, "detail": c.detail}
+            for c in report.checks
+        ]
+        print(json.dumps(checks, ensure_ascii=False, indent=2))
     else:
         print_checks(report.checks, title=f"Gate for {report.night}")
 
@@ -298,10 +304,38 @@ def show_report(figures: Figures, out_file: Path) -> None:
     out.print(f"Portfolio report for {figures.night}: {len(figures.accounts):,} active accounts; written to {out_file}", markup=False)
 
 
-def show_explanation(explained: AccountExplained) -> None:
+def show_explanation(explanation: Explanation, format: GateFormat = GateFormat.table) -> None:
+    """The account's rules as text (or JSON), each with what the night's lifecycle made of its
+    warning: the data may hold a condition that the lifecycle still holds as pending."""
     from loyalty_engine.rules.explain import render
 
-    out.print(render(explained), markup=False)
+    if format is GateFormat.json:
+        print(json.dumps(explanation.as_json(), ensure_ascii=False, indent=2, default=str))
+        return
+    lines = render(explanation.account).splitlines()
+    for item in explanation.account.rules:
+        head = f"{item.rule.id} ({item.rule.severity}): "
+        at = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
+        if at is None:
+            continue
+        stored = None if explanation.warnings is None else explanation.warnings.get(item.rule.id)
+        if stored is not None and stored["state"] == "pending" and item.outcome.startswith("fires"):
+            lines[at] = head + "PENDING (the data holds the condition; the warning is still pending)"
+        never_evaluated = explanation.warnings is None
+        if stored is not None or (never_evaluated and item.outcome.startswith(("fires", "pending"))):
+            lines.insert(at + 1, f"  warning: {_warning_words(stored, never_evaluated, explanation.account.night)}")
+    out.print("\n".join(lines), markup=False)
+
+
+def _warning_words(stored: dict | None, never_evaluated: bool, night: object) -> str:
+    """What the lifecycle made of a rule's warning on the night, in words."""
+    if never_evaluated:
+        return f"night {night} was not evaluated: no warning stored"
+    held = f"{stored['held_nights']} night{'s' if stored['held_nights'] != 1 else ''} held"
+    if stored["state"] == "pending":
+        return f"pending ({held}), not mailed"
+    mailed = f"mailed to {stored['recipient']}" if stored["mailed"] else "not mailed"
+    return f"{stored['state']} since {stored['since']} ({stored['notice']}), {mailed}"
 
 
 def _share_text(value: float | None) -> str:

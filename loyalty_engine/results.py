@@ -119,6 +119,24 @@ def _rule_that_warned(con: duckdb.DuckDBPyConnection, rule: str) -> None:
         raise UserError(f"--rule: no warning of rule '{rule}' on any night{did_you_mean(rule, known)}")
 
 
+def account_warning_states(con: duckdb.DuckDBPyConnection, account_id: str, night: date) -> dict[str, dict] | None:
+    """What the lifecycle made of each of the account's warnings on the night, by rule id: state
+    (pending, firing, resolved), notice, whether and to whom it was mailed. None: the night was
+    never evaluated (so no warning of it is stored)."""
+    if not con.execute("SELECT count(*) FROM nights WHERE night = ?", [night]).fetchone()[0]:
+        return None
+    rows = _rows(
+        con.execute(
+            """
+            SELECT rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights, since
+            FROM warning_nights WHERE night = ? AND account_id = ?
+            """,
+            [night, account_id],
+        )
+    )
+    return {row.pop("rule_id"): row for row in rows}
+
+
 # One row per change in an account's warnings: the night each rule's warning went pending, fired,
 # was mailed, snoozed, inhibited, kept or resolved, and the night a pending one lapsed.
 HISTORY = f"""

@@ -5,6 +5,7 @@ the flood's digests go out once ops release the night. And the CLI around the ga
 from __future__ import annotations
 
 import email
+import json
 import re
 import shutil
 import subprocess
@@ -110,7 +111,13 @@ def test_gate_command_prints_every_check_and_exits_as_the_run_would(project):
     truncate(project / "extracts" / SECOND.isoformat())
     result = loyalty("gate", "--config", config, "--date", SECOND.isoformat(), "--format", "json")
     assert result.returncode == 3
-    assert '"outcome": "fail"' in result.stdout and '"name": "volume"' in result.stdout
+    checks = {(c["table"], c["name"]): c for c in json.loads(result.stdout)}
+    volume = checks[("orders", "volume")]
+    assert volume["outcome"] == "fail" and volume["figure"].startswith(f"{volume['figures']['rows']['value']:,} rows")
+    assert volume["figures"]["rows"]["unit"] == "rows" and volume["figures"]["previous_night"] == {"value": FIRST.isoformat(), "unit": "date"}
+    assert volume["figures"]["change"]["unit"] == "share" and volume["figures"]["change"]["value"] < -0.6
+    assert volume["limits"]["max_row_drop"] == {"value": 0.2, "unit": "share"}
+    assert checks[("orders", "freshness")]["limits"]["max_age"] == {"value": 7, "unit": "days"}
 
 
 def test_gate_command_fails_a_cut_off_extract_naming_its_line(project):

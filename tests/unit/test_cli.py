@@ -301,13 +301,31 @@ def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
     lines = result.stdout.splitlines()
     assert lines[0] == "Account A1: Kunde A1, owner Anna <anna@example.com>"
     rule = lines.index("falling_order_frequency (high): FIRES")
-    assert lines[rule + 1].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
-    assert lines[rule + 2].split() == "yes orders_baseline >= 6 8 >= 6".split()
-    assert lines[rule + 3].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
+    assert lines[rule + 1] == "  warning: firing since 2026-11-23 (new), mailed to anna@example.com"
+    assert lines[rule + 2].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
+    assert lines[rule + 3].split() == "yes orders_baseline >= 6 8 >= 6".split()
+    assert lines[rule + 4].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
     assert "orders_recent   = 0          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
     assert "nps_detractor (high): skipped: needs the optional table surveys, absent tonight" in result.stdout
     missing = loyalty("explain", "NOPE", "--config", str(evaluated))
     assert (missing.returncode, missing.stderr.strip()) == (2, "error: account 'NOPE' is not in the loaded accounts")
+
+
+def test_explain_says_pending_or_firing_and_whether_mailed(evaluated):
+    """The first night the data already holds the condition for 2 nights, but the lifecycle has
+    evaluated one: pending, not FIRES."""
+    first = (NIGHT - timedelta(days=1)).isoformat()
+    result = loyalty("explain", "A1", "--config", str(evaluated), "--date", first)
+    lines = result.stdout.splitlines()
+    rule = lines.index("falling_order_frequency (high): PENDING (the data holds the condition; the warning is still pending)")
+    assert lines[rule + 1] == "  warning: pending (1 night held), not mailed"
+    as_json = json.loads(loyalty("explain", "A1", "--config", str(evaluated), "--format", "json").stdout)
+    assert (as_json["account_id"], as_json["night"], as_json["evaluated"]) == ("A1", NIGHT.isoformat(), True)
+    [falling] = [r for r in as_json["rules"] if r["rule_id"] == "falling_order_frequency"]
+    assert falling["outcome"] == "fires" and falling["warning"]["state"] == "firing"
+    assert (falling["warning"]["mailed"], falling["warning"]["recipient"]) == (True, "anna@example.com")
+    assert falling["parts"][0] == {"condition": "orders_baseline >= 6", "held": True, "compared": "8 >= 6"}
+    assert {"name": "orders_recent", "value": 0} .items() <= next(n for n in falling["numbers"] if n["name"] == "orders_recent").items()
 
 
 def test_rules_test_passes_for_every_shipped_rule_file():
