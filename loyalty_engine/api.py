@@ -90,7 +90,11 @@ def run(settings: Settings, night: date | None = None, *, progress: Progress = _
     """
     from loyalty_engine.preflight import preflight
 
-    preflight(settings, night)
+    checked = preflight(settings, night)
+    for problem in checked.extract_problems:
+        progress(f"gate will fail: {problem.detail}")
+    if checked.extract_problems:
+        progress("Running the night anyway, to record the failure and tell ops …")
     _prefect_environment(settings)
     if not os.environ.get("PREFECT_API_URL"):
         progress("Starting Prefect's local API for this run (about 20 s) …")
@@ -132,6 +136,10 @@ def gate(settings: Settings, night: date | None = None, *, progress: Progress = 
     from loyalty_engine.preflight import preflight
 
     checked = preflight(settings, night)
+    if checked.extract_problems:  # a missing table or column: the night fails the gate; no need to read it
+        from loyalty_engine.gate import problem_checks
+
+        return GateReport(checked.night, problem_checks(checked.extract_problems))
     progress(f"Checking the extracts of {checked.night} in {settings.extracts.path} …")
     with store.night_lock(settings.database), store.connect(settings.database) as con:
         state = run_night(con, settings, checked.ruleset, checked.snoozes, checked.night, dry_run=True)

@@ -391,3 +391,28 @@ def test_a_database_in_use_is_one_line(evaluated):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {evaluated.parent / 'data' / 'loyalty.duckdb'}: cannot open the database: IO Error: Could not set lock")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
+    """`gate` answers from the header line alone; `run` says it in its first second, then runs the
+    night (with Prefect, here refused) so that the failure is recorded and ops are told."""
+    config = write_config(tmp_path)
+    x = Extract()
+    x.order_on(x.account("A1"), *baseline(8))
+    write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders)
+    orders = next((tmp_path / "extracts").rglob("orders.csv"))
+    orders.write_text(orders.read_text(encoding="utf-8").replace("order_date", "datum", 1), encoding="utf-8")
+    expected = f"{orders}: missing required column 'order_date' (found: order_id, account_id, datum, amount, currency)"
+    gate = loyalty("gate", "--config", str(config), "--format", "json")
+    assert gate.returncode == 3, gate.stderr
+    assert "Checking the extracts" not in gate.stderr  # answered from the header, the files not read
+    [check] = [c for c in json.loads(gate.stdout) if c["outcome"] == "fail"]
+    assert (check["table"], check["name"], check["figure"]) == ("orders", "schema", expected)
+    code = (
+        "import sys; sys.modules['flows.nightly'] = None  # Prefect may not start\n"
+        "from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', 'run', '--config', {str(config)!r}]\nmain()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stderr.startswith(f"gate will fail: {expected}\nRunning the night anyway, to record the failure and tell ops …\n"), run.stderr
+    assert "ModuleNotFoundError" in run.stderr  # it went on to start the flow
