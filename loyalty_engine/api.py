@@ -332,7 +332,9 @@ def snooze(settings: Settings, account_id: str, rule: str | None, until: date, r
     """Add a snooze to the snoozes file: the account's warnings (of one rule, or all) not mailed up to `until`.
 
     Refused with a one-line UserError: an unknown rule or account (naming the closest known
-    one, a typo being likeliest) and an end date in the past.
+    one, a typo being likeliest) and an end date before the newest evaluated night: nights are
+    business dates, so a replay or a check of a past night may snooze up to that night, whatever
+    the machine's date (without a database yet, today).
     """
     from loyalty_engine.lifecycle.snoozes import add_snooze
     from loyalty_engine.rules.loader import did_you_mean, load_rules
@@ -340,8 +342,11 @@ def snooze(settings: Settings, account_id: str, rule: str | None, until: date, r
     rule_ids = {r.id for r in load_rules(settings.rules).rules}
     if rule is not None and rule not in rule_ids:
         raise UserError(f"--rule: unknown rule '{rule}'{did_you_mean(rule, rule_ids)}")
-    if until < date.today():
-        raise UserError(f"--until {until} lies in the past; a snooze covers nights up to and including its end date")
+    newest = _newest_night(settings)
+    if until < newest:
+        raise UserError(
+            f"--until {until} lies before the newest evaluated night ({newest}); a snooze covers nights up to and including its end date"
+        )
     _known_account(settings, account_id)
     return add_snooze(settings.snoozes, account_id, rule, until, reason, by, date.today())
 
@@ -359,14 +364,26 @@ def _known_account(settings: Settings, account_id: str) -> None:
         raise UserError(f"unknown account '{account_id}'{did_you_mean(account_id, ids)}: not in the latest accounts extract")
 
 
+def _newest_night(settings: Settings) -> date:
+    """The newest evaluated night, the clock snoozes are judged by; today before the first."""
+    if settings.database.exists():
+        from loyalty_engine import results
+
+        with results.open_database(settings.database) as con:
+            newest = results.latest_evaluated_night(con)
+        if newest is not None:
+            return newest
+    return date.today()
+
+
 def snooze_list(settings: Settings) -> list[dict]:
-    """The snoozes in the file, each active (its end date today or later) or ended."""
+    """The snoozes in the file, each active (its end date on or after the newest evaluated night) or ended."""
     from loyalty_engine.lifecycle.snoozes import load_snoozes
 
-    today = date.today()
+    newest = _newest_night(settings)
     return [
         {"id": z.id, "account_id": z.account_id, "rule": z.rule_id or "every rule", "until": z.until,
-         "status": "active" if z.until >= today else "ended", "reason": z.reason, "by": z.by, "created": z.created}
+         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created}
         for z in load_snoozes(settings.snoozes)
     ]
 

@@ -267,11 +267,25 @@ def test_snooze_adds_lists_and_removes_entries_in_the_snoozes_file(evaluated):
     for bad, message in [
         (("A1x",), "error: unknown account 'A1x' (did you mean 'A1'?): not in the latest accounts extract"),
         (("A1", "--rule", "falling_order_frequenzy"), "error: --rule: unknown rule 'falling_order_frequenzy' (did you mean 'falling_order_frequency'?)"),
-        (("A1", "--until", "2020-01-01"), "error: --until 2020-01-01 lies in the past; a snooze covers nights up to and including its end date"),
+        (("A1", "--until", "2026-11-22"),
+         f"error: --until 2026-11-22 lies before the newest evaluated night ({NIGHT}); a snooze covers nights up to and including its end date"),
     ]:
         call = {"--until": "2099-12-31", "--reason": "x"} | dict(zip(bad[1::2], bad[2::2]))
         result = loyalty("snooze", bad[0], *[part for pair in call.items() for part in pair], *args)
         assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+def test_snoozes_are_judged_against_the_newest_evaluated_night_not_the_machines_date(evaluated):
+    """The evaluated night is 2026-11-23: a snooze up to that night is accepted and active, even
+    when the machine's today lies later."""
+    args = ("--config", str(evaluated))
+    added = loyalty("snooze", "A1", "--until", NIGHT.isoformat(), "--reason", "replay", "--by", "anna", *args)
+    assert added.returncode == 0, added.stderr
+    try:
+        [row] = [line for line in loyalty("snooze", "--list", *args).stdout.splitlines() if "replay" in line]
+        assert "active" in row.split()
+    finally:
+        loyalty("snooze", "--remove", added.stdout.split(":")[0].split()[1], *args)
 
 
 def test_a_bad_snoozes_file_is_one_line_from_rules_check(evaluated):
