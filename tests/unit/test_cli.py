@@ -430,3 +430,19 @@ def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stderr.startswith(f"gate will fail: {expected}\nRunning the night anyway, to record the failure and tell ops …\n"), run.stderr
     assert "ModuleNotFoundError" in run.stderr  # it went on to start the flow
+
+
+def test_rules_check_reports_every_problem_of_a_rule(tmp_path):
+    """A misspelt severity does not hide behind a misspelt key in the same rule."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
+    assert "    severity: high\n" in text
+    spoilt = text.replace("    severity: high\n", "    severity: hihg\n    colour: red\n", 1)
+    (rules / "orders.yaml").write_text(spoilt, encoding="utf-8")
+    result = loyalty("rules", "check", str(rules))
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith(str(rules / "orders.yaml"))]
+    assert len(problems) == 2, result.stderr
+    assert any("severity must be one of" in line and "'hihg'" in line for line in problems)
+    assert any("unknown key 'colour'" in line for line in problems)
