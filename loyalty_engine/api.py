@@ -54,6 +54,20 @@ def _quiet(message: str) -> None:
     """The default progress: say nothing."""
 
 
+def version() -> str:
+    """The installed loyalty-engine's version (the source tree's, when run from a checkout not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("loyalty-engine")
+    except PackageNotFoundError:
+        import tomllib
+
+        with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle)["project"]["version"]
+
+
 # --- The night ---------------------------------------------------------------------------------
 
 
@@ -76,7 +90,11 @@ def run(settings: Settings, night: date | None = None, *, progress: Progress = _
     """
     from loyalty_engine.preflight import preflight
 
-    preflight(settings, night)
+    checked = preflight(settings, night)
+    for problem in checked.extract_problems:
+        progress(f"gate will fail: {problem.detail}")
+    if checked.extract_problems:
+        progress("Running the night anyway, to record the failure and tell ops …")
     _prefect_environment(settings)
     if not os.environ.get("PREFECT_API_URL"):
         progress("Starting Prefect's local API for this run (about 20 s) …")
@@ -118,6 +136,10 @@ def gate(settings: Settings, night: date | None = None, *, progress: Progress = 
     from loyalty_engine.preflight import preflight
 
     checked = preflight(settings, night)
+    if checked.extract_problems:  # a missing table or column: the night fails the gate; no need to read it
+        from loyalty_engine.gate import problem_checks
+
+        return GateReport(checked.night, problem_checks(checked.extract_problems))
     progress(f"Checking the extracts of {checked.night} in {settings.extracts.path} …")
     with store.night_lock(settings.database), store.connect(settings.database) as con:
         state = run_night(con, settings, checked.ruleset, checked.snoozes, checked.night, dry_run=True)
@@ -147,11 +169,23 @@ def serve(settings: Settings, say: Progress = _quiet) -> None:
 # --- What the nights left behind ---------------------------------------------------------------
 
 
-def alerts(settings: Settings, night: date | None = None) -> list[dict]:
-    """Every warning of the night (default: the latest evaluated) with its state, notice and evidence."""
+def alerts(
+    settings: Settings,
+    night: date | None = None,
+    *,
+    owner: str | None = None,
+    rule: str | None = None,
+    state: str | None = None,
+    notice: str | None = None,
+) -> list[dict]:
+    """Every warning of the night (default: the latest evaluated) with its state, notice, recipient,
+    owner and evidence; only those matching each filter given (owner address, rule id, state, notice).
+
+    A night never evaluated raises a one-line UserError (exit 2), as does a rule id that never warned.
+    """
     from loyalty_engine.results import night_warnings
 
-    return night_warnings(settings.database, night)
+    return night_warnings(settings.database, night, owner=owner, rule=rule, state=state, notice=notice)
 
 
 def history(settings: Settings, account_id: str) -> list[dict]:
@@ -168,8 +202,50 @@ def quarantine(settings: Settings, night: date | None = None, table: str | None 
     return night_quarantine(settings.database, night, table)
 
 
-def explain(settings: Settings, account_id: str, night: date | None = None) -> AccountExplained:
-    """Every rule's verdict on the account as of the night (default: the latest loaded), with its numbers."""
+@dataclass
+class Explanation:
+    """Every rule's verdict on one account (from the data), and what the lifecycle made of it
+    that night: `warnings` by rule id (state, notice, mailed, recipient), None when the night was
+    never evaluated."""
+
+    account: AccountExplained
+    warnings: dict[str, dict] | None
+
+    def as_json(self) -> dict:
+        a = self.account
+        return {
+            "account_id": a.account_id, "name": a.name, "owner": a.owner, "night": a.night.isoformat(), "group": a.group,
+            "evaluated": self.warnings is not None,
+            "rules": [
+                {
+                    "rule_id": item.rule.id, "severity": item.rule.severity, "outcome": item.outcome,
+                    # The stored warning: pending and firing as the lifecycle counts nights; null: none
+                    "warning": None if self.warnings is None else self.warnings.get(item.rule.id),
+                    "parts": [{"condition": p.text, "held": p.held, "compared": p.compared} for p in item.parts],
+                    "numbers": [
+                        {"name": name, "value": _plain(value), "what": what, **({"shown": item.shown[name]} if name in item.shown else {})}
+                        for name, value, what in item.numbers
+                    ],
+                }
+                for item in a.rules
+            ],
+        }
+
+
+def _plain(value: object) -> object:
+    """A number as JSON has it (DuckDB gives Decimal); dates as ISO text."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def explain(settings: Settings, account_id: str, night: date | None = None) -> Explanation:
+    """Every rule's verdict on the account as of the night (default: the latest loaded), with its
+    numbers, and the state the night's lifecycle gave each warning (pending or firing, mailed or not)."""
     from loyalty_engine import results
     from loyalty_engine.rules.explain import explain_account
     from loyalty_engine.rules.loader import load_rules
@@ -180,7 +256,8 @@ def explain(settings: Settings, account_id: str, night: date | None = None) -> A
         loaded = results.latest_loaded_night(con)
         if loaded is None:
             raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
-        return explain_account(con, ruleset, account_id, night or loaded, absent_tables(con, loaded))
+        explained = explain_account(con, ruleset, account_id, night or loaded, absent_tables(con, loaded))
+        return Explanation(explained, results.account_warning_states(con, account_id, explained.night))
 
 
 @dataclass(frozen=True)
@@ -255,7 +332,9 @@ def snooze(settings: Settings, account_id: str, rule: str | None, until: date, r
     """Add a snooze to the snoozes file: the account's warnings (of one rule, or all) not mailed up to `until`.
 
     Refused with a one-line UserError: an unknown rule or account (naming the closest known
-    one, a typo being likeliest) and an end date in the past.
+    one, a typo being likeliest) and an end date before the newest evaluated night: nights are
+    business dates, so a replay or a check of a past night may snooze up to that night, whatever
+    the machine's date (without a database yet, today).
     """
     from loyalty_engine.lifecycle.snoozes import add_snooze
     from loyalty_engine.rules.loader import did_you_mean, load_rules
@@ -263,8 +342,11 @@ def snooze(settings: Settings, account_id: str, rule: str | None, until: date, r
     rule_ids = {r.id for r in load_rules(settings.rules).rules}
     if rule is not None and rule not in rule_ids:
         raise UserError(f"--rule: unknown rule '{rule}'{did_you_mean(rule, rule_ids)}")
-    if until < date.today():
-        raise UserError(f"--until {until} lies in the past; a snooze covers nights up to and including its end date")
+    newest = _newest_night(settings)
+    if until < newest:
+        raise UserError(
+            f"--until {until} lies before the newest evaluated night ({newest}); a snooze covers nights up to and including its end date"
+        )
     _known_account(settings, account_id)
     return add_snooze(settings.snoozes, account_id, rule, until, reason, by, date.today())
 
@@ -282,14 +364,26 @@ def _known_account(settings: Settings, account_id: str) -> None:
         raise UserError(f"unknown account '{account_id}'{did_you_mean(account_id, ids)}: not in the latest accounts extract")
 
 
+def _newest_night(settings: Settings) -> date:
+    """The newest evaluated night, the clock snoozes are judged by; today before the first."""
+    if settings.database.exists():
+        from loyalty_engine import results
+
+        with results.open_database(settings.database) as con:
+            newest = results.latest_evaluated_night(con)
+        if newest is not None:
+            return newest
+    return date.today()
+
+
 def snooze_list(settings: Settings) -> list[dict]:
-    """The snoozes in the file, each active (its end date today or later) or ended."""
+    """The snoozes in the file, each active (its end date on or after the newest evaluated night) or ended."""
     from loyalty_engine.lifecycle.snoozes import load_snoozes
 
-    today = date.today()
+    newest = _newest_night(settings)
     return [
         {"id": z.id, "account_id": z.account_id, "rule": z.rule_id or "every rule", "until": z.until,
-         "status": "active" if z.until >= today else "ended", "reason": z.reason, "by": z.by, "created": z.created}
+         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created}
         for z in load_snoozes(settings.snoozes)
     ]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from datetime import date, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +37,7 @@ Exit codes:
   5  some digests could not be delivered (retried on the next run)
   6  the night's digests are held: too many new warnings
   7  another run is using the database"""
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -44,7 +46,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.show_version(api.version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Nightly early warning for B2B accounts that are drifting away."""
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", metavar="PATH", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
@@ -157,26 +173,55 @@ def serve(config: ConfigOption = None) -> None:
     api.serve(_settings(config), say=console.say)
 
 
+class WarningState(str, Enum):
+    pending = "pending"
+    firing = "firing"
+    resolved = "resolved"
+
+
+class WarningNotice(str, Enum):
+    new = "new"
+    repeat = "repeat"
+    open = "open"
+    pending = "pending"
+    snoozed = "snoozed"
+    inhibited = "inhibited"
+    resolved = "resolved"
+    kept = "kept"
+
+
 @app.command()
 def alerts(
     config: ConfigOption = None,
     night: DateOption = None,
     format: FormatOption = Format.table,
+    owner: Annotated[Optional[str], typer.Option("--owner", metavar="EMAIL", help="Only the warnings of accounts this owner holds (also those that went to ops).", show_default=False)] = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", metavar="RULE_ID", help="Only this rule's warnings.", show_default=False)] = None,
+    state: Annotated[Optional[WarningState], typer.Option("--state", case_sensitive=False, help="Only warnings in this state.", show_default=False)] = None,
+    notice: Annotated[
+        Optional[WarningNotice], typer.Option("--notice", case_sensitive=False, help="Only warnings the night did this with (repeat: open, mailed again).", show_default=False)
+    ] = None,
 ) -> None:
     """Print every warning of a night with its state.
 
     One row per account and rule: severity, state (pending, firing, resolved), what the
     night did with it (new, open, open and mailed again, snoozed, inhibited, resolved,
-    pending, kept when it could not be judged), whether it was mailed, to whom, and why.
-    A shadow rule's warnings (mode shadow) are listed as they would have been, never mailed.
-    The latest evaluated night unless --date names one. Reads the database only.
+    pending, kept when it could not be judged), whether it was mailed, to whom (recipient:
+    the owner, or ops), the account's owner (owner_email) and why. A shadow rule's warnings
+    (mode shadow) are listed as they would have been, never mailed. The latest evaluated
+    night unless --date names one; a night never evaluated exits 2. Reads the database only.
 
-    Example:
+    Examples:
 
     \b
         loyalty alerts --date 2026-11-23 --format csv > warnings.csv
+        loyalty alerts --owner anna.gross@example.com --state firing
+        loyalty alerts --rule falling_order_value --notice new --format json
     """
-    console.show_alerts(api.alerts(_settings(config), _day(night)), format)
+    rows = api.alerts(
+        _settings(config), _day(night), owner=owner, rule=rule, state=state.value if state else None, notice=notice.value if notice else None
+    )
+    console.show_alerts(rows, format)
 
 
 @app.command()
@@ -316,6 +361,7 @@ Exit codes:
   2  usage or configuration error""",
     no_args_is_help=True,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(rules_app, name="rules")
 PathsArgument = Annotated[
@@ -405,19 +451,23 @@ def explain(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account to explain.")],
     config: ConfigOption = None,
     night: DateOption = None,
+    format: Annotated[GateFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = GateFormat.table,
 ) -> None:
     """Show why each rule fires or not for one account.
 
-    For every rule: whether it fires, each part of its condition with the numbers it
-    compared, and every metric with the days it counts. Uses the data of the latest
+    For every rule: whether its condition holds (fires, pending while `for:` nights are
+    still to come, quiet, no data), each part of its condition with the numbers it compared,
+    every metric with the days it counts, and what the night's run made of the warning:
+    pending or firing, and whether it was mailed and to whom. Uses the data of the latest
     loaded night, as of --date (default: that night). Reads the database only.
 
-    Example:
+    Examples:
 
     \b
         loyalty explain K-00042 --date 2026-11-23
+        loyalty explain K-00042 --format json
     """
-    console.show_explanation(api.explain(_settings(config), account_id, _day(night)))
+    console.show_explanation(api.explain(_settings(config), account_id, _day(night)), format)
 
 
 @app.command()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
 from datetime import datetime
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin
 
 import yaml
 from cronsim import CronSim, CronSimError
@@ -231,8 +233,12 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(_describe(path, node, first)) from None
+        # Every mistake at once, in file order: fixing one and rerunning to meet the next wastes a night.
+        found = [(_line_of(node, _loc(e)) or 0, _describe(path, node, e)) for e in err.errors()]
+        problems = [line for _, line in sorted(found, key=lambda pair: pair[0])]
+        error = ConfigError(problems[0])
+        error.problems = [ConfigError(line) for line in problems]
+        raise error from None
     base = path.resolve().parent
     return settings.model_copy(
         update={
@@ -246,13 +252,19 @@ def load_settings(path: Path | None = None) -> Settings:
     )
 
 
+def _loc(error: dict) -> list:
+    return [part for part in error["loc"] if isinstance(part, (str, int))]
+
+
 def _describe(path: Path, root: yaml.Node | None, error: dict) -> str:
     """One line for a pydantic error: file:line: key: problem."""
-    loc = [part for part in error["loc"] if isinstance(part, (str, int))]
+    loc = _loc(error)
     key = ".".join(str(part) for part in loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        problem = "unknown key"
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
+        problem = "unknown key" + (f" (did you mean '{'.'.join(map(str, loc[:-1] + [close[0]]))}'?)" if close else "")
     elif kind == "missing":
         problem = "required key is missing"
     elif kind == "literal_error":
@@ -264,6 +276,26 @@ def _describe(path: Path, root: yaml.Node | None, error: dict) -> str:
     line = _line_of(root, loc)
     where = f"{path}:{line}" if line else str(path)
     return f"{where}: {key}: {problem}"
+
+
+def _known_keys(loc: list) -> list[str]:
+    """The keys the settings section at `loc` takes ([] when `loc` is no section)."""
+    model: object = Settings
+    for part in [*loc, None]:
+        while get_origin(model) in (Union, types.UnionType):  # `X | None`: the section itself
+            model = next((arg for arg in get_args(model) if arg is not type(None)), None)
+        if get_origin(model) in (dict, list):  # a table's settings, a list's items
+            model = get_args(model)[-1]
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        if part is None:
+            return [name for name, field in model.model_fields.items() if not field.exclude]
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = field.annotation
+    return []
 
 
 def _line_of(node: yaml.Node | None, loc: list) -> int | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
 import shutil
 import sys
 from datetime import datetime
@@ -26,7 +28,7 @@ from loyalty_engine.errors import DeliveryError
 from loyalty_engine.safe_text import escaped, printable
 
 if TYPE_CHECKING:  # the commands' modules are imported by the commands that use them
-    from loyalty_engine.api import BacktestRun, GateReport, Preview, RuleCheck, RuleListing, RuleTests
+    from loyalty_engine.api import BacktestRun, Explanation, GateReport, Preview, RuleCheck, RuleListing, RuleTests
     from loyalty_engine.backtest import Backtest, Tune
     from loyalty_engine.gate import Check
     from loyalty_engine.lifecycle.snoozes import Snooze
@@ -36,8 +38,17 @@ if TYPE_CHECKING:  # the commands' modules are imported by the commands that use
     from loyalty_engine.summary import NightSummary
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-# Piped output is not cut to 80 columns: a table in a file or a pager keeps its rows whole.
-out = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 1000)
+
+
+def _width() -> int:
+    """The terminal's width; piped output is not cut to 80 columns (a table in a file or a pager
+    keeps its rows whole), unless COLUMNS is exported, which also lets a test ask for a width."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else 1000
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width())
 
 
 class Format(str, Enum):
@@ -75,6 +86,28 @@ class FlowProgress(logging.Handler):
         err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {warning}{escape(record.getMessage())}")
 
 
+KNOWN_SHOWN = 10  # names of a "(known: …)" list an error line shows
+
+
+def short(line: str) -> str:
+    """An error line with each "(known: a, b, …)" list cut to ten names and "…": a line past 600
+    characters hides the mistake it names (the closest name is in its "did you mean").
+
+    >>> short("unknown metric 'x' (known: " + ", ".join(f"m{i}" for i in range(12)) + ")")
+    "unknown metric 'x' (known: m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, …)"
+    """
+
+    def cut(match: re.Match) -> str:
+        names = match.group(1).split(", ")
+        return f"(known: {', '.join(names[:KNOWN_SHOWN] + ['…'] if len(names) > KNOWN_SHOWN else names)})"
+
+    return re.sub(r"\(known: ([^()]*)\)", cut, line)
+
+
+def show_version(version: str) -> None:
+    out.print(f"loyalty {version}", markup=False)
+
+
 def show_error(error: Exception) -> None:
     """A user's mistake (or digests not delivered) as one line, with the failed recipients under it."""
     if isinstance(error, DeliveryError):
@@ -83,13 +116,23 @@ def show_error(error: Exception) -> None:
         for who, why in report.failed.items():
             say(f"  {who}: {why}")
     else:
-        # Several mistakes found at once (`loyalty tune`): one line each.
+        # Several mistakes found at once (config, `loyalty tune`): one line each.
         for problem in getattr(error, "problems", None) or [error]:
-            say(f"error: {escaped(str(problem))}")
+            say(f"error: {short(escaped(str(problem)))}")
 
 
-def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: str) -> None:
-    """Rows as JSON, CSV (all columns) or a table of the `shown` columns, for people and scripts."""
+ELIDED_WIDTH = 14  # a long text column is elided down to this (or its header), never further
+
+
+def print_rows(
+    rows: list[dict], format: Format, shown: tuple[str, ...], what: str, drop: tuple[str, ...] = (), keys: tuple[str, ...] = ()
+) -> None:
+    """Rows as JSON, CSV (all columns) or a table of the `shown` columns, for people and scripts.
+
+    The table fits the terminal: booleans read yes/no, a column empty in every row is left out,
+    long text is elided (…) but never the `keys` (ids a reader copies), and when that is not
+    enough the `drop` columns are left out in their order, saying so on stderr. CSV and JSON always carry every column in full.
+    """
     if format is Format.json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
     elif format is Format.csv:
@@ -97,29 +140,87 @@ def print_rows(rows: list[dict], format: Format, shown: tuple[str, ...], what: s
         writer.writeheader()
         writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
     else:
+        # Values come from extracts: a terminal escape in a name must not reach the terminal.
+        cells = [{c: _cell(row[c]) for c in shown} for row in rows]
+        columns = [c for c in shown if any(cell[c] for cell in cells)] if rows else list(shown)
+        widths, dropped = fit_columns(columns, cells, out.width, drop, keys)
         table = Table(box=box.SIMPLE_HEAD)
-        for column in shown:
-            table.add_column(column)
-        for row in rows:
-            # Values come from extracts: a terminal escape in a name must not reach the terminal.
-            table.add_row(*("" if row[c] is None else escape(printable(str(row[c]), one_line=True)) for c in shown))
+        for column, width in widths.items():
+            table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
+        for cell in cells:
+            table.add_row(*(escape(cell[c]) for c in widths))
         if rows:
             out.print(table)
         err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")
+        if dropped and rows:
+            err.print(f"(left out to fit {out.width} columns: {', '.join(dropped)}; --format csv or json has every column)", markup=False)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return printable(str(value), one_line=True)
+
+
+def fit_columns(
+    columns: list[str], cells: list[dict], width: int, drop: tuple[str, ...] = (), keys: tuple[str, ...] = ()
+) -> tuple[dict[str, int], list[str]]:
+    """Each column's width so the table fits `width`, and the columns dropped to get there.
+
+    A column never gets narrower than its header, nor a key or a short one (ELIDED_WIDTH or
+    less) than its longest value; long ones are elided, the widest first.
+
+    >>> fit_columns(["id", "name"], [{"id": "A1", "name": "x" * 40}], 30)
+    ({'id': 2, 'name': 21}, [])
+    >>> fit_columns(["id", "name", "note"], [{"id": "A1", "name": "x" * 40, "note": "y" * 40}], 30, drop=("note",))
+    ({'id': 2, 'name': 21}, ['note'])
+    """
+    natural = {c: max([len(c)] + [len(cell[c]) for cell in cells]) for c in columns}
+    least = {c: natural[c] if natural[c] <= ELIDED_WIDTH or c in keys else max(len(c), ELIDED_WIDTH) for c in columns}
+
+    def room(kept: list[str]) -> int:  # SIMPLE_HEAD: an edge each side, a separator and padding of 1 each side per column
+        return width - (2 + max(len(kept) - 1, 0) + 2 * len(kept))
+
+    kept, dropped = list(columns), []
+    for column in drop:
+        if sum(least[c] for c in kept) <= room(kept):
+            break
+        if column in kept:
+            kept.remove(column)
+            dropped.append(column)
+    if sum(least[c] for c in kept) > room(kept):  # still too wide: elide down to the headers
+        least = {c: natural[c] if c in keys else min(natural[c], len(c)) for c in kept}
+    left = room(kept)
+    if sum(natural[c] for c in kept) <= left:
+        return {c: natural[c] for c in kept}, dropped
+    # Each column gets its least width; what is left over goes to those that need more, the
+    # smallest need first, so only the widest columns are elided.
+    widths = {c: least[c] for c in kept}
+    extra = max(left - sum(widths.values()), 0)
+    needy = sorted(kept, key=lambda c: natural[c] - least[c])
+    for index, column in enumerate(needy):
+        give = min(natural[column] - least[column], extra // (len(needy) - index))
+        widths[column] += give
+        extra -= give
+    return {c: widths[c] for c in kept}, dropped
 
 
 def show_alerts(rows: list[dict], format: Format) -> None:
-    shown = ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "reason")
-    print_rows(rows, format, shown, "warnings")
+    shown = ("account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "owner_email", "reason")
+    # When the terminal is narrow: the owner (mostly the recipient), the mode, mailed (the notice
+    # says it too), then the reason and the name go first.
+    print_rows(rows, format, shown, "warnings", drop=("owner_email", "mode", "mailed", "reason", "account_name"), keys=("account_id", "rule_id"))
 
 
 def show_history(rows: list[dict], format: Format) -> None:
-    print_rows(rows, format, ("night", "rule_id", "mode", "event", "reason"), "events")
+    print_rows(rows, format, ("night", "rule_id", "mode", "event", "reason"), "events", drop=("mode", "reason"), keys=("rule_id",))
 
 
 def show_quarantine(rows: list[dict], format: Format) -> None:
     shown = ("table_name", "line", "row_key", "column_name", "check_name", "value", "row_kept_out")
-    print_rows(rows, format, shown, "quarantined cells")
+    print_rows(rows, format, shown, "quarantined cells", drop=("row_kept_out",), keys=("row_key",))
 
 
 def print_checks(checks: list[Check], title: str | None = None) -> None:
@@ -138,7 +239,13 @@ def print_checks(checks: list[Check], title: str | None = None) -> None:
 
 def show_gate(report: GateReport, format: GateFormat) -> None:
     if format is GateFormat.json:
-        print(json.dumps([{**c.__dict__, "outcome": c.outcome.value} for c in report.checks], ensure_ascii=False, indent=2))
+        # The sentence for people, and beside it its numbers with their units for scripts.
+        checks = [
+            {"name": c.name, "table": c.table, "outcome": c.outcome.value, "figure": c.figure, "figures": c.figures,
+             "limit": c.limit, "limits": c.limits, "detail": c.detail}
+            for c in report.checks
+        ]
+        print(json.dumps(checks, ensure_ascii=False, indent=2))
     else:
         print_checks(report.checks, title=f"Gate for {report.night}")
 
@@ -197,10 +304,38 @@ def show_report(figures: Figures, out_file: Path) -> None:
     out.print(f"Portfolio report for {figures.night}: {len(figures.accounts):,} active accounts; written to {out_file}", markup=False)
 
 
-def show_explanation(explained: AccountExplained) -> None:
+def show_explanation(explanation: Explanation, format: GateFormat = GateFormat.table) -> None:
+    """The account's rules as text (or JSON), each with what the night's lifecycle made of its
+    warning: the data may hold a condition that the lifecycle still holds as pending."""
     from loyalty_engine.rules.explain import render
 
-    out.print(render(explained), markup=False)
+    if format is GateFormat.json:
+        print(json.dumps(explanation.as_json(), ensure_ascii=False, indent=2, default=str))
+        return
+    lines = render(explanation.account).splitlines()
+    for item in explanation.account.rules:
+        head = f"{item.rule.id} ({item.rule.severity}): "
+        at = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
+        if at is None:
+            continue
+        stored = None if explanation.warnings is None else explanation.warnings.get(item.rule.id)
+        if stored is not None and stored["state"] == "pending" and item.outcome.startswith("fires"):
+            lines[at] = head + "PENDING (the data holds the condition; the warning is still pending)"
+        never_evaluated = explanation.warnings is None
+        if stored is not None or (never_evaluated and item.outcome.startswith(("fires", "pending"))):
+            lines.insert(at + 1, f"  warning: {_warning_words(stored, never_evaluated, explanation.account.night)}")
+    out.print("\n".join(lines), markup=False)
+
+
+def _warning_words(stored: dict | None, never_evaluated: bool, night: object) -> str:
+    """What the lifecycle made of a rule's warning on the night, in words."""
+    if never_evaluated:
+        return f"night {night} was not evaluated: no warning stored"
+    held = f"{stored['held_nights']} night{'s' if stored['held_nights'] != 1 else ''} held"
+    if stored["state"] == "pending":
+        return f"pending ({held}), not mailed"
+    mailed = f"mailed to {stored['recipient']}" if stored["mailed"] else "not mailed"
+    return f"{stored['state']} since {stored['since']} ({stored['notice']}), {mailed}"
 
 
 def _share_text(value: float | None) -> str:
@@ -321,7 +456,7 @@ def _count(number: int, noun: str) -> str:
 def show_rule_check(check: RuleCheck) -> None:
     """Every problem as FILE:LINE:COLUMN: PROBLEM on stderr, or one line saying all is fine."""
     for problem in check.problems:
-        say(str(problem))
+        say(short(str(problem)))
     if check.problems:
         say(f"{_count(len(check.problems), 'problem')} in {_count(len(check.files), 'rule file')}")
     else:
@@ -362,7 +497,7 @@ def show_rule_list(listing: RuleListing, format: Format) -> None:
                 }
                 for row in rows
             ]
-    print_rows(rows, format, shown, "rules")
+    print_rows(rows, format, shown, "rules", drop=("file", "for", "enabled", "mode", "too_late", "lead_days"), keys=("rule_id",))
 
 
 def show_sample(summary: SampleSummary, out_dir: Path, nights: int) -> None:

@@ -19,7 +19,7 @@ Checks, each with its figure, its limit and its outcome:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from enum import Enum
 
@@ -53,6 +53,11 @@ class Check:
     figure: str  # what the night has
     limit: str  # what it may have
     detail: str = ""  # for ops: the file, the column, what to look at
+    # The figure's and the limit's numbers, for scripts (`loyalty gate --format json`): name ->
+    # {"value": number, "unit": "rows" | "orders" | "accounts" | "days" | "share" | "date"}; a
+    # share is a fraction (0.2 = 20 %). Empty for checks without numbers, and for stored checks.
+    figures: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
+    limits: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
     def text(self) -> str:
         """What was checked, the figure, the limit and the detail, on one line."""
@@ -92,6 +97,11 @@ class DigestsHeld(GateStop):
     verb = "held"
 
 
+def number(value: float | int | date | None, unit: str) -> dict:
+    """A figure for scripts: its value and its unit."""
+    return {"value": value.isoformat() if isinstance(value, date) else value, "unit": unit}
+
+
 def problem_checks(problems: list[ExtractProblem]) -> list[Check]:
     """Missing tables, unreadable files and missing columns, as failed checks."""
     return [Check(p.check, p.table, Outcome.FAIL, p.detail, "") for p in problems]
@@ -120,53 +130,66 @@ def extract_checks(con: duckdb.DuckDBPyConnection, night: date, tables: list[Tab
 def _volume(con: duckdb.DuckDBPyConnection, night: date, table: TableCheck, settings: Settings) -> Check:
     if settings.extracts.table(table.table).mode == "append":
         # A delta's size says nothing by itself; recent_orders still catches a cut-off orders delta.
-        return Check("volume", table.table, Outcome.PASS, f"{table.rows_loaded:,} rows in the delta", "not compared (mode: append)")
+        return Check(
+            "volume", table.table, Outcome.PASS, f"{table.rows_loaded:,} rows in the delta", "not compared (mode: append)",
+            figures={"rows": number(table.rows_loaded, "rows")},
+        )
     previous = con.execute(
         "SELECT night, rows_loaded FROM loads WHERE table_name = ? AND night < ? ORDER BY night DESC LIMIT 1",
         [table.table, night],
     ).fetchall()
     gate = settings.gate
     limit = f"-{gate.max_row_drop:.0%} … +{gate.max_row_jump:.0%}"
-    if not previous:
-        return Check("volume", table.table, Outcome.PASS, f"{table.rows_loaded:,} rows; no earlier night to compare", limit)
-    before_night, before = previous[0]
+    limits = {"max_row_drop": number(gate.max_row_drop, "share"), "max_row_jump": number(gate.max_row_jump, "share")}
     now = table.rows_loaded
+    if not previous:
+        return Check("volume", table.table, Outcome.PASS, f"{now:,} rows; no earlier night to compare", limit, figures={"rows": number(now, "rows")}, limits=limits)
+    before_night, before = previous[0]
+    figures = {"rows": number(now, "rows"), "previous_rows": number(before, "rows"), "previous_night": number(before_night, "date")}
     if before == 0:
         # A table that is always empty is not a failure; one that was empty and fills up is news, not harm.
-        return Check("volume", table.table, Outcome.PASS, f"{now:,} rows ({before_night}: 0)", limit)
+        return Check("volume", table.table, Outcome.PASS, f"{now:,} rows ({before_night}: 0)", limit, figures=figures, limits=limits)
     change = (now - before) / before
+    figures["change"] = number(change, "share")
     figure = f"{now:,} rows ({before_night}: {before:,}, {change:+.1%})"
+
+    def check(outcome: Outcome, detail: str = "") -> Check:
+        return Check("volume", table.table, outcome, figure, limit, detail, figures=figures, limits=limits)
+
     if now == 0:
-        return Check("volume", table.table, Outcome.FAIL, figure, limit, f"{table.source} is empty tonight; was the export cut off?")
+        return check(Outcome.FAIL, f"{table.source} is empty tonight; was the export cut off?")
     if change < -gate.max_row_drop:
-        return Check("volume", table.table, Outcome.FAIL, figure, limit, f"{table.source} has far fewer rows; was the export cut off?")
+        return check(Outcome.FAIL, f"{table.source} has far fewer rows; was the export cut off?")
     if change > gate.max_row_jump:
-        return Check("volume", table.table, Outcome.FAIL, figure, limit, f"{table.source} has far more rows; rows exported twice?")
-    return Check("volume", table.table, Outcome.PASS, figure, limit)
+        return check(Outcome.FAIL, f"{table.source} has far more rows; rows exported twice?")
+    return check(Outcome.PASS)
 
 
 def _quarantine(table: TableCheck, max_bad_fraction: float) -> Check:
     limit = f"{max_bad_fraction:.1%} of rows"
+    limits = {"max_bad_share": number(max_bad_fraction, "share")}
     if not table.rows_loaded:
-        return Check("quarantine", table.table, Outcome.PASS, "no rows", limit)
+        return Check("quarantine", table.table, Outcome.PASS, "no rows", limit, figures={"rows": number(0, "rows")}, limits=limits)
     share = table.rows_quarantined / table.rows_loaded
     figure = f"{table.rows_quarantined:,} of {table.rows_loaded:,} rows ({share:.1%})"
+    figures = {"rows_quarantined": number(table.rows_quarantined, "rows"), "rows": number(table.rows_loaded, "rows"), "share": number(share, "share")}
     reasons = "; ".join(str(reason) for reason in table.reasons)
-    if share > max_bad_fraction:
-        return Check("quarantine", table.table, Outcome.FAIL, figure, limit, reasons)
-    return Check("quarantine", table.table, Outcome.WARN if table.reasons else Outcome.PASS, figure, limit, reasons)
+    outcome = Outcome.FAIL if share > max_bad_fraction else Outcome.WARN if table.reasons else Outcome.PASS
+    return Check("quarantine", table.table, outcome, figure, limit, reasons, figures=figures, limits=limits)
 
 
 def _freshness(night: date, table: TableCheck, max_age_days: int) -> Check:
     limit = f"at most {max_age_days} days old"
+    limits = {"max_age": number(max_age_days, "days")}
     if table.newest is None:
-        return Check("freshness", table.table, Outcome.PASS, "no rows", limit)
+        return Check("freshness", table.table, Outcome.PASS, "no rows", limit, limits=limits)
     age = (night - table.newest).days
     column = TABLES[table.table].event_date
     figure = f"newest {column} {table.newest}, {age} days before the night"
+    figures = {"newest": number(table.newest, "date"), "age": number(age, "days")}
     if age > max_age_days:
-        return Check("freshness", table.table, Outcome.FAIL, figure, limit, f"{table.source} looks stale; is it last night's export?")
-    return Check("freshness", table.table, Outcome.PASS, figure, limit)
+        return Check("freshness", table.table, Outcome.FAIL, figure, limit, f"{table.source} looks stale; is it last night's export?", figures, limits)
+    return Check("freshness", table.table, Outcome.PASS, figure, limit, figures=figures, limits=limits)
 
 
 def _recent_orders(con: duckdb.DuckDBPyConnection, night: date, min_share: float) -> Check:
@@ -191,16 +214,20 @@ def _recent_orders(con: duckdb.DuckDBPyConnection, night: date, min_share: float
         {"night": night},
     ).fetchone() or (0, None, 0)
     limit = f"at least {min_share:.0%} of the usual week"
+    limits = {"min_share": number(min_share, "share")}
+    figures = {"last_7_days": number(last_week, "orders"), "usual_week": number(usual, "orders"), "weeks_of_history": number(weeks, "weeks")}
     if weeks < 2:
-        return Check("recent_orders", "orders", Outcome.PASS, f"{last_week:,} orders in the last 7 days; under 2 weeks of history before them", limit)
+        figure = f"{last_week:,} orders in the last 7 days; under 2 weeks of history before them"
+        return Check("recent_orders", "orders", Outcome.PASS, figure, limit, figures=figures, limits=limits)
     if (usual or 0) < MIN_USUAL_ORDERS:
         figure = f"{last_week:,} orders in the last 7 days, usual {usual or 0:,.0f}: too few to judge (under {MIN_USUAL_ORDERS})"
-        return Check("recent_orders", "orders", Outcome.PASS, figure, limit)
+        return Check("recent_orders", "orders", Outcome.PASS, figure, limit, figures=figures, limits=limits)
     share = last_week / usual
+    figures["share"] = number(share, "share")
     figure = f"{last_week:,} orders in the last 7 days, usual {usual:,.0f} ({share:.0%})"
     if share < min_share:
-        return Check("recent_orders", "orders", Outcome.FAIL, figure, limit, "recent orders are missing; is the export complete?")
-    return Check("recent_orders", "orders", Outcome.PASS, figure, limit)
+        return Check("recent_orders", "orders", Outcome.FAIL, figure, limit, "recent orders are missing; is the export complete?", figures, limits)
+    return Check("recent_orders", "orders", Outcome.PASS, figure, limit, figures=figures, limits=limits)
 
 
 def flood_check(con: duckdb.DuckDBPyConnection, night: date, settings: Settings) -> Check:
@@ -219,16 +246,24 @@ def flood_check(con: duckdb.DuckDBPyConnection, night: date, settings: Settings)
     share = new / watched if watched else 0.0
     limit = f"{gate.max_new_warning_share:.0%} of accounts, from {gate.flood_min_accounts} accounts on"
     figure = f"{new:,} of {watched:,} accounts newly warned ({share:.1%})"
+    numbers = {
+        "figures": {"accounts_newly_warned": number(new, "accounts"), "accounts": number(watched, "accounts"), "share": number(share, "share")},
+        "limits": {"max_new_warning_share": number(gate.max_new_warning_share, "share"), "min_accounts": number(gate.flood_min_accounts, "accounts")},
+    }
+
+    def check(outcome: Outcome, detail: str = "") -> Check:
+        return Check("flood", "*", outcome, figure, limit, detail, **numbers)
+
     if new < gate.flood_min_accounts or share <= gate.max_new_warning_share:
-        return Check("flood", "*", Outcome.PASS, figure, limit)
+        return check(Outcome.PASS)
     if not con.execute("SELECT count(*) FROM nights WHERE night < ?", [night]).fetchone()[0]:
         # The first night ever: every open warning is new by construction, so the share says
         # nothing about the data (which the other checks have passed).
-        return Check("flood", "*", Outcome.WARN, figure, limit, "the first evaluated night: every warning is new")
+        return check(Outcome.WARN, "the first evaluated night: every warning is new")
     release = con.execute("SELECT released_by, released_at FROM releases WHERE night = ?", [night]).fetchall()
     if release:
         by, at = release[0]
-        return Check("flood", "*", Outcome.PASS, figure, limit, f"released by {by} at {at:%Y-%m-%d %H:%M} UTC")
+        return check(Outcome.PASS, f"released by {by} at {at:%Y-%m-%d %H:%M} UTC")
     per_rule = con.execute(
         """
         SELECT rule_id, count(DISTINCT account_id) FROM warning_nights
@@ -237,7 +272,7 @@ def flood_check(con: duckdb.DuckDBPyConnection, night: date, settings: Settings)
         [night],
     ).fetchall()
     rules = ", ".join(f"{rule} {count:,}" for rule, count in per_rule)
-    return Check("flood", "*", Outcome.HOLD, figure, limit, f"new warnings by rule: {rules}; look, then `loyalty release --date {night}`")
+    return check(Outcome.HOLD, f"new warnings by rule: {rules}; look, then `loyalty release --date {night}`")
 
 
 def stop_if_failed(night: date, checks: list[Check]) -> None:

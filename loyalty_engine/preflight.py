@@ -7,13 +7,16 @@ answered within a second or two, before Prefect's local API takes its twenty to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import difflib
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from loyalty_engine import store
 from loyalty_engine.config import Settings
-from loyalty_engine.extracts.staging import newest_extract_date
+from loyalty_engine.contract import TABLES
+from loyalty_engine.extracts.staging import ExtractProblem, extract_folder, find_table_file, is_required, newest_extract_date
 from loyalty_engine.lifecycle.snoozes import Snooze, load_snoozes
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
@@ -42,6 +45,9 @@ class Preflight:
     # No date given and the newest extract folder lies this many days before today (0 otherwise):
     # more than one, and tonight's export has most likely failed.
     days_behind: int = 0
+    # What a look at the files finds wrong (a missing folder, table or column): the gate will fail.
+    # Found in a second; the night still runs, so that the failure is recorded and ops are told.
+    extract_problems: list[ExtractProblem] = field(default_factory=list)
 
 
 def preflight(settings: Settings, given: date | None = None) -> Preflight:
@@ -58,4 +64,51 @@ def preflight(settings: Settings, given: date | None = None) -> Preflight:
     with store.night_lock(settings.database):
         pass
     behind = 0 if given is not None else max((today(settings) - night).days, 0)
-    return Preflight(night, ruleset, snoozes, behind)
+    return Preflight(night, ruleset, snoozes, behind, look_at_extracts(settings, night))
+
+
+_DELIMITERS = (";", ",", "\t", "|")
+_HEADER_BYTES = 64 * 1024  # a header line longer than this is not one a contract table has
+
+
+def look_at_extracts(settings: Settings, night: date) -> list[ExtractProblem]:
+    """The night's files present and their header lines naming every required column: what can be
+    seen without reading the files (staging reads them whole and finds the rest).
+
+    The messages are those staging gives, so the early answer and the gate's say the same.
+    """
+    root = settings.extracts.path
+    if not root.exists():
+        return [ExtractProblem("*", "presence", f"{root}: extracts folder does not exist")]
+    folder = extract_folder(root, night)
+    newest = newest_extract_date(root)
+    if folder == root and newest is not None:
+        return [ExtractProblem("*", "presence", f"{root / night.isoformat()}: no extract for the night (the newest folder is {newest})")]
+    problems = []
+    for name, table in TABLES.items():
+        path = find_table_file(folder, name)
+        if path is None:
+            if is_required(settings.extracts, name):
+                problems.append(ExtractProblem(name, "presence", f"{folder}: missing required table {name} ({name}.csv or {name}.parquet)"))
+            continue
+        if path.suffix != ".csv":
+            continue
+        with path.open("rb") as handle:
+            first = handle.read(_HEADER_BYTES).split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+        if not first.strip():
+            continue  # an empty file or header: staging names it
+        configured = settings.extracts.csv_for(name)
+        candidates = [configured.delimiter] if configured.delimiter else _DELIMITERS
+        header = max(
+            (next(csv.reader([first], delimiter=d, quotechar=configured.quote), []) for d in candidates),
+            key=lambda found: sum(1 for n in found if table.column(n.lower().strip())),
+        )
+        names = {n.lower().strip() for n in header}
+        for column in table.required:
+            if column not in names:
+                unknown = [n for n in header if not table.column(n.lower().strip())]
+                guess = difflib.get_close_matches(column, unknown, n=1, cutoff=0.6)
+                hint = f"; renamed to '{guess[0]}'?" if guess else ""
+                detail = f"{path}: missing required column '{column}' (found: {', '.join(header) or 'none'}){hint}"
+                problems.append(ExtractProblem(name, "schema", detail))
+    return problems

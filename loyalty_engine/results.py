@@ -61,31 +61,80 @@ def night_quarantine(database: Path, night: date | None = None, table: str | Non
         )
 
 
-def night_warnings(database: Path, night: date | None = None) -> list[dict]:
-    """Every warning of a night with its state and notice (default: the latest evaluated night)."""
+def night_warnings(
+    database: Path,
+    night: date | None = None,
+    *,
+    owner: str | None = None,
+    rule: str | None = None,
+    state: str | None = None,
+    notice: str | None = None,
+) -> list[dict]:
+    """Every warning of a night with its state and notice (default: the latest evaluated night),
+    optionally only one owner's (by address, any case), one rule's, one state's or one notice's.
+
+    A night that was never evaluated is a UserError: an empty list would read as "no warnings".
+    """
     with open_database(database) as con:
-        night = night or latest_evaluated_night(con)
-        if night is None:
-            return []
+        latest = latest_evaluated_night(con)
+        if latest is None:
+            raise UserError(f"{database}: no night evaluated yet; run `loyalty run` first")
+        night = night or latest
+        if not con.execute("SELECT count(*) FROM nights WHERE night = ?", [night]).fetchone()[0]:
+            raise UserError(f"night {night} was never evaluated (the latest evaluated night is {latest})")
+        if rule is not None:
+            _rule_that_warned(con, rule)
         rows = _rows(
             con.execute(
                 f"""
                 SELECT w.night, w.account_id, a.name AS account_name, w.rule_id, w.severity, w.state,
                        CASE w.notice WHEN 'repeat' THEN 'open, mailed again' ELSE w.notice END AS notice,
-                       w.mailed, coalesce(w.recipient, 'ops') AS recipient, w.cc, w.since,
+                       w.mailed, coalesce(w.recipient, 'ops') AS recipient, lower(a.owner_email) AS owner_email,
+                       w.cc, w.since,
                        coalesce(w.reason, {ROUTE_REASON}) AS reason, w.evidence,
-                       CASE WHEN starts_with(w.reason, ?) THEN 'shadow' ELSE 'live' END AS mode
+                       CASE WHEN starts_with(w.reason, $shadow) THEN 'shadow' ELSE 'live' END AS mode
                 FROM warning_nights w LEFT JOIN accounts a USING (account_id)
-                WHERE w.night = ?
+                WHERE w.night = $night
+                  AND ($owner IS NULL OR lower(a.owner_email) = lower($owner))
+                  AND ($rule IS NULL OR w.rule_id = $rule)
+                  AND ($state IS NULL OR w.state = $state)
+                  AND ($notice IS NULL OR w.notice = $notice)
                 ORDER BY CASE w.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
                          WHEN 'low' THEN 3 ELSE 4 END, w.account_id, w.rule_id
                 """,
-                [SHADOW_REASON, night],
+                {"shadow": SHADOW_REASON, "night": night, "owner": owner, "rule": rule, "state": state, "notice": notice},
             )
         )
     for row in rows:
         row["evidence"] = json.loads(row["evidence"])
     return rows
+
+
+def _rule_that_warned(con: duckdb.DuckDBPyConnection, rule: str) -> None:
+    """A rule id that never warned on any night is most likely a typo: refuse it, naming the closest."""
+    from loyalty_engine.rules.loader import did_you_mean
+
+    known = [r for (r,) in con.execute("SELECT DISTINCT rule_id FROM warning_nights").fetchall()]
+    if rule not in known:
+        raise UserError(f"--rule: no warning of rule '{rule}' on any night{did_you_mean(rule, known)}")
+
+
+def account_warning_states(con: duckdb.DuckDBPyConnection, account_id: str, night: date) -> dict[str, dict] | None:
+    """What the lifecycle made of each of the account's warnings on the night, by rule id: state
+    (pending, firing, resolved), notice, whether and to whom it was mailed. None: the night was
+    never evaluated (so no warning of it is stored)."""
+    if not con.execute("SELECT count(*) FROM nights WHERE night = ?", [night]).fetchone()[0]:
+        return None
+    rows = _rows(
+        con.execute(
+            """
+            SELECT rule_id, state, notice, mailed, coalesce(recipient, 'ops') AS recipient, held_nights, since
+            FROM warning_nights WHERE night = ? AND account_id = ?
+            """,
+            [night, account_id],
+        )
+    )
+    return {row.pop("rule_id"): row for row in rows}
 
 
 # One row per change in an account's warnings: the night each rule's warning went pending, fired,

@@ -152,6 +152,12 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path, csv: CsvSet
             _check_date_format(con, csv.date_format)
             with _utf8_source(path, csv.encoding) as source:
                 dialect = _dialect(path, source, csv, table)
+                cut_at = _cut_off_line(source.path, dialect)
+                if cut_at is not None:
+                    # Not one bad row to quarantine: the rows after it never arrived, so the
+                    # night's figures would be wrong without any check noticing.
+                    line, why = cut_at
+                    raise unusable("readable", f"{path}:{line}: {path.name} looks cut off at line {line} ({why}: did the transfer break off?)")
                 _read_csv(con, table.name, path, source, dialect)
         except ExtractError as err:
             raise unusable("readable", str(err)) from None
@@ -363,6 +369,27 @@ def _dialect(path: Path, source: _Utf8Source, csv: CsvSettings, table: Table) ->
         header.append(unique)
     decimal = csv.decimal or ("," if delimiter == ";" else ".")
     return _Dialect(delimiter, csv.quote, decimal, source.encoding, header, header_lines, source.lines)
+
+
+_TAIL_BYTES = 1 << 20  # the most of a file's end read to find its last line
+
+
+def _cut_off_line(path: Path, dialect: _Dialect) -> tuple[int, str] | None:
+    """(line, why) when the file ends in a record without a line end and with fewer fields than
+    the header: the classic sign of a transfer that broke off. A complete last record without a
+    line end is fine (many exports write none)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(size - _TAIL_BYTES, 0))
+        tail = handle.read()
+    if not tail or tail.endswith(b"\n") or dialect.lines <= dialect.header_lines:
+        return None
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace").rstrip("\r")
+    fields = next(csv_module.reader([last], delimiter=dialect.delimiter, quotechar=dialect.quote, strict=False), [])
+    expected = len(dialect.header)
+    if len(fields) >= expected and last.count(dialect.quote) % 2 == 0:
+        return None
+    return dialect.lines, f"its last line has no line end and {len(fields)} of {expected} fields"
 
 
 def _check_date_format(con: duckdb.DuckDBPyConnection, date_format: str | None) -> None:

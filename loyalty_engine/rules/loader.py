@@ -290,7 +290,7 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
         try:
             rules.append(_rule(path, spec))
         except RuleError as problem:
-            problems.append(problem)
+            problems.extend(getattr(problem, "problems", None) or [problem])
     return metrics, rules
 
 
@@ -383,52 +383,68 @@ def did_you_mean(word: str, known) -> str:
 
 
 
+class RuleProblems(RuleError):
+    """Several problems of one rule, found at once: a misspelt severity must not hide behind a misspelt key."""
+
+    def __init__(self, problems: list[RuleError]) -> None:
+        super().__init__(problems[0].args[0])
+        self.problems = problems
+
+
 def _rule(path: Path, spec: Located) -> Rule:
-    only_keys(
-        path,
-        spec,
-        {"id", "severity", "when", "for", "params", "resolve_when", "keep_firing_for", "values", "labels", "inhibits",
-         "title", "message", "action", "enabled", "mode"},
-    )
-    for key in ("id", "severity", "when", "title", "message", "action"):
-        if key not in spec:
-            raise RuleError(f"{at(path, spec, None)}: rule is missing required key '{key}'")
+    # The checks of single keys are independent: each problem is collected, then all are raised.
+    found: list[RuleError] = []
+    allowed = {"id", "severity", "when", "for", "params", "resolve_when", "keep_firing_for", "values", "labels", "inhibits",
+               "title", "message", "action", "enabled", "mode"}
+    found += [
+        RuleError(f"{at(path, spec, key)}: unknown key '{key}'{did_you_mean(str(key), map(str, allowed))} (allowed: {', '.join(sorted(map(str, allowed)))})")
+        for key in spec if key not in allowed
+    ]
+    missing = [key for key in ("id", "severity", "when", "title", "message", "action") if key not in spec]
+    found += [RuleError(f"{at(path, spec, None)}: rule is missing required key '{key}'") for key in missing]
+    if "id" in missing:
+        raise RuleProblems(found)
     rule_id = str(spec["id"])
     if not _ID.match(rule_id):
-        raise RuleError(f"{at(path, spec, 'id')}: rule id '{rule_id}' must be lower_case letters, digits and _")
-    if spec["severity"] not in SEVERITIES:
-        raise RuleError(f"{at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}")
+        found.append(RuleError(f"{at(path, spec, 'id')}: rule id '{rule_id}' must be lower_case letters, digits and _"))
+    if "severity" in spec and spec["severity"] not in SEVERITIES:
+        found.append(RuleError(f"{at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}"))
     if not isinstance(spec.get("enabled", True), bool):
-        raise RuleError(f"{at(path, spec, 'enabled')}: enabled must be true or false")
+        found.append(RuleError(f"{at(path, spec, 'enabled')}: enabled must be true or false"))
     mode = spec.get("mode", "live")
     if mode not in MODES:
-        raise RuleError(f"{at(path, spec, 'mode')}: mode must be one of {', '.join(MODES)}, got {mode!r}{did_you_mean(str(mode), MODES)}")
+        found.append(RuleError(f"{at(path, spec, 'mode')}: mode must be one of {', '.join(MODES)}, got {mode!r}{did_you_mean(str(mode), MODES)}"))
     values = spec.get("values") or {}
     if values and not isinstance(values, Located):
-        raise RuleError(f"{at(path, spec, 'values')}: values must be a mapping of name: expression")
+        found.append(RuleError(f"{at(path, spec, 'values')}: values must be a mapping of name: expression"))
+        values = {}
     for_nights = 1
     if "for" in spec:
         match = _FOR.match(str(spec["for"]))
         if not match or not 1 <= int(match.group(1)) <= 366:
-            raise RuleError(f"{at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}")
-        for_nights = int(match.group(1))
+            found.append(RuleError(f"{at(path, spec, 'for')}: for must look like '3 nights' (1 to 366), got {spec['for']!r}"))
+        else:
+            for_nights = int(match.group(1))
     keep_firing_for = 0
     if "keep_firing_for" in spec:
         match = _FOR.match(str(spec["keep_firing_for"]))
         if not match or not 1 <= int(match.group(1)) <= 366:
-            raise RuleError(
+            found.append(RuleError(
                 f"{at(path, spec, 'keep_firing_for')}: keep_firing_for must look like '3 nights' (1 to 366), got {spec['keep_firing_for']!r}"
-            )
-        keep_firing_for = int(match.group(1))
-    params = _params(path, spec)
+            ))
+        else:
+            keep_firing_for = int(match.group(1))
     labels = spec.get("labels") or {}
     if labels and not isinstance(labels, Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
-        raise RuleError(f"{at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}")
+        found.append(RuleError(f"{at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}"))
     inhibits = spec.get("inhibits") or []
     if isinstance(inhibits, str):
         inhibits = [inhibits]
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
-        raise RuleError(f"{at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]")
+        found.append(RuleError(f"{at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]"))
+    if found:
+        raise RuleProblems(found)
+    params = _params(path, spec)
     places = {"when": _expression_place(path, spec, "when")}
     if "resolve_when" in spec:
         places["resolve_when"] = _expression_place(path, spec, "resolve_when")

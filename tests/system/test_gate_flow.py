@@ -5,6 +5,7 @@ the flood's digests go out once ops release the night. And the CLI around the ga
 from __future__ import annotations
 
 import email
+import json
 import re
 import shutil
 import subprocess
@@ -44,6 +45,18 @@ def rename_column(folder: Path) -> None:
     path.write_text(path.read_text(encoding="utf-8").replace("order_date", "datum", 1), encoding="utf-8")
 
 
+def cut_off(folder: Path) -> None:
+    """The transfer broke off in the middle of the last line: no line end, too few fields."""
+    path = folder / "orders.csv"
+    text = path.read_text(encoding="utf-8").rstrip("\r\n")
+    head, last = text.rsplit("\n", 1)
+    path.write_text(head + "\n" + ",".join(last.split(",")[:2]), encoding="utf-8")
+
+
+def cut_off_line(folder: Path) -> int:
+    return (folder / "orders.csv").read_text(encoding="utf-8").count("\n") + 1
+
+
 def flood(folder: Path) -> None:
     rewrite(folder / "surveys.csv", lambda rows: rows + [
         {"survey_id": f"F-{a}", "account_id": a, "answered_at": SECOND.isoformat(), "nps": "1"}
@@ -57,6 +70,7 @@ SCENARIOS = {
     "truncated orders": (truncate, SECOND, "GateFailed", r"\(orders volume: [\d,]+ rows \(2026-11-19: [\d,]+, -66\.\d%\) \+1\)", r"orders volume: [\d,]+ rows"),
     "renamed column": (rename_column, SECOND, "GateFailed", r"\(orders schema\)", r"missing required column 'order_date'"),
     "stale extract": (None, SECOND + timedelta(days=12), "GateFailed", r"\+1\)", r"newest order_date 2026-11-20, 12 days before the night"),
+    "cut-off orders": (cut_off, SECOND, "GateFailed", r"\(orders readable\)", r"orders\.csv looks cut off at line \d+ \(its last line has no line end"),
     "alert flood": (flood, SECOND, "DigestsHeld", r"newly warned \(\d+\.\d%\)", r"new warnings by rule: nps_detractor \d+"),
 }
 
@@ -97,7 +111,21 @@ def test_gate_command_prints_every_check_and_exits_as_the_run_would(project):
     truncate(project / "extracts" / SECOND.isoformat())
     result = loyalty("gate", "--config", config, "--date", SECOND.isoformat(), "--format", "json")
     assert result.returncode == 3
-    assert '"outcome": "fail"' in result.stdout and '"name": "volume"' in result.stdout
+    checks = {(c["table"], c["name"]): c for c in json.loads(result.stdout)}
+    volume = checks[("orders", "volume")]
+    assert volume["outcome"] == "fail" and volume["figure"].startswith(f"{volume['figures']['rows']['value']:,} rows")
+    assert volume["figures"]["rows"]["unit"] == "rows" and volume["figures"]["previous_night"] == {"value": FIRST.isoformat(), "unit": "date"}
+    assert volume["figures"]["change"]["unit"] == "share" and volume["figures"]["change"]["value"] < -0.6
+    assert volume["limits"]["max_row_drop"] == {"value": 0.2, "unit": "share"}
+    assert checks[("orders", "freshness")]["limits"]["max_age"] == {"value": 7, "unit": "days"}
+
+
+def test_gate_command_fails_a_cut_off_extract_naming_its_line(project):
+    folder = project / "extracts" / SECOND.isoformat()
+    cut_off(folder)
+    result = loyalty("gate", "--config", str(project / "config.yaml"), "--date", SECOND.isoformat())
+    assert result.returncode == 3, result.stderr
+    assert f"orders.csv looks cut off at line {cut_off_line(folder)}" in result.stdout.replace("\n", "")
 
 
 def test_a_second_run_stops_at_once_while_one_holds_the_database(project):

@@ -43,13 +43,15 @@ def test_alerts_history_and_quarantine_are_rows(settings, capsys):
         (NIGHT - timedelta(days=1), "pending (1 night held)"), (NIGHT, "fired, mailed to anna@example.com")]
     [cell] = api.quarantine(settings, table="orders")
     assert (cell["row_key"], cell["column_name"], cell["value"], cell["row_kept_out"]) == ("BAD", "amount", "-3", True)
-    assert api.alerts(settings, date(2026, 1, 1)) == []
+    with pytest.raises(UserError, match=r"^night 2026-01-01 was never evaluated \(the latest evaluated night is 2026-11-23\)$"):
+        api.alerts(settings, date(2026, 1, 1))
     assert capsys.readouterr() == ("", "")  # the api prints nothing
 
 
 def test_explain_gives_every_rules_verdict_as_of_the_latest_loaded_night(settings):
-    explained = api.explain(settings, "A1")
-    assert explained.night == NIGHT
+    explanation = api.explain(settings, "A1")
+    explained = explanation.account
+    assert explained.night == NIGHT and explanation.warnings is not None
     verdicts = {r.rule.id: r.outcome for r in explained.rules}
     assert verdicts["falling_order_frequency"] == "fires" and verdicts["nps_detractor"].startswith("skipped")
     with pytest.raises(UserError, match="account 'NOPE' is not in the loaded accounts"):
@@ -69,7 +71,7 @@ def test_a_snooze_is_checked_added_listed_and_removed(settings, tmp_path):
     mine = settings.model_copy(update={"snoozes": tmp_path / "snoozes.yaml"})
     for args, message in [
         (("A1", "falling_order_frequenzy", date(2099, 1, 1)), "unknown rule 'falling_order_frequenzy' \\(did you mean 'falling_order_frequency'\\?\\)"),
-        (("A1", None, date(2020, 1, 1)), "--until 2020-01-01 lies in the past"),
+        (("A1", None, date(2020, 1, 1)), "--until 2020-01-01 lies before the newest evaluated night"),
         (("A1x", None, date(2099, 1, 1)), "unknown account 'A1x' \\(did you mean 'A1'\\?\\)"),
     ]:
         with pytest.raises(UserError, match=message):

@@ -27,8 +27,11 @@ from tests.unit.rules.test_rules import Extract, baseline
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
 
-def loyalty(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "LOYALTY_CONFIG"}
+def loyalty(*args: str, cwd: Path | None = None, columns: int | None = None) -> subprocess.CompletedProcess:
+    """The command as a user runs it; `columns`: as in a terminal that wide (else piped: no width)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOYALTY_CONFIG", "COLUMNS")}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([LOYALTY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
@@ -64,6 +67,18 @@ def test_top_level_help_lists_commands_and_exit_codes():
         assert word in result.stdout
 
 
+def test_version_and_short_help():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    for flag in ("--version", "-V"):
+        result = loyalty(flag)
+        assert (result.returncode, result.stdout) == (0, f"loyalty {version}\n")
+    for command in ("", "alerts", "rules", "rules check"):
+        short, long = loyalty(*command.split(), "-h"), loyalty(*command.split(), "--help")
+        assert short.returncode == 0 and short.stdout == long.stdout and "-h, --help" in short.stdout
+
+
 def test_bad_config_is_one_line_with_exit_2(tmp_path):
     (tmp_path / "config.yaml").write_text("extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\n")
     result = loyalty("alerts", "--config", str(tmp_path / "config.yaml"))
@@ -71,6 +86,36 @@ def test_bad_config_is_one_line_with_exit_2(tmp_path):
     assert result.stderr.strip() == (
         f"error: {tmp_path / 'config.yaml'}:4: email.mode: must be one of 'outbox' or 'smtp', got 'fax'"
     )
+
+
+def test_a_config_with_three_mistakes_prints_three_lines(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "extracts: {path: x}\ndatabase: db\nrules: r\nemail: {sender: a@b.c, mode: fax}\ndigest:\n  max_acounts: 3\n  language: fr\n"
+    )
+    result = loyalty("alerts", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {path}:4: email.mode: must be one of 'outbox' or 'smtp', got 'fax'",
+        f"error: {path}:6: digest.max_acounts: unknown key (did you mean 'digest.max_accounts'?)",
+        f"error: {path}:7: digest.language: must be one of 'de' or 'en', got 'fr'",
+    ]
+
+
+def test_known_lists_in_error_lines_name_at_most_ten(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for shipped in (ROOT / "rules").glob("*.yaml"):  # every metric known: more than ten names
+        if not shipped.name.endswith(".test.yaml"):
+            (rules / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    text = (rules / "orders.yaml").read_text(encoding="utf-8")
+    (rules / "orders.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
+    result = loyalty("rules", "check", str(rules))
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if "orders_baselin" in line]
+    assert "(did you mean 'orders_baseline'?)" in line
+    known = re.search(r"\(known: (.*)\)", line).group(1).split(", ")
+    assert len(known) == 11 and known[-1] == "…"
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +145,72 @@ def test_alerts_as_csv_and_json(evaluated):
     assert json.loads(rows[0]["evidence"]) == {"expected_orders": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
     assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
+
+
+def test_alerts_carry_the_owner_beside_the_recipient(evaluated):
+    result = loyalty("alerts", "--config", str(evaluated), "--format", "csv")
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(row).index("owner_email") == list(row).index("recipient") + 1
+    assert (row["recipient"], row["owner_email"]) == ("anna@example.com", "anna@example.com")
+    [as_json] = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
+    assert as_json["owner_email"] == "anna@example.com"
+
+
+@pytest.mark.parametrize(
+    "filters, accounts",
+    [
+        (("--owner", "ANNA@example.com"), ["A1"]),
+        (("--owner", "bernd@example.com"), []),
+        (("--rule", "falling_order_frequency"), ["A1"]),
+        (("--state", "firing"), ["A1"]),
+        (("--state", "pending"), []),
+        (("--notice", "new", "--state", "firing"), ["A1"]),
+        (("--notice", "open"), []),
+    ],
+)
+def test_alerts_filters(evaluated, filters, accounts):
+    result = loyalty("alerts", "--config", str(evaluated), "--format", "json", *filters)
+    assert result.returncode == 0, result.stderr
+    assert [row["account_id"] for row in json.loads(result.stdout)] == accounts
+
+
+def test_alerts_refuse_a_night_never_evaluated_and_a_rule_that_never_warned(evaluated):
+    never = loyalty("alerts", "--config", str(evaluated), "--date", "2026-11-01")
+    assert (never.returncode, never.stdout) == (2, "")
+    assert never.stderr.strip() == f"error: night 2026-11-01 was never evaluated (the latest evaluated night is {NIGHT})"
+    typo = loyalty("alerts", "--config", str(evaluated), "--rule", "falling_order_frequenzy")
+    assert (typo.returncode, typo.stderr.strip()) == (
+        2, "error: --rule: no warning of rule 'falling_order_frequenzy' on any night (did you mean 'falling_order_frequency'?)")
+    bad_state = loyalty("alerts", "--config", str(evaluated), "--state", "burning")
+    assert bad_state.returncode == 2
+
+
+def test_alerts_table_fits_the_terminal(evaluated):
+    wide = loyalty("alerts", "--config", str(evaluated))
+    header = wide.stdout.splitlines()[1].split()
+    assert header == ["account_id", "account_name", "rule_id", "mode", "severity", "state", "notice", "mailed", "recipient", "owner_email"]
+    assert "reason" not in header  # empty in every row: left out of the table (csv and json keep it)
+    assert wide.stdout.splitlines()[3].split()[-3:] == ["yes", "anna@example.com", "anna@example.com"]  # booleans read yes/no
+    narrow = loyalty("alerts", "--config", str(evaluated), columns=100)
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[1].split() == ["account_id", "rule_id", "severity", "state", "notice", "recipient"]  # no header elided
+    assert lines[3].split() == ["A1", "falling_order_frequency", "high", "firing", "new", "anna@example.com"]
+    assert "(left out to fit 100 columns: owner_email, mode, mailed, account_name; --format csv or json has every column)" in narrow.stderr
+    for columns in (80,):  # narrower still: elided to the headers, ids whole
+        result = loyalty("alerts", "--config", str(evaluated), columns=columns)
+        assert all(len(line) <= columns for line in result.stdout.splitlines()) and "falling_order_frequency" in result.stdout
+    as_csv = loyalty("alerts", "--config", str(evaluated), "--format", "csv", columns=80)
+    assert {"owner_email", "mode", "mailed", "reason"} <= set(next(csv.reader(io.StringIO(as_csv.stdout))))
+
+
+def test_rules_list_fits_the_terminal():
+    for columns in (60, 80, 100):
+        result = loyalty("rules", "list", str(ROOT / "rules"), columns=columns)
+        assert result.returncode == 0, result.stderr
+        assert all(len(line) <= columns for line in result.stdout.splitlines())
+        assert "falling_order_frequency" in result.stdout and "complaint_spike" in result.stdout
 
 
 def test_quarantine_lists_the_bad_cells(evaluated):
@@ -156,11 +267,25 @@ def test_snooze_adds_lists_and_removes_entries_in_the_snoozes_file(evaluated):
     for bad, message in [
         (("A1x",), "error: unknown account 'A1x' (did you mean 'A1'?): not in the latest accounts extract"),
         (("A1", "--rule", "falling_order_frequenzy"), "error: --rule: unknown rule 'falling_order_frequenzy' (did you mean 'falling_order_frequency'?)"),
-        (("A1", "--until", "2020-01-01"), "error: --until 2020-01-01 lies in the past; a snooze covers nights up to and including its end date"),
+        (("A1", "--until", "2026-11-22"),
+         f"error: --until 2026-11-22 lies before the newest evaluated night ({NIGHT}); a snooze covers nights up to and including its end date"),
     ]:
         call = {"--until": "2099-12-31", "--reason": "x"} | dict(zip(bad[1::2], bad[2::2]))
         result = loyalty("snooze", bad[0], *[part for pair in call.items() for part in pair], *args)
         assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+def test_snoozes_are_judged_against_the_newest_evaluated_night_not_the_machines_date(evaluated):
+    """The evaluated night is 2026-11-23: a snooze up to that night is accepted and active, even
+    when the machine's today lies later."""
+    args = ("--config", str(evaluated))
+    added = loyalty("snooze", "A1", "--until", NIGHT.isoformat(), "--reason", "replay", "--by", "anna", *args)
+    assert added.returncode == 0, added.stderr
+    try:
+        [row] = [line for line in loyalty("snooze", "--list", *args).stdout.splitlines() if "replay" in line]
+        assert "active" in row.split()
+    finally:
+        loyalty("snooze", "--remove", added.stdout.split(":")[0].split()[1], *args)
 
 
 def test_a_bad_snoozes_file_is_one_line_from_rules_check(evaluated):
@@ -190,13 +315,31 @@ def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
     lines = result.stdout.splitlines()
     assert lines[0] == "Account A1: Kunde A1, owner Anna <anna@example.com>"
     rule = lines.index("falling_order_frequency (high): FIRES")
-    assert lines[rule + 1].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
-    assert lines[rule + 2].split() == "yes orders_baseline >= 6 8 >= 6".split()
-    assert lines[rule + 3].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
+    assert lines[rule + 1] == "  warning: firing since 2026-11-23 (new), mailed to anna@example.com"
+    assert lines[rule + 2].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
+    assert lines[rule + 3].split() == "yes orders_baseline >= 6 8 >= 6".split()
+    assert lines[rule + 4].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
     assert "orders_recent   = 0          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
     assert "nps_detractor (high): skipped: needs the optional table surveys, absent tonight" in result.stdout
     missing = loyalty("explain", "NOPE", "--config", str(evaluated))
     assert (missing.returncode, missing.stderr.strip()) == (2, "error: account 'NOPE' is not in the loaded accounts")
+
+
+def test_explain_says_pending_or_firing_and_whether_mailed(evaluated):
+    """The first night the data already holds the condition for 2 nights, but the lifecycle has
+    evaluated one: pending, not FIRES."""
+    first = (NIGHT - timedelta(days=1)).isoformat()
+    result = loyalty("explain", "A1", "--config", str(evaluated), "--date", first)
+    lines = result.stdout.splitlines()
+    rule = lines.index("falling_order_frequency (high): PENDING (the data holds the condition; the warning is still pending)")
+    assert lines[rule + 1] == "  warning: pending (1 night held), not mailed"
+    as_json = json.loads(loyalty("explain", "A1", "--config", str(evaluated), "--format", "json").stdout)
+    assert (as_json["account_id"], as_json["night"], as_json["evaluated"]) == ("A1", NIGHT.isoformat(), True)
+    [falling] = [r for r in as_json["rules"] if r["rule_id"] == "falling_order_frequency"]
+    assert falling["outcome"] == "fires" and falling["warning"]["state"] == "firing"
+    assert (falling["warning"]["mailed"], falling["warning"]["recipient"]) == (True, "anna@example.com")
+    assert falling["parts"][0] == {"condition": "orders_baseline >= 6", "held": True, "compared": "8 >= 6"}
+    assert {"name": "orders_recent", "value": 0} .items() <= next(n for n in falling["numbers"] if n["name"] == "orders_recent").items()
 
 
 def test_rules_test_passes_for_every_shipped_rule_file():
@@ -262,3 +405,44 @@ def test_a_database_in_use_is_one_line(evaluated):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {evaluated.parent / 'data' / 'loyalty.duckdb'}: cannot open the database: IO Error: Could not set lock")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
+    """`gate` answers from the header line alone; `run` says it in its first second, then runs the
+    night (with Prefect, here refused) so that the failure is recorded and ops are told."""
+    config = write_config(tmp_path)
+    x = Extract()
+    x.order_on(x.account("A1"), *baseline(8))
+    write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders)
+    orders = next((tmp_path / "extracts").rglob("orders.csv"))
+    orders.write_text(orders.read_text(encoding="utf-8").replace("order_date", "datum", 1), encoding="utf-8")
+    expected = f"{orders}: missing required column 'order_date' (found: order_id, account_id, datum, amount, currency)"
+    gate = loyalty("gate", "--config", str(config), "--format", "json")
+    assert gate.returncode == 3, gate.stderr
+    assert "Checking the extracts" not in gate.stderr  # answered from the header, the files not read
+    [check] = [c for c in json.loads(gate.stdout) if c["outcome"] == "fail"]
+    assert (check["table"], check["name"], check["figure"]) == ("orders", "schema", expected)
+    code = (
+        "import sys; sys.modules['flows.nightly'] = None  # Prefect may not start\n"
+        "from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', 'run', '--config', {str(config)!r}]\nmain()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stderr.startswith(f"gate will fail: {expected}\nRunning the night anyway, to record the failure and tell ops …\n"), run.stderr
+    assert "ModuleNotFoundError" in run.stderr  # it went on to start the flow
+
+
+def test_rules_check_reports_every_problem_of_a_rule(tmp_path):
+    """A misspelt severity does not hide behind a misspelt key in the same rule."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
+    assert "    severity: high\n" in text
+    spoilt = text.replace("    severity: high\n", "    severity: hihg\n    colour: red\n", 1)
+    (rules / "orders.yaml").write_text(spoilt, encoding="utf-8")
+    result = loyalty("rules", "check", str(rules))
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith(str(rules / "orders.yaml"))]
+    assert len(problems) == 2, result.stderr
+    assert any("severity must be one of" in line and "'hihg'" in line for line in problems)
+    assert any("unknown key 'colour'" in line for line in problems)

@@ -68,3 +68,15 @@ def test_config_mistakes_name_line_and_key(tmp_path, old, new, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match=r"nope.yaml: cannot read config file \(No such file or directory\)"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_every_mistake_at_once_in_file_order(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE.replace("port: 25", "prot: 25").replace("security: none", "security: tls").replace("language: de", "languag: de"))
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert [str(p) for p in error.value.problems] == [
+        f"{path}:11: email.smtp.prot: unknown key (did you mean 'email.smtp.port'?)",
+        f"{path}:12: email.smtp.security: must be one of 'none', 'starttls' or 'ssl', got 'tls'",
+        f"{path}:14: digest.languag: unknown key (did you mean 'digest.language'?)",
+    ]

@@ -135,7 +135,7 @@ def _config_nested(levels: int) -> str:
 def test_fifty_levels_are_fine_fifty_one_are_not(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(_config_nested(MAX_DEPTH))
-    with pytest.raises(ConfigError, match=r"config.yaml:5: extra: unknown key$"):  # read, then checked
+    with pytest.raises(ConfigError, match=r"config.yaml:5: extra: unknown key \(did you mean 'extracts'\?\)$"):  # read, then checked
         load_settings(path)
     path.write_text(_config_nested(MAX_DEPTH + 1))
     with pytest.raises(ConfigError, match=r"config.yaml:5:57: nested deeper than 50 levels$"):

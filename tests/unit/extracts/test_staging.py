@@ -206,3 +206,20 @@ def test_parquet_ids_stored_as_floats_match_integer_ids(tmp_path):
     assert checks["orders"].rows_quarantined == 1  # only the order without an account
     with duckdb.connect(str(tmp_path / "db.duckdb")) as con:
         assert con.execute("SELECT order_id, account_id FROM orders").fetchall() == [("1", "17")]
+
+
+@pytest.mark.parametrize("tail, cut", [("O2,A1,2026-11", True), ('O2,A1,2026-11-01,"10', True), ("O2,A1,2026-11-01,10.50,EUR", False)])
+def test_a_last_line_without_line_end_and_too_few_fields_is_a_cut_off_file(tmp_path, tail, cut):
+    write_extract(tmp_path / "extracts", accounts=ACCOUNTS, orders=[order("O1")])
+    orders = next((tmp_path / "extracts").rglob("orders.csv"))
+    text = orders.read_text(encoding="utf-8")
+    orders.write_text(text + tail, encoding="utf-8")  # the transfer broke off in the middle of a line
+    line = text.count("\n") + 1
+    if not cut:  # a complete last record without a line end is fine
+        assert next(c for c in load(tmp_path) if c.table == "orders").rows_loaded == 2
+        return
+    with pytest.raises(ExtractError) as error:
+        load(tmp_path)
+    [problem] = error.value.problems
+    assert (problem.table, problem.check) == ("orders", "readable")
+    assert problem.detail.startswith(f"{orders}:{line}: orders.csv looks cut off at line {line} (its last line has no line end and ")
