@@ -67,6 +67,7 @@ def test_top_level_help_lists_commands_and_exit_codes():
         assert word in result.stdout
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_version_and_short_help():
     import tomllib
 
@@ -205,6 +206,7 @@ def test_alerts_table_fits_the_terminal(evaluated):
     assert {"owner_email", "mode", "mailed", "reason"} <= set(next(csv.reader(io.StringIO(as_csv.stdout))))
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_rules_list_fits_the_terminal():
     for columns in (60, 80, 100):
         result = loyalty("rules", "list", str(ROOT / "rules"), columns=columns)
@@ -342,6 +344,7 @@ def test_explain_says_pending_or_firing_and_whether_mailed(evaluated):
     assert {"name": "orders_recent", "value": 0} .items() <= next(n for n in falling["numbers"] if n["name"] == "orders_recent").items()
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_rules_test_passes_for_every_shipped_rule_file():
     result = loyalty("rules", "test", str(ROOT / "rules"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -407,6 +410,7 @@ def test_a_database_in_use_is_one_line(evaluated):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
     """`gate` answers from the header line alone; `run` says it in its first second, then runs the
     night (with Prefect, here refused) so that the failure is recorded and ops are told."""

@@ -102,6 +102,7 @@ def test_hostile_text_is_rejected(tmp_path, message, expected):
     _assert_rejected(problems, path, expected, tmp_path)
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_rules_check_reports_every_problem_with_its_place_and_exits_1(tmp_path):
     folder = tmp_path / "rules"
     folder.mkdir()

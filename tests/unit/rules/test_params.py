@@ -103,6 +103,7 @@ def test_explain_shows_params_by_name_with_their_values(con, ruleset):
     assert "orders_recent < floor" in text and "2 < 3" in text
 
 
+@pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_one_backtest_of_the_variants_equals_a_backtest_per_combination(tmp_path, ruleset):
     """What `loyalty tune` builds on: the variants replayed together give each combination the
     figures a backtest of the rule with those params alone gives."""
