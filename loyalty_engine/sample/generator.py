@@ -66,6 +66,7 @@ byte-identical files and 10,000 accounts take seconds.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -110,7 +111,8 @@ SCENARIO_SHARE = 0.01  # accounts built to show one warning rule's sign, per rul
 GROUP_SHARE = 0.01  # ... and built as one of the brief's loyalty groups, per group
 SCENARIO_MIN = 2  # at least this many of each, as long as half of the eligible accounts stay plain
 
-# The shipped rules (rules/*.yaml) whose conditions ground_truth.csv's `signals` reports.
+# The shipped rules (rules/*.yaml), whose warnings on the last night ground_truth.csv's `signals` reports.
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules"
 RULES = (
     "falling_order_frequency", "falling_order_value", "order_gap_beyond_rhythm",
     "sudden_zero_complaints", "complaint_spike",
@@ -248,7 +250,7 @@ class _Book:
     boost_from: np.ndarray  # days boost_from .. boost_to: the order rate times `boost`
     boost_to: np.ndarray
     boost: np.ndarray
-    smaller_from: np.ndarray  # day from which orders are worth `smaller` times as much
+    smaller_from: np.ndarray  # day from which orders are worth less and less, `smaller` times as much on the night
     smaller: np.ndarray
     complaints_stop: np.ndarray  # day from which no complaint comes any more
     inquiry_gap: np.ndarray  # days between the customer's own calls, emails and meetings
@@ -271,7 +273,7 @@ class _Book:
 
 
 def generate_sample(
-    out: Path, accounts: int = 200, seed: int = 7, end_date: date | None = None, nights: int = 1
+    out: Path, accounts: int = 200, seed: int = 7, end_date: date | None = None, nights: int = 1, rules: Path | None = None
 ) -> SampleSummary:
     """Write sample extracts for `accounts` accounts over three years up to end_date (default today).
 
@@ -279,6 +281,8 @@ def generate_sample(
     the last `nights` business days (Mon-Fri) up to end_date (a weekend end date means the Friday
     before), and <out>/ground_truth.csv relative to the last night. The data depends on (accounts,
     seed, last night) only: more nights add earlier folders, they do not change the last one.
+    The ground truth's `signals` are the warnings `rules` (default: the shipped catalogue) fire
+    on the last night, as the engine evaluates them.
     """
     if accounts < 1:
         raise ValueError(f"accounts must be at least 1, not {accounts}")
@@ -299,14 +303,6 @@ def generate_sample(
         "interactions": _interactions(rng, book, calendar),
         "surveys": _surveys(rng, book, calendar),
     }
-    fired = _fired(tables, accounts, calendar.last)
-    # falling_order_frequency waits `for: 2 nights`: it must hold on the day before, too.
-    fired["falling_order_frequency"] &= _fired(tables, accounts, calendar.last - 1, only="falling_order_frequency")[
-        "falling_order_frequency"
-    ]
-    lost_on, lost_how = _fates(orders, later, book, calendar)
-    truth = _ground_truth(book, fired, lost_on, lost_how, tables["contracts"], calendar.last)
-
     out = Path(out)
     folders = []
     for night in dates:
@@ -315,6 +311,9 @@ def generate_sample(
         for name, table in tables.items():
             _write_csv(_as_of(name, table, night), folder / f"{name}.csv")
         folders.append(folder)
+    fired = _fired(out, end, accounts, Path(rules) if rules else SHIPPED_RULES)
+    lost_on, lost_how = _fates(orders, later, book, calendar)
+    truth = _ground_truth(book, fired, lost_on, lost_how, tables["contracts"], calendar.last)
     _write_csv(truth, out / "ground_truth.csv")
     return SampleSummary(
         folder=folders[-1],
@@ -630,26 +629,27 @@ def _scenarios(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> No
     book.complaint_regularity = np.where(steady | np.isin(role, GROUPS), STEADY_COMPLAINTS, book.complaint_regularity)
     book.order_spread = np.where(steady, np.minimum(book.order_spread, 0.5), book.order_spread)
 
-    # falling_order_frequency: a frequent customer (>= 3 orders a month) orders only twice in the
-    # last 100 days (placed in _events; one in the last week, so it is not overdue as well).
+    # falling_order_frequency: a customer whose order rate has fallen steadily for a year and a
+    # half, to a sixth of what it was a year ago (2-4 orders a month now), and who still orders
+    # (one order placed in the last week in _events, so it is not overdue as well).
     is_ = role == "falling_order_frequency"
-    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(3, 8)), book.orders_per_month)
-    book.orders_stop = np.where(is_, night - 100, book.orders_stop)
-    # falling_order_value: orders keep coming as often (>= 4 a month, steady), at 20-30% of the value.
+    book.orders_per_month = np.where(is_, uniform(2, 4), book.orders_per_month)
+    book.trend = np.where(is_, -np.log(6), book.trend)
+    book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
+    # falling_order_value: orders keep coming as often (>= 4 a month, steady), each worth less
+    # month by month over the last year, down to 10-20 % of the value.
     is_ = role == "falling_order_value"
     book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(4, 10)), book.orders_per_month)
     book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
-    book.smaller_from = np.where(is_, night - 100, book.smaller_from)
-    book.smaller = np.where(is_, uniform(0.2, 0.3), book.smaller)
-    # order_gap_beyond_rhythm: a weekly-or-more customer, silent for 36-45 days after stocking up
-    # (1.8 times the rate before), so its 90-day order count stays near the usual.
+    book.trend = np.where(is_, 0.0, book.trend)
+    book.order_spread = np.where(is_, np.minimum(book.order_spread, 0.3), book.order_spread)
+    book.smaller_from = np.where(is_, night - 365, book.smaller_from)
+    book.smaller = np.where(is_, uniform(0.1, 0.2), book.smaller)
+    # order_gap_beyond_rhythm: a customer ordering twice a week or more, silent for 48-56 days.
     is_ = role == "order_gap_beyond_rhythm"
-    silence = rng.integers(36, 45, n, endpoint=True)
-    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(5, 10)), book.orders_per_month)
+    silence = rng.integers(48, 56, n, endpoint=True)
+    book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(8, 12)), book.orders_per_month)
     book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
-    book.boost_from = np.where(is_, night - 100, book.boost_from)
-    book.boost_to = np.where(is_, night - silence, book.boost_to)
-    book.boost = np.where(is_, 1.8, book.boost)
     book.orders_stop = np.where(is_, night - silence + 1, book.orders_stop)
     # sudden_zero_complaints: a complainer goes quiet 110 days before the night (three complaints
     # in the year before are placed in _events), still ordering as before.
@@ -717,7 +717,7 @@ def _events(
     paused = np.flatnonzero(book.pause_from <= night)
     restarted = paused[book.pause_to[paused] < night]
     order_parts.append(_placed(rng, calendar, [
-        (fading, night - 5, night), (fading, night - 60, night - 30), (smaller, night - 5, night),
+        (fading, night - 5, night), (smaller, night - 5, night),
         (paused, book.pause_from[paused] - 1, book.pause_from[paused] - 1),
         (restarted, book.pause_to[restarted] + 1, book.pause_to[restarted] + 1),
     ]))
@@ -726,6 +726,7 @@ def _events(
     complaint_parts.append(_placed(rng, calendar, [
         (silent, night - 200, night - 120), (silent, night - 320, night - 220), (silent, night - 440, night - 330),
         *[(spike, night - 26, night)] * 4, (more, night - 26, night), (more[: more.size // 2], night - 26, night),
+        (spike, night - 380, night - 40),  # the one complaint of its usual year, its baseline
     ]))
     # A drifting account silent for no_order_days has left (and the backtest dates its loss to the
     # order before the silence): an order after that would be a stray, and is left out.
@@ -859,7 +860,9 @@ def _chronological(parts: list[tuple[np.ndarray, np.ndarray]], calendar: _Calend
 
 def _orders_table(rng: np.random.Generator, book: _Book, calendar: _Calendar, parts) -> tuple[pl.DataFrame, np.ndarray]:
     account, day = _chronological(parts, calendar)
-    worth = np.where(day >= book.smaller_from[account], book.smaller[account], 1.0)
+    # From smaller_from on, each order is worth less, down to `smaller` on the night.
+    ramp = np.clip((day - book.smaller_from[account]) / np.maximum(calendar.last - book.smaller_from[account], 1), 0.0, 1.0)
+    worth = 1.0 - (1.0 - book.smaller[account]) * ramp
     spread = book.order_spread[account]
     amount = np.round(book.typical_amount[account] * worth * np.exp(rng.normal(0.0, 1.0, account.size) * spread), 2)
     volume = np.bincount(account, weights=amount, minlength=book.owner.size)
@@ -903,7 +906,7 @@ def _contracts(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl
     volume is renegotiated at each renewal: a few percent either way (lognormal, sigma
     RENEWAL_SPREAD), and now and then (RENEWAL_JUMP) a bigger move, down to 60-85 % or up to
     120-160 %, without meaning a loss; and now and then an account changes its usual term for good
-    (the noise a contract rule has to live with). The contract scenarios renewed 1-5 months before
+    (the noise a contract rule has to live with). The contract scenarios renewed 0-25 days (to the month's start) before
     the night, shorter or smaller, and changed nothing before. The hidden column `_cut` marks a
     renewal worth 80 % or less of the one before that no drift explains (trait contract_cut).
     """
@@ -912,9 +915,9 @@ def _contracts(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl
     since_month = book.customer_since.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     joined_late = book.customer_since > _month_start(since_month)
     first_month = calendar.month[0] - rng.integers(0, term)  # the contract running at window start
-    # Contract scenarios: a chain of the usual term whose latest renewal lies 1-5 months back.
+    # Contract scenarios: a chain of the usual term whose latest renewal lies 0-25 days back (its month's start).
     shorter_now, smaller_now = book.role == "shorter_contracts", book.role == "smaller_contract_value"
-    renewed = calendar.month[-1] - rng.integers(1, 5, n, endpoint=True)
+    renewed = _months(calendar.last - rng.integers(0, 25, n, endpoint=True))  # news for 60 days (the rules' max_age)
     aligned = renewed - -(-(renewed - calendar.month[0]) // term) * term  # <= window start, > it - term
     first_month = np.where(shorter_now | smaller_now, aligned, first_month)
     start = np.maximum(first_month, since_month + joined_late)
@@ -1062,9 +1065,12 @@ def _surveys(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> pl.D
     nps = np.where(role == "terrorist", rng.integers(0, 3, rows, endpoint=True), nps)
     drifted = day >= book.drift_start[account]
     nps = np.where(drifted, np.maximum(nps - rng.integers(3, 6, rows, endpoint=True), 0), nps)
-    # nps_detractor: the latest score 3-5 points below the one before.
+    # nps_detractor: the latest score 3-5 points below the one before, answered in the last 50
+    # days (the rule's news lasts 60); the warning groups' latest score as recent.
     newest = np.append(account[1:], -1) != account
     after_another = np.concatenate([[False], account[1:] == account[:-1]])
+    recent = newest & np.isin(role, ("nps_detractor", *WARNING_GROUPS)) & (day < night - 50)
+    day = np.where(recent, _working_day(night - rng.integers(3, 50, rows, endpoint=True), backward=True), day)
     latest = np.flatnonzero((role == "nps_detractor") & newest & after_another)
     nps[latest] = np.maximum(nps[latest - 1] - rng.integers(3, 5, latest.size, endpoint=True), 0)
     satisfaction = np.round(np.clip(1 + 0.4 * nps + rng.normal(0, 0.4, rows), 1, 5), 1)
@@ -1149,79 +1155,33 @@ def _company_names(rng: np.random.Generator, n: int) -> list[str]:
     ]
 
 
-def _fired(tables: dict[str, pl.DataFrame], n: int, night: int, only: str | None = None) -> dict[str, np.ndarray]:
-    """Per rule, whether its condition (rules/*.yaml as shipped) holds for each account on the
-    night, from the generated rows dated up to it. A window of N days covers night-N+1 .. night;
-    `ending: 90d ago` moves its end to night-90; latest/previous are the newest and second-newest
-    row by date (then id); an empty count is 0, a missing latest or previous value never fires."""
-    orders = tables["orders"]
-    o_account, o_day, amount = (orders[c].to_numpy() for c in ("_account", "_day", "amount"))
+def _fired(out: Path, night: date, n: int, rules: Path) -> dict[str, np.ndarray]:
+    """Per rule, whether it fires for each account on the night: the real stages (staging,
+    contract, rules, lifecycle) in a throwaway database, over as many nights before it as the
+    rules' `for:` needs. The conditions are the engine's, not a copy that could drift from them."""
+    from loyalty_engine import store
+    from loyalty_engine.extracts.staging import stage_extracts
+    from loyalty_engine.extracts.validate import validate_night
+    from loyalty_engine.lifecycle.warnings import advance_warnings
+    from loyalty_engine.rules.evaluate import evaluate_rules
+    from loyalty_engine.rules.loader import load_rules
 
-    def count(account, day, first, last, where=None, weights=None):
-        inside = (day >= first) & (day <= last) if where is None else (day >= first) & (day <= last) & where
-        return np.bincount(account[inside], weights=None if weights is None else weights[inside], minlength=n)
-
-    baseline, recent = count(o_account, o_day, night - 454, night - 90), count(o_account, o_day, night - 89, night)
-    expected = baseline * 90 / 365
-    fired = {"falling_order_frequency": (baseline >= 6) & (recent < 0.5 * expected)}
-    if only:
-        return fired
-    revenue_baseline = count(o_account, o_day, night - 454, night - 90, weights=amount)
-    revenue_recent = count(o_account, o_day, night - 89, night, weights=amount)
-    fired["falling_order_value"] = (
-        (baseline >= 6) & (revenue_baseline > 0) & (recent >= 0.5 * expected)
-        & (revenue_recent < 0.6 * revenue_baseline * 90 / 365)
-    )
-    two_years = _day(_years_before(_date(night), 2)) + 1
-    gap = _median_gap(o_account, o_day, two_years, night, n)
-    since = night - _newest_value(o_account, o_day, o_day <= night, o_day, n, 0, missing=-10**9)
-    fired["order_gap_beyond_rhythm"] = (
-        (count(o_account, o_day, two_years, night) >= 6) & (since >= 30) & (since > 3 * np.nan_to_num(gap, nan=np.inf))
-    )
-
-    complaints = tables["complaints"]
-    c_account, c_day = complaints["_account"].to_numpy(), complaints["_day"].to_numpy()
-    fired["sudden_zero_complaints"] = (
-        (count(c_account, c_day, night - 454, night - 90) >= 3) & (count(c_account, c_day, night - 89, night) == 0)
-        & (count(o_account, o_day, night - 364, night) > 0)
-    )
-    month = count(c_account, c_day, night - 29, night)
-    fired["complaint_spike"] = (month >= 3) & (month >= 3 * count(c_account, c_day, night - 394, night - 30) * 30 / 365)
-
-    interactions = tables["interactions"]
-    i_account, i_day, kind, contact = (interactions[c].to_numpy() for c in ("_account", "_day", "_kind", "_contact"))
-    by_owner, competitor = interactions["by_owner"].to_numpy(), interactions["competitor_mentioned"].to_numpy()
-    inquiry = ~by_owner & np.isin(kind, INQUIRY_KINDS)
-    inquiries = count(i_account, i_day, night - 454, night - 90, inquiry)
-    inquiries_recent = count(i_account, i_day, night - 89, night, inquiry)
-    fired["falling_inquiries"] = (inquiries >= 6) & (inquiries_recent < 0.5 * inquiries * 90 / 365)
-    fired["escalation_to_supervisor"] = count(i_account, i_day, night - 29, night, kind == KINDS.index("escalation")) >= 1
-    now = _newest_value(i_account, i_day, (i_day >= night - 89) & (i_day <= night), contact, n, 0)
-    before = _newest_value(i_account, i_day, (i_day >= night - 454) & (i_day <= night - 90), contact, n, 0)
-    fired["contact_person_changed"] = (now >= 0) & (before >= 0) & (now != before)
-    fired["competitor_mentioned"] = count(i_account, i_day, night - 59, night, competitor) >= 1
-    owner = by_owner & np.isin(kind, OWNER_KINDS)
-    last_visit = _newest_value(i_account, i_day, owner & (i_day <= night), i_day, n, 0, missing=night)
-    owner_baseline = count(i_account, i_day, night - 454, night - 90, owner)
-    fired["owner_contact_thinning"] = (owner_baseline >= 4) & (night - last_visit > 90)
-
-    contracts = tables["contracts"]
-    k_account, k_start = contracts["_account"].to_numpy(), contracts["_day"].to_numpy()
-    months = np.rint((contracts["_end"].to_numpy() - k_start) / 30.4375)
-    value = contracts["annual_value"].to_numpy()
-    started = k_start <= night
-    months_latest, months_previous = (_newest_value(k_account, k_start, started, months, n, rank, np.nan) for rank in (0, 1))
-    value_latest, value_previous = (_newest_value(k_account, k_start, started, value, n, rank, np.nan) for rank in (0, 1))
-    fired["shorter_contracts"] = (months_previous > 0) & (months_latest <= 0.75 * months_previous)
-    fired["smaller_contract_value"] = (value_previous > 0) & (value_latest <= 0.8 * value_previous)
-
-    surveys = tables["surveys"]
-    s_account, s_day, nps = surveys["_account"].to_numpy(), surveys["_day"].to_numpy(), surveys["nps"].to_numpy()
-    one_year = _day(_years_before(_date(night), 1)) + 1
-    latest = _newest_value(s_account, s_day, (s_day >= one_year) & (s_day <= night), nps, n, 0, np.nan)
-    previous = _newest_value(s_account, s_day, (s_day >= two_years) & (s_day <= night), nps, n, 1, np.nan)
-    fired["nps_detractor"] = (latest <= 6) | (latest <= previous - 3)
-    return {rule: fired[rule] for rule in RULES}
+    ruleset = load_rules(rules)
+    held = max(rule.for_nights for rule in ruleset.rules)
+    with tempfile.TemporaryDirectory() as scratch, store.connect(Path(scratch) / "truth.duckdb") as con:
+        con.execute("SET enable_progress_bar = false")  # the sample's own progress is said by the CLI
+        validate_night(con, stage_extracts(con, out, night), night)
+        for day in (night - timedelta(days=back) for back in range(held - 1, -1, -1)):
+            advance_warnings(con, ruleset, day, evaluate_rules(con, ruleset, day), [], repeat_after_days=7)
+        firing = con.execute(
+            "SELECT CAST(substr(account_id, 3) AS INTEGER) - 1, rule_id FROM warning_nights WHERE night = ? AND state = 'firing'",
+            [night],
+        ).fetchall()
+    fired = {rule: np.zeros(n, dtype=bool) for rule in RULES}
+    for account, rule in firing:
+        if rule in fired:
+            fired[rule][account] = True
+    return fired
 
 
 def _newest_value(

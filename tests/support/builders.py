@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +66,54 @@ def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int =
         outcome = evaluate_rules(con, ruleset, night)
         advance_warnings(con, ruleset, night, outcome, list(snoozes), repeat_after_days)
         route_warnings(con, night)
+
+
+# --- accounts built order by order, in days before NIGHT -----------------------------------
+
+
+def ago(days: int) -> str:
+    return (NIGHT - timedelta(days=days)).isoformat()
+
+
+class Extract:
+    """Builds a small extract account by account."""
+
+    def __init__(self):
+        self.accounts, self.orders, self.complaints, self.contracts = [], [], [], []
+
+    def account(self, account_id: str, status: str = "active", owner: str = "anna") -> str:
+        self.accounts.append(
+            {"account_id": account_id, "name": f"Kunde {account_id}", "owner_email": f"{owner}@example.com",
+             "owner_name": owner.title(), "status": status}
+        )
+        return account_id
+
+    def order_on(self, account_id: str, *days_ago: int) -> None:
+        for days in days_ago:
+            self.orders.append({"order_id": f"O{len(self.orders) + 1}", "account_id": account_id,
+                                "order_date": ago(days), "amount": "100.00", "currency": "EUR"})
+
+    def complaint_on(self, account_id: str, *days_ago: int) -> None:
+        for days in days_ago:
+            self.complaints.append({"complaint_id": f"C{len(self.complaints) + 1}", "account_id": account_id,
+                                    "opened_at": ago(days)})
+
+    def contract(self, account_id: str, start: str, end: str) -> None:
+        self.contracts.append({"contract_id": f"K{len(self.contracts) + 1}", "account_id": account_id,
+                               "start_date": start, "end_date": end, "annual_value": "1000"})
+
+
+def every(step: int, first: int, last: int) -> list[int]:
+    """Days ago of an order every `step` days, from `first` days ago down to `last`."""
+    return list(range(first, last - 1, -step))
+
+
+def fading(last: int = 30) -> list[int]:
+    """Weekly orders a year ago, then fortnightly, then monthly until `last` days ago: the order
+    rate falls along a clear trend and the last quarter is thin for this account."""
+    return every(7, 385, 270) + every(14, 260, 150) + every(30, last + 90, last)
+
+
+def steady(step: int, last: int = 5) -> list[int]:
+    """An order every `step` days for two years, the latest `last` days ago."""
+    return every(step, last + (760 - last) // step * step, last)

@@ -14,7 +14,7 @@ import pytest
 
 from loyalty_engine.gate import GateFailed
 from tests.support.builders import NIGHT, write_config, write_extract, write_table
-from tests.unit.rules.test_rules import Extract, baseline
+from tests.support.builders import Extract, every, fading, steady
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -22,13 +22,13 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 def night_extract(root):
     """Two owners with warnings (one with two accounts), one owner without, and one bad row."""
     x = Extract()
-    x.order_on(x.account("A1", owner="anna"), *baseline(8))                       # falling orders
-    x.complaint_on(x.account("A2", owner="anna"), 200, 300, 400)                   # resignation
+    x.order_on(x.account("A1", owner="anna"), *fading())                          # falling orders
+    x.complaint_on(x.account("A2", owner="anna"), *every(30, 450, 120))           # resignation
     x.order_on("A2", 30)
     x.account("B1", owner="bernd")
-    x.contract("B1", "2024-01-01", "2025-12-31")                                  # 24 → 12 months
-    x.contract("B1", "2026-01-01", "2026-12-31")
-    x.order_on(x.account("C1", owner="carla"), *baseline(8), 1, 2, 3, 4, 5)       # steady: quiet
+    x.contract("B1", "2024-10-01", "2026-09-30")                                  # 24 → 12 months, renewed
+    x.contract("B1", "2026-10-01", "2027-09-30")                                  # 53 days ago
+    x.order_on(x.account("C1", owner="carla"), *steady(30))                      # steady: quiet
     x.accounts[1]["name"] = "<script>alert('Müller')</script> GmbH"
     orders = x.orders + [{"order_id": "BAD", "account_id": "A1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"}]
     return write_extract(root, accounts=x.accounts, orders=orders, complaints=x.complaints, contracts=x.contracts)

@@ -15,7 +15,7 @@ from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.extracts.validate import validate_night
 from loyalty_engine.rules.loader import load_rules
 from tests.support.builders import NIGHT, ROOT, run_nights, write_config, write_extract
-from tests.unit.rules.test_rules import Extract, baseline
+from tests.support.builders import Extract, fading, steady
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,14 @@ def settings(tmp_path_factory) -> Settings:
     """Two evaluated nights of a small extract: A1's orders stopped, B1 orders as usual."""
     folder = tmp_path_factory.mktemp("api")
     x = Extract()
-    x.order_on(x.account("A1"), *baseline(8))
-    x.order_on(x.account("B1", owner="bernd"), *baseline(8), 4, 9, 30)
+    x.order_on(x.account("A1"), *fading())
+    x.order_on(x.account("B1", owner="bernd"), *steady(30))
     x.orders.append({"order_id": "BAD", "account_id": "B1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"})
     write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
     settings = load_settings(write_config(folder))
     with store.connect(settings.database) as con:
         validate_night(con, stage_extracts(con, settings.extracts.path, NIGHT), NIGHT)
-        run_nights(con, load_rules(settings.rules), NIGHT - timedelta(days=1), NIGHT)
+        run_nights(con, load_rules(settings.rules), NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT)
     return settings
 
 
@@ -38,9 +38,9 @@ def test_alerts_history_and_quarantine_are_rows(settings, capsys):
     [warning] = api.alerts(settings)
     assert (warning["night"], warning["account_id"], warning["rule_id"], warning["state"], warning["notice"], warning["recipient"]) == (
         NIGHT, "A1", "falling_order_frequency", "firing", "new", "anna@example.com")
-    assert warning["evidence"]["orders_recent"] == 0
+    assert warning["evidence"]["orders_recent"] == 2
     assert [(e["night"], e["event"]) for e in api.history(settings, "A1")] == [
-        (NIGHT - timedelta(days=1), "pending (1 night held)"), (NIGHT, "fired, mailed to anna@example.com")]
+        (NIGHT - timedelta(days=2), "pending (1 night held)"), (NIGHT, "fired, mailed to anna@example.com")]
     [cell] = api.quarantine(settings, table="orders")
     assert (cell["row_key"], cell["column_name"], cell["value"], cell["row_kept_out"]) == ("BAD", "amount", "-3", True)
     with pytest.raises(UserError, match=r"^night 2026-01-01 was never evaluated \(the latest evaluated night is 2026-11-23\)$"):

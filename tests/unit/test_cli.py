@@ -22,7 +22,7 @@ from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.extracts.validate import validate_night
 from tests.support.builders import NIGHT, ROOT, run_nights, write_config, write_extract
-from tests.unit.rules.test_rules import Extract, baseline
+from tests.support.builders import Extract, fading, steady
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
@@ -110,11 +110,11 @@ def test_known_lists_in_error_lines_name_at_most_ten(tmp_path):
         if not shipped.name.endswith(".test.yaml"):
             (rules / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
     text = (rules / "orders.yaml").read_text(encoding="utf-8")
-    (rules / "orders.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
+    (rules / "orders.yaml").write_text(text.replace("orders_last_year >= min_orders", "orders_last_yaer >= min_orders", 1), encoding="utf-8")
     result = loyalty("rules", "check", str(rules))
     assert result.returncode == 1
-    [line] = [line for line in result.stderr.splitlines() if "orders_baselin" in line]
-    assert "(did you mean 'orders_baseline'?)" in line
+    [line] = [line for line in result.stderr.splitlines() if "orders_last_yaer" in line]
+    assert "(did you mean 'orders_last_year'?)" in line
     known = re.search(r"\(known: (.*)\)", line).group(1).split(", ")
     assert len(known) == 11 and known[-1] == "…"
 
@@ -125,14 +125,14 @@ def evaluated(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     config = write_config(folder)
     x = Extract()
-    x.order_on(x.account("A1"), *baseline(8))
-    x.order_on(x.account("A2", owner="bernd"), *baseline(8), 5, 6)
+    x.order_on(x.account("A1"), *fading())
+    x.order_on(x.account("A2", owner="bernd"), *steady(30))
     x.orders.append({"order_id": "X", "account_id": "A9", "order_date": "2026-11-01", "amount": "1", "currency": "EUR"})
     write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
     with store.connect(folder / "data" / "loyalty.duckdb") as con:
         validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
-        # Two nights: falling_order_frequency waits `for: 2 nights`.
-        run_nights(con, load_rules(ROOT / "rules"), NIGHT - timedelta(days=1), NIGHT)
+        # Three nights: falling_order_frequency waits `for: 3 nights`.
+        run_nights(con, load_rules(ROOT / "rules"), NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT)
     return config
 
 
@@ -143,9 +143,10 @@ def test_alerts_as_csv_and_json(evaluated):
     assert [(r["account_id"], r["account_name"], r["rule_id"], r["severity"], r["state"], r["notice"], r["recipient"]) for r in rows] == [
         ("A1", "Kunde A1", "falling_order_frequency", "high", "firing", "new", "anna@example.com")
     ]
-    assert json.loads(rows[0]["evidence"]) == {"expected_orders": 1.9726027397260273, "orders_baseline": 8, "orders_recent": 0}
+    evidence = json.loads(rows[0]["evidence"])
+    assert (evidence["orders_recent"], evidence["days_since_order"], evidence["min_orders"]) == (2, 30, 6)
     as_json = json.loads(loyalty("alerts", "--config", str(evaluated), "--format", "json").stdout)
-    assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 0
+    assert as_json[0]["night"] == NIGHT.isoformat() and as_json[0]["evidence"]["orders_recent"] == 2
 
 
 def test_alerts_carry_the_owner_beside_the_recipient(evaluated):
@@ -220,7 +221,7 @@ def test_quarantine_lists_the_bad_cells(evaluated):
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
     assert (row["line"], row["row_key"], row["column_name"], row["check_name"], row["value"]) == (
-        20, "X", "account_id", "account_exists", "A9")
+        57, "X", "account_id", "account_exists", "A9")
 
 
 @pytest.mark.parametrize(
@@ -246,7 +247,7 @@ def test_history_tells_the_story_of_an_account(evaluated):
     assert result.returncode == 0, result.stderr
     events = [(r["night"], r["rule_id"], r["event"]) for r in csv.DictReader(io.StringIO(result.stdout))]
     assert events == [
-        ("2026-11-22", "falling_order_frequency", "pending (1 night held)"),
+        ("2026-11-21", "falling_order_frequency", "pending (1 night held)"),
         ("2026-11-23", "falling_order_frequency", "fired, mailed to anna@example.com"),
     ]
     unknown = loyalty("history", "NOPE", "--config", str(evaluated))
@@ -318,30 +319,35 @@ def test_explain_shows_each_part_of_the_condition_with_its_numbers(evaluated):
     assert lines[0] == "Account A1: Kunde A1, owner Anna <anna@example.com>"
     rule = lines.index("falling_order_frequency (high): FIRES")
     assert lines[rule + 1] == "  warning: firing since 2026-11-23 (new), mailed to anna@example.com"
-    assert lines[rule + 2].split() == "when orders_baseline >= 6 and orders_recent < 0.5 * expected_orders (for: 2 nights)".split()
-    assert lines[rule + 3].split() == "yes orders_baseline >= 6 8 >= 6".split()
-    assert lines[rule + 4].split() == "yes orders_recent < 0.5 * expected_orders 0 < 0.99".split()
-    assert "orders_recent   = 0          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
+    assert lines[rule + 2].split() == (
+        "when orders_last_year >= min_orders and days_since_order <= max_silence and orders_unusual < max_chance"
+        " and -orders_trend * 144 >= min_decline * orders_last_year and -orders_trend * 12 >= min_t * orders_spread (for: 3 nights)"
+    ).split()
+    assert lines[rule + 3].split() == "resolve when orders_unusual >= resolve_chance or days_since_order > max_silence".split()
+    assert lines[rule + 5].split() == "yes orders_last_year >= min_orders 26 >= 6".split()
+    assert lines[rule + 9].split() == "yes -orders_trend * 12 >= min_t * orders_spread 4.8 >= 3.72".split()
+    assert "orders_recent    = 2          number of orders, over 90d (2026-08-26 … 2026-11-23)" in result.stdout
+    assert "orders_unusual   = 0.01 (about once in 86 quarters) chance of at most this many orders" in result.stdout
     assert "nps_detractor (high): skipped: needs the optional table surveys, absent tonight" in result.stdout
     missing = loyalty("explain", "NOPE", "--config", str(evaluated))
     assert (missing.returncode, missing.stderr.strip()) == (2, "error: account 'NOPE' is not in the loaded accounts")
 
 
 def test_explain_says_pending_or_firing_and_whether_mailed(evaluated):
-    """The first night the data already holds the condition for 2 nights, but the lifecycle has
-    evaluated one: pending, not FIRES."""
+    """The second night the data already holds the condition for 3 nights, but the lifecycle has
+    evaluated two: pending, not FIRES."""
     first = (NIGHT - timedelta(days=1)).isoformat()
     result = loyalty("explain", "A1", "--config", str(evaluated), "--date", first)
     lines = result.stdout.splitlines()
     rule = lines.index("falling_order_frequency (high): PENDING (the data holds the condition; the warning is still pending)")
-    assert lines[rule + 1] == "  warning: pending (1 night held), not mailed"
+    assert lines[rule + 1] == "  warning: pending (2 nights held), not mailed"
     as_json = json.loads(loyalty("explain", "A1", "--config", str(evaluated), "--format", "json").stdout)
     assert (as_json["account_id"], as_json["night"], as_json["evaluated"]) == ("A1", NIGHT.isoformat(), True)
     [falling] = [r for r in as_json["rules"] if r["rule_id"] == "falling_order_frequency"]
     assert falling["outcome"] == "fires" and falling["warning"]["state"] == "firing"
     assert (falling["warning"]["mailed"], falling["warning"]["recipient"]) == (True, "anna@example.com")
-    assert falling["parts"][0] == {"condition": "orders_baseline >= 6", "held": True, "compared": "8 >= 6"}
-    assert {"name": "orders_recent", "value": 0} .items() <= next(n for n in falling["numbers"] if n["name"] == "orders_recent").items()
+    assert falling["parts"][0] == {"condition": "orders_last_year >= min_orders", "held": True, "compared": "26 >= 6"}
+    assert {"name": "orders_recent", "value": 2}.items() <= next(n for n in falling["numbers"] if n["name"] == "orders_recent").items()
 
 
 @pytest.mark.slow  # several CLI processes or a replay: seconds
@@ -365,13 +371,13 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
     rules = tmp_path / "rules"
     rules.mkdir()
     text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
-    (rules / "falling.yaml").write_text(text.replace("orders_baseline >= 6", "orders_baselin >= 6", 1), encoding="utf-8")
+    (rules / "falling.yaml").write_text(text.replace("orders_last_year >= min_orders", "orders_last_yaer >= min_orders", 1), encoding="utf-8")
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace(f"rules: {ROOT / 'rules'}", "rules: rules"))
     result = loyalty("run", "--config", str(config))
     assert result.returncode == 4
     assert result.stderr.startswith(
-        f"error: {rules / 'falling.yaml'}:15:11: unknown metric 'orders_baselin' in when (did you mean 'orders_baseline'?)"
+        f"error: {rules / 'falling.yaml'}:29:11: unknown metric 'orders_last_yaer' in when (did you mean 'orders_last_year'?)"
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()
@@ -416,7 +422,7 @@ def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
     night (with Prefect, here refused) so that the failure is recorded and ops are told."""
     config = write_config(tmp_path)
     x = Extract()
-    x.order_on(x.account("A1"), *baseline(8))
+    x.order_on(x.account("A1"), *fading())
     write_extract(tmp_path / "extracts", accounts=x.accounts, orders=x.orders)
     orders = next((tmp_path / "extracts").rglob("orders.csv"))
     orders.write_text(orders.read_text(encoding="utf-8").replace("order_date", "datum", 1), encoding="utf-8")

@@ -199,10 +199,10 @@ def test_optional_and_required_tables_follow_the_config(project):
 
 
 def test_an_alert_flood_holds_the_digests_until_ops_release_them(project):
-    # Every second account answers the survey with 0 tonight: nps_detractor for half of them.
+    # Every surveyed account answers with 0 tonight: nps_detractor for half of all accounts.
     def detractors(rows):
         accounts = sorted({r["account_id"] for r in rows})
-        return rows + [{"survey_id": f"FLOOD-{a}", "account_id": a, "answered_at": "2026-11-20", "nps": "0"} for a in accounts[::2]]
+        return rows + [{"survey_id": f"FLOOD-{a}", "account_id": a, "answered_at": "2026-11-20", "nps": "0"} for a in accounts]
 
     rewrite(tonight(project, "surveys"), detractors)
     with pytest.raises(UserError, match="has no held digests to release"):
@@ -219,7 +219,7 @@ def test_an_alert_flood_holds_the_digests_until_ops_release_them(project):
 def test_the_flood_check_starts_at_its_minimum_and_warns_on_the_first_night(tmp_path, sample):
     shutil.copytree(sample / "extracts", tmp_path / "extracts")
     with store.connect(tmp_path / "loyalty.duckdb") as con:
-        state = run_night(con, make_settings(tmp_path, GateSettings(max_new_warning_share=0.01)), RULES, [], FIRST)
+        state = run_night(con, make_settings(tmp_path, GateSettings(max_new_warning_share=0.01, flood_min_accounts=5)), RULES, [], FIRST)
     [flood] = [c for c in state.checks if c.name == "flood"]
     assert flood.outcome is Outcome.WARN and flood.detail == "the first evaluated night: every warning is new"
     calm = make_settings(tmp_path, GateSettings(max_new_warning_share=0.0, flood_min_accounts=1000))

@@ -12,7 +12,8 @@ import pytest
 from loyalty_engine.backtest import account_fates
 from loyalty_engine.config import LostSettings
 from loyalty_engine.sample.generator import PATTERNS, TRAITS, generate_sample
-from tests.support.sample_checks import RULES, fired, load
+from loyalty_engine.sample.generator import RULES
+from tests.support.sample_checks import load
 
 NIGHT = date(2025, 11, 20)  # a Thursday
 TABLES = ("accounts", "orders", "complaints", "contracts", "interactions", "surveys")
@@ -348,15 +349,6 @@ def test_surveys_come_once_or_twice_a_year_and_stable_accounts_score_well(db):
 # --- ground truth: the warning signs -------------------------------------------------------------
 
 
-def expected_signals(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, set[str]]:
-    """The rules' conditions on the night; falling_order_frequency (for: 2 nights) also the day before."""
-    today, before = fired(con, night), fired(con, night - timedelta(days=1))
-    return {
-        account: rules - ({"falling_order_frequency"} - before[account])
-        for account, rules in today.items()
-    }
-
-
 @pytest.fixture(scope="module", params=[(200, 7, date(2026, 11, 23)), (300, 11, date(2024, 3, 1))],
                 ids=["200-seed7-2026-11-23", "300-seed11-2024-03-01"])
 def other_sample(request, tmp_path_factory):
@@ -368,36 +360,37 @@ def other_sample(request, tmp_path_factory):
     con.close()
 
 
-def check_ground_truth(con: duckdb.DuckDBPyConnection, night: date) -> None:
-    truth, expected = signals(con), expected_signals(con, night)
-    # The generator's signals are exactly what the rules' conditions say, account by account.
-    wrong = {a: (truth[a], expected[a]) for a in truth if truth[a] != expected[a]}
-    assert not wrong
+def check_ground_truth(con: duckdb.DuckDBPyConnection) -> None:
+    """The ground truth's `signals` are the engine's warnings on the last night (the generator runs
+    the real stages; tests/system/test_catalogue_on_sample.py runs them again through a night)."""
+    truth = signals(con)
     rows = con.sql("SELECT account_id, pattern, scenario, loyalty_group FROM ground_truth").fetchall()
     built = [(account, scenario) for account, pattern, scenario, _ in rows if pattern == "warning"]
-    # Every scenario account shows its sign; stable accounts show none; noise is a stable
-    # account on which a rule fires by chance.
-    assert all(scenario in truth[account] for account, scenario in built)
+    # Stable accounts show no sign; noise is a stable account on which a rule fires by chance.
     for account, pattern, scenario, group in rows:
         assert (pattern == "warning") == (scenario is not None), account
         if pattern == "stable":
             assert not truth[account], account
         if pattern == "noise":
             assert truth[account] and group not in ("hostage", "defector", "terrorist"), account
-    # At least two accounts built for each rule, most showing only their own sign.
+    # At least two accounts built for each rule. The rules weigh each account against its own
+    # variability, so a built account's own noise can hide its sign: most, not all, show it.
     per_rule = {rule: sum(scenario == rule for _, scenario in built) for rule in RULES}
     assert min(per_rule.values()) >= 2, per_rule
+    shown = {rule: sum(scenario == rule and rule in truth[account] for account, scenario in built) for rule in RULES}
+    assert all(shown[rule] >= 0.5 * per_rule[rule] for rule in RULES), (shown, per_rule)
+    assert sum(shown.values()) >= 0.85 * len(built), (shown, per_rule)
     alone = sum(truth[account] == {scenario} for account, scenario in built)
-    assert alone >= 0.8 * len(built)
+    assert alone >= 0.75 * len(built)
 
 
-def test_signals_are_the_rules_conditions_on_the_night(sample, db):
-    check_ground_truth(db, NIGHT)
+def test_signals_are_the_engines_warnings_on_the_night(db):
+    check_ground_truth(db)
 
 
 def test_signals_hold_for_other_seeds_and_nights(other_sample):
-    con, summary = other_sample
-    check_ground_truth(con, summary.end_date)
+    con, _ = other_sample
+    check_ground_truth(con)
 
 
 def test_stable_and_scenario_shares_are_realistic(db):
@@ -432,23 +425,15 @@ def test_loyalty_groups_look_their_part(db):
         }[group], (group, orders, nps, complaints)
 
 
-def test_the_original_warning_rules_find_drifting_accounts(db):
-    """Order frequency, silent complaints, shorter contracts: more often for drifting accounts.
-    Not by much for the first two: on a book with seasons, bursts, pauses and rare, bunched
-    complaints their fixed thresholds hold on many plain accounts too (issue 14); a night's
-    share among 200 accounts is about 1.5-4 times that of the others."""
+def test_the_rules_warn_drifting_accounts_far_more_often_than_plain_ones(db):
+    """On one night, some sign for about a quarter of the drifting accounts (the rest show theirs
+    on other nights of the drift, or are long gone) and for a few percent of the plain ones."""
     truth = signals(db)
     pattern = dict(db.sql("SELECT account_id, pattern FROM ground_truth").fetchall())
-    drifting = [a for a in truth if pattern[a] == "drifting"]
-    others = [a for a in truth if pattern[a] in ("stable", "noise")]
-    for rule in ("falling_order_frequency", "sudden_zero_complaints", "shorter_contracts"):
-        among_drifting = sum(rule in truth[a] for a in drifting) / len(drifting)
-        among_others = sum(rule in truth[a] for a in others) / len(others)
-        times = 5 if rule == "shorter_contracts" else 1.3
-        assert among_drifting > 0.2 and among_drifting > times * among_others, (rule, among_drifting, among_others)
-
-
-# --- the traps of real order books ---------------------------------------------------------------
+    drifting = [bool(truth[a]) for a in truth if pattern[a] == "drifting"]
+    plain = [bool(truth[a]) for a in truth if pattern[a] in ("stable", "noise")]
+    among_drifting, among_plain = sum(drifting) / len(drifting), sum(plain) / len(plain)
+    assert among_drifting > 0.15 and among_drifting > 3 * among_plain, (among_drifting, among_plain)
 
 
 @pytest.fixture(scope="module")

@@ -28,25 +28,30 @@ def test_a_wrong_expectation_fails_with_a_diff(rules):
     path = write(rules, """\
 tests:
   - name: wrong on purpose
-    nights: [2026-11-22, 2026-11-23]
+    nights: [2026-11-21, 2026-11-22, 2026-11-23]
     orders:
-      - {account_id: A, every: 30d, from: 2025-01-01, until: 2026-07-01}
+      - {account_id: A, every: 7d, from: 2025-11-03, until: 2026-02-28}
+      - {account_id: A, every: 14d, from: 2026-03-07, until: 2026-06-30}
+      - {account_id: A, every: 30d, from: 2026-07-12, until: 2026-11-10}
+      - {account_id: W, every: 7d, from: 2025-01-05, until: 2026-09-28}
     expect:
-      - {account: A, rule: falling_order_frequency, values: {orders_recent: 3}}
+      - {account: A, rule: falling_order_frequency, values: {orders_recent: 4}}
       - {account: A, rule: falling_order_value}
 """)
     [result] = run_rule_tests(path)
     assert not result.passed and str(result.where) == f"{path}:2:5"
     assert result.missing == ["falling_order_value for A"]
-    assert result.wrong_values == ["falling_order_frequency for A: orders_recent = 0, expected 3"]
-    assert result.unexpected == ["order_gap_beyond_rhythm for A (days_since_order = 151, orders_two_years = 19, usual_order_gap = 30)"]
+    assert result.wrong_values == ["falling_order_frequency for A: orders_recent = 3, expected 4"]
+    assert result.unexpected == [
+        "order_gap_beyond_rhythm for W (days_since_order = 57, orders_two_years = 91, silence_unusual = 0, usual_order_gap = 7)"
+    ]
 
 
 @pytest.mark.parametrize("case, error", [
     ("night: 2026-11-23\n    orders:\n      - {account_id: A, order_date: 2026-12-01}\n    expect: []",
      "4:9: orders row dated 2026-12-01 lies after the last night 2026-11-23: the test cannot see it"),
     ("night: 2026-11-23\n    orders:\n      - {account_id: A, order_date: 2026-01-01}\n    expect:\n      - {account: A, rule: falling_order_frequency}",
-     "2:12: rule 'falling_order_frequency' needs for: 2 nights, the test evaluates 1; list that many nights"),
+     "2:12: rule 'falling_order_frequency' needs for: 3 nights, the test evaluates 1; list that many nights"),
     ("nights: [2026-11-20, 2026-11-23]\n    expect: []", "2:13: nights must follow one another day by day"),
     ("orders: []\n    expect: []", "2:5: a test needs night: YYYY-MM-DD or nights: [YYYY-MM-DD, …]"),
     ("night: 2026-11-23\n    orders:\n      - {account_id: A, order_date: 2026-01-01, amout: 5}\n    expect: []",
