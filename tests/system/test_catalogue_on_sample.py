@@ -1,6 +1,6 @@
-"""The shipped catalogue on the sample order book: each rule fires on the accounts built for it,
-and on no stable account. The generator records in ground_truth.csv which rules' conditions
-hold for each account; the engine, loading the sample like any extract, must agree exactly."""
+"""The shipped catalogue on the sample order book, through a night as the nightly flow runs it:
+each rule fires on most of the accounts built for it, on no stable account, and its chance
+alarms stay fewer than its real ones."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def night(tmp_path_factory):
         assert all(check.rows_quarantined == 0 for check in checks), checks
         active = {account for (account,) in con.execute("SELECT account_id FROM accounts WHERE status <> 'closed'").fetchall()}
         ruleset = load_rules(ROOT / "rules")
-        # Two evaluated nights, so that `for: 2 nights` can be met, as the ground truth assumes.
-        for night in (NIGHT - timedelta(days=1), NIGHT):
+        # Three evaluated nights, so that `for: 3 nights` can be met, as the ground truth assumes.
+        for night in (NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT):
             advance_warnings(con, ruleset, night, evaluate_rules(con, ruleset, night), [], repeat_after_days=7)
         firing = con.execute("SELECT account_id, rule_id FROM warning_nights WHERE night = ? AND state = 'firing'", [NIGHT]).fetchall()
     warned: dict[str, set[str]] = {}
@@ -44,17 +44,18 @@ def night(tmp_path_factory):
     return summary, truth, active, warned
 
 
-def test_the_engine_warns_exactly_where_the_ground_truth_says_a_condition_holds(night):
+def test_the_engine_warns_where_the_ground_truth_says(night):
     _, truth, active, warned = night
     expected = {account: set(row["signals"].split()) for account, row in truth.items() if account in active and row["signals"]}
     assert warned == expected
 
 
-def test_every_rule_fires_on_the_accounts_built_for_it(night):
+def test_every_rule_fires_on_most_accounts_built_for_it(night):
     _, truth, active, warned = night
     built = [(account, row["scenario"]) for account, row in truth.items() if row["pattern"] == "warning" and account in active]
     assert {rule for _, rule in built} == set(RULES)
-    assert [(account, rule) for account, rule in built if rule not in warned.get(account, set())] == []
+    missed = Counter(rule for account, rule in built if rule not in warned.get(account, set()))
+    assert sum(missed.values()) <= 0.15 * len(built), missed
 
 
 def test_stable_accounts_get_no_warning(night):
@@ -64,17 +65,15 @@ def test_stable_accounts_get_no_warning(night):
     assert stable & set(warned) == set()
 
 
-def test_drifting_accounts_are_what_most_warnings_are_about(night):
-    _, truth, _, warned = night
-    patterns = Counter(truth[account]["pattern"] for account in warned)
-    # Most drifting accounts that are still open show some sign.
-    drifting_open = [a for a, row in truth.items() if row["pattern"] == "drifting" and a in night[2]]
-    assert sum(1 for a in drifting_open if a in warned) > 0.5 * len(drifting_open), patterns
+def test_drifting_accounts_are_warned_far_more_often_than_plain_ones(night):
+    _, truth, active, warned = night
+    share = {}
+    for kind, patterns in (("drifting", ("drifting",)), ("plain", ("stable", "noise"))):
+        accounts = [a for a, row in truth.items() if row["pattern"] in patterns and a in active]
+        share[kind] = sum(1 for a in accounts if a in warned) / len(accounts)
+    assert share["drifting"] > 3 * share["plain"], share
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: on a book with real order books' traps the shipped fixed "
-                   "thresholds warn more plain accounts by chance (noise) than drifting and built ones together; "
-                   "the catalogue is to be retuned (item 5), then this passes and the mark goes")
 def test_chance_alarms_stay_fewer_than_real_ones(night):
     _, truth, _, warned = night
     patterns = Counter(truth[account]["pattern"] for account in warned)
