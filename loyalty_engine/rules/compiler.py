@@ -785,7 +785,14 @@ def _table_metrics(
     rows in its window (and where filter), built by its kind from a reading of the form."""
     rows = _Rows(table)
     form = _Streamed if streamed else _Joined
-    values = [(metric, KINDS[metric.kind].compile(form(rows, metric, index, bounds))) for index, metric in enumerate(metrics)]
+    staged = [_staged(KINDS[metric.kind].compile(form(rows, metric, index, bounds))) for index, metric in enumerate(metrics)]
+    # Every part is a column of the grouped (or streamed) rows: the metric's value itself under
+    # its name, or a staged metric's parts under names of its own, finished in later SELECTs.
+    values = [
+        (metric, name if stage.steps else metric.name, value)
+        for index, (metric, stage) in enumerate(zip(metrics, staged))
+        for name, value in ((_part(index, n), v) for n, v in stage.parts.items())
+    ]
 
     # Rows after the last night never count; nor rows before every window (but a kind that
     # reaches before its window, as the rhythm's first gap does, keeps all history).
@@ -801,21 +808,54 @@ def _table_metrics(
     if streamed:
         per_night = _streamed(table, select, values, bounds, rows.on_probes)
     else:
-        per_night = exp.select(exp.column("account_id", "r"), exp.column("night", "n"), *[exp.alias_(v, m.name) for m, v in values])
+        per_night = exp.select(exp.column("account_id", "r"), exp.column("night", "n"), *[exp.alias_(v, name) for _, name, v in values])
         per_night = per_night.from_(exp.alias_(exp.to_table(f"{table}_rows"), "r"))
         per_night = per_night.join(exp.alias_(exp.to_table("nights"), "n"), on=exp.column("day", "r") <= exp.column("night", "n"), join_type="inner")
         # The window edges are the night's, one value per group; `previous` compares with one.
         edges = [exp.column(name, "n") for name in bounds.columns.values()]
         per_night = per_night.group_by(exp.column("account_id", "r"), exp.column("night", "n"), *edges)
-    return [(f"{table}_rows", select), (f"{table}_metrics", per_night)]
+    return [(f"{table}_rows", select), (f"{table}_metrics", _finished(per_night, metrics, staged))]
+
+
+def _staged(value: exp.Expression | kinds.Staged) -> kinds.Staged:
+    return value if isinstance(value, kinds.Staged) else kinds.Staged({"value": value}, [])
+
+
+def _part(index: int, name: str) -> str:
+    """The column of a staged metric's part or step (metric names start with a letter)."""
+    return f"_m{index}_{name}"
+
+
+def _finished(per_night: exp.Select, metrics: list[Metric], staged: list[kinds.Staged]) -> exp.Select:
+    """The staged metrics' steps on the per-(account, night) rows, each step a SELECT over the
+    one before (so each named value is computed once, and only per account and night), then
+    every metric under its name."""
+    if not any(stage.steps for stage in staged):
+        return per_night
+    query = per_night
+    for level in range(max(len(stage.steps) for stage in staged)):
+        columns: list[exp.Expression] = [exp.Star()]
+        for index, stage in enumerate(staged):
+            if level < len(stage.steps):
+                known = set(stage.parts).union(*stage.steps[:level])
+                columns += [exp.alias_(_local(value, index, known), _part(index, name)) for name, value in stage.steps[level].items()]
+        query = exp.select(*columns).from_(query.subquery(f"step_{level}"))
+    names = [exp.alias_(exp.column(_part(i, "value")), m.name) if stage.steps else exp.column(m.name) for i, (m, stage) in enumerate(zip(metrics, staged))]
+    return exp.select(exp.column("account_id"), exp.column("night"), *names).from_(query.subquery("finished"))
+
+
+def _local(value: exp.Expression, index: int, known: set[str]) -> exp.Expression:
+    """A step's expression with the names of its metric's parts and earlier steps as columns."""
+    return value.copy().transform(lambda n: exp.column(_part(index, n.name)) if isinstance(n, exp.Column) and not n.table and n.name in known else n)
 
 
 def _streamed(
-    table: str, rows: exp.Select, values: list[tuple[Metric, exp.Expression]], bounds: _Bounds, carried: dict[str, exp.Expression]
+    table: str, rows: exp.Select, values: list[tuple[Metric, str, exp.Expression]], bounds: _Bounds, carried: dict[str, exp.Expression]
 ) -> exp.Select:
     """The table's rows and a probe per (account with rows, night, window end) in one stream, each
-    probe on the day its windows end; each metric read from the probes of its own window end."""
-    endings = list(dict.fromkeys(m.ending for m, _ in values))
+    probe on the day its windows end; each value (named) read from the probes of its metric's
+    own window end."""
+    endings = list(dict.fromkeys(m.ending for m, _, _ in values))
     columns = rows.named_selects[2:]
     window_end = exp.Case(ifs=[exp.If(this=exp.column("ending", "k").eq(i), true=bounds.before(ending)) for i, ending in enumerate(endings)])
     ends = exp.values([exp.tuple_(exp.Literal.number(i)) for i in range(len(endings))], alias="k", columns=["ending"])
@@ -831,11 +871,11 @@ def _streamed(
     probes = probes.from_(exp.alias_(exp.paren(with_rows), "a")).join(exp.alias_(exp.to_table("nights"), "n"), join_type="cross").join(ends, join_type="cross")
     real = exp.select("account_id", "day", exp.alias_(exp.null(), "night"), exp.alias_(exp.null(), "ending"), *columns, *[exp.alias_(exp.null(), c) for c in carried])
     stream = exp.union(real.from_(f"{table}_rows"), probes, distinct=False)
-    windowed = exp.select("account_id", "night", "ending", *[exp.alias_(v, f"value_{i}") for i, (_, v) in enumerate(values)])
+    windowed = exp.select("account_id", "night", "ending", *[exp.alias_(v, f"value_{i}") for i, (_, _, v) in enumerate(values)])
     windowed = windowed.from_(exp.alias_(exp.paren(stream), "s"))
     picked = [
-        exp.alias_(_filtered(exp.Max(this=exp.column(f"value_{i}")), exp.column("ending").eq(endings.index(m.ending))), m.name)
-        for i, (m, _) in enumerate(values)
+        exp.alias_(_filtered(exp.Max(this=exp.column(f"value_{i}")), exp.column("ending").eq(endings.index(m.ending))), name)
+        for i, (m, name, _) in enumerate(values)
     ]
     per_night = exp.select("account_id", "night", *picked).from_(exp.alias_(exp.paren(windowed), "w"))
     return per_night.where(exp.column("night").is_(exp.null()).not_()).group_by("account_id", "night")

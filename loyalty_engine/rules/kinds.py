@@ -37,6 +37,13 @@ frames), so one function serves both:
 
 A kind over the account's own row (`attribute`) gets `column()`, `days_since(day)` and `metric`.
 
+A kind whose value is a long computation on top of its aggregates (`unusual`'s chance) returns a
+`Staged` instead of one tree: named `parts` built from the reading as above, then `steps`, each
+a dict of named values over the parts and earlier steps (read as bare columns), the last one
+holding `value`. The compiler computes the parts with the other aggregates and each step in a
+SELECT of its own on the per-(account, night) rows, so nothing is computed per order row or
+probe that is not an aggregate, and no sub-expression has to be written out twice.
+
     >>> KINDS["sum"].takes, KINDS["sum"].needs_window, KINDS["sum"].when_empty
     (<Takes.NUMBER_COLUMN: 'a number column'>, True, 0)
     >>> KINDS["sum"].words.format(table="orders", column="amount")
@@ -80,6 +87,15 @@ class Option:
     default: Any = None  # None: the key is required
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A value computed in stages (see the module's docstring): `parts` from the reading, then
+    each of `steps` over the names before it; the last step names `value`."""
+
+    parts: dict[str, exp.Expression]
+    steps: list[dict[str, exp.Expression]]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Kind:
     """One metric kind: everything the loader, the compiler and `explain` need to know of it."""
@@ -91,7 +107,7 @@ class Kind:
     # None when the value is unknown and a rule reading it has "no data".
     when_empty: int | None
     words: str  # in words, from {table}, {column} and the options: 'number of {table}'
-    compile: Callable[[Any], exp.Expression]  # the value from a reading (see the module's docstring)
+    compile: Callable[[Any], exp.Expression | Staged]  # the value from a reading (see the module's docstring)
     # It reads the row before its window (rhythm's first gap), so no older history may be pruned.
     reaches_before_window: bool = False
     date_words: str | None = None  # the words when the column read is a date
@@ -273,78 +289,99 @@ def _slope(reading) -> exp.Expression:
 # to `upto`, but not beyond `high`: TAIL_SDS standard deviations above the mean and, for the
 # negative binomial's long right tail, TAIL_STEPS times the number of terms over which its terms
 # fall by a factor e ((r + mu) / r). What is left out is far below 1e-12; a sum has at most
-# 2 * TAIL_SDS * sd + TAIL_STEPS * (r + mu) / r + 2 terms, however large the count.
+# 2 * TAIL_SDS * sd + TAIL_STEPS * (r + mu) / r + 2 terms, however large the count (on the sample
+# about 10 on average, at most a few hundred: the sum is not where the time goes, see
+# benchmarks/README.md "Cost of the account's own statistics").
 TAIL_SDS = 12
 TAIL_STEPS = 30
-_POISSON = "EXP(k * LN(mu) - mu - LGAMMA(k + 1))"
-_NEGATIVE_BINOMIAL = "EXP(LGAMMA(k + r) - LGAMMA(r) - LGAMMA(k + 1) + r * LN(r / (r + mu)) + k * LN(mu / (r + mu)))"
+# Each term is EXP of the log of its probability. The parts that do not depend on k (`c0`, `c1`,
+# ln mu) are computed once per account and night, not once per term.
+_POISSON = "EXP(k * ln_mu - mu - LGAMMA(k + 1))"
+# LGAMMA(k + r) - LGAMMA(r) loses about r * ln(r) * 2e-16 to cancellation (1e-8 at r = 1e7, and
+# r grows without bound as the spread nears Poisson's), so from r = STIRLING_FROM on that
+# difference comes from Stirling's series, in which every large part cancels exactly:
+#   LGAMMA(k + r) - LGAMMA(r) = (r - 1/2) L(k / r) + k ln(r + k) - k + s(r + k) - s(r),
+# L(t) = ln(1 + t) = 2 atanh(t / (2 + t)) (exact for small t, where LN(1 + t) is not), and
+# s(z) = 1/(12 z) - 1/(360 z^3) + 1/(1260 z^5), whose first term left out is below 1e-15 there.
+STIRLING_FROM = 50
+_NB_SMALL = "EXP(LGAMMA(k + r) - LGAMMA(k + 1) + c0 + k * c1)"
+_NB_LARGE = (
+    "EXP((r - 0.5) * 2 * ATANH(k / (2 * r + k)) + k * 2 * ATANH((k - mu) / (2 * r + mu + k)) - k + k * ln_mu - LGAMMA(k + 1)"
+    " + 1 / (12 * (r + k)) - 1 / (360 * POW(r + k, 3)) + 1 / (1260 * POW(r + k, 5)) + c0)"
+)
+# Per account and night: c0 and c1 of the small-r form, and c0 of the large-r form (which also
+# carries k ln mu - k ln(r + mu) + k ln(r + k) as k * L((k - mu) / (r + mu)) above).
+_C0_SMALL = "r * LN(r / (r + mu)) - LGAMMA(r)"
+_C1_SMALL = "LN(mu / (r + mu))"
+_C0_LARGE = "-r * 2 * ATANH(mu / (2 * r + mu)) - (1 / (12 * r) - 1 / (360 * POW(r, 3)) + 1 / (1260 * POW(r, 5)))"
 
 
-def _at_most(upto: exp.Expression, mu: exp.Expression, r: exp.Expression) -> exp.Expression:
-    sd = exp.Sqrt(this=mu.copy() + exp.Coalesce(this=mu.copy() * mu.copy() / r.copy(), expressions=[_n(0)]))
-    low = exp.Greatest(this=_n(0), expressions=[exp.Floor(this=mu.copy() - _n(TAIL_SDS) * sd.copy())])
-    steps = exp.Coalesce(this=_n(TAIL_STEPS) * exp.paren(r.copy() + mu.copy()) / r.copy(), expressions=[_n(0)])
-    high = exp.Least(this=upto, expressions=[exp.Ceil(this=mu.copy() + _n(TAIL_SDS) * sd.copy() + steps)])
-    names = {"low": low, "high": high, "mu": mu, "r": r}
-    sums = []
-    for term in (_POISSON, _NEGATIVE_BINOMIAL):
-        text = f"COALESCE(LIST_SUM(LIST_TRANSFORM(RANGE(CAST(low AS BIGINT), CAST(high AS BIGINT) + 1), LAMBDA k : {term})), 0)"
-        tree = sqlglot.parse_one(text, read="duckdb")
-        sums.append(tree.transform(lambda n: exp.paren(names[n.name].copy()) if isinstance(n, exp.Column) and not n.table and n.name in names else n))
-    poisson, negative_binomial = sums
-    return exp.paren(exp.Case(ifs=[exp.If(this=r.copy().is_(exp.null()), true=poisson)], default=negative_binomial))
+def _sql(text: str) -> exp.Expression:
+    return sqlglot.parse_one(text, read="duckdb")
 
 
-def _let(values: dict[str, exp.Expression], body: exp.Expression, name: str = "u") -> exp.Expression:
-    """`body`, in which the column `NAME.KEY` stands for `values[KEY]`, each computed once: a
-    one-element list of a struct, mapped by a lambda. Written out, the chance's SQL would repeat
-    each aggregate hundreds of times (megabytes of SQL); each level of lambdas multiplies DuckDB's
-    planning time, so there are two (and the sum's)."""
-    fields = ", ".join(f"'{key}': value_{key}" for key in values)
-    tree = sqlglot.parse_one(f"LIST_TRANSFORM([{{{fields}}}], LAMBDA {name} : body__)[1]", read="duckdb")
-    parts = {f"value_{key}": value for key, value in values.items()} | {"body__": body}
-    return tree.transform(lambda n: parts[n.name].copy() if isinstance(n, exp.Column) and not n.table and n.name in parts else n)
+def _summed(term: str) -> exp.Expression:
+    """The sum of `term` over k from low to high (none: 0), in DuckDB's list functions."""
+    return _sql(f"COALESCE(LIST_SUM(LIST_TRANSFORM(RANGE(CAST(low AS BIGINT), CAST(high AS BIGINT) + 1), LAMBDA k : {term})), 0)")
 
 
-def _unusual(reading) -> exp.Expression:
+def _at_most() -> list[dict[str, exp.Expression]]:
+    """Steps from `upto`, `mu` and `r` (NULL: Poisson) to `cdf`, the chance of at most `upto`."""
+    sd = "SQRT(mu + COALESCE(mu * mu / r, 0))"
+    bounds = {
+        "low": _sql(f"GREATEST(0, FLOOR(mu - {TAIL_SDS} * {sd}))"),
+        "high": _sql(f"LEAST(upto, CEIL(mu + {TAIL_SDS} * {sd} + COALESCE({TAIL_STEPS} * (r + mu) / r, 0)))"),
+        "ln_mu": _sql("LN(NULLIF(mu, 0))"),
+        "c0": _sql(f"CASE WHEN r < {STIRLING_FROM} THEN {_C0_SMALL} ELSE {_C0_LARGE} END"),
+        "c1": _sql(f"CASE WHEN r < {STIRLING_FROM} THEN {_C1_SMALL} END"),
+    }
+    cdf = exp.Case(
+        ifs=[
+            exp.If(this=_sql("r IS NULL"), true=_summed(_POISSON)),
+            exp.If(this=_sql(f"r < {STIRLING_FROM}"), true=_summed(_NB_SMALL)),
+        ],
+        default=_summed(_NB_LARGE),
+    )
+    return [bounds, {"cdf": cdf}]
+
+
+def _unusual(reading) -> Staged:
     """The chance of at most (tail: low) or at least (tail: high) the window's count, by the
     account's own baseline: the rate of the `baseline` before the window scaled to the window's
     days, and its spread per period beyond Poisson."""
     metric = reading.metric
     per, tail, span = metric.option("per"), metric.option("tail"), _baseline(metric.option("baseline"))
     base = reading.earlier(span)
-    u = lambda key: exp.column(key, "u")  # noqa: E731  (the values bound by _let)
     # The baseline begins at the account's first row (of the table) when that is later than its start.
     first_day = base.latest(reading.keep("first_day", reading.first(reading.event)))
     start = exp.cast(exp.Greatest(this=base.window_start.copy(), expressions=[_shift(first_day, -1)]), exp.DataType.build("date"))
     p = _periods(base, start)
-    mean = exp.paren(_double(u("y")) / exp.Nullif(this=_double(u("n")), expression=_n(0)))
-    variance = exp.paren(_variance({"n": u("n"), "y": u("y"), "yy": u("yy")}))
-    # The size per period, mean^2 / (variance - mean), when the periods vary more than Poisson,
-    # scaled by the number of periods the window spans; otherwise none (Poisson).
-    size = exp.paren(exp.Case(
-        ifs=[exp.If(
-            this=exp.and_(variance.copy() > mean.copy(), mean.copy() > _n(0)),
-            true=mean.copy() * mean.copy() / exp.paren(variance.copy() - mean.copy()) * _double(u("wd")) / _n(round(PERIOD_DAYS[per], 6)),
-        )]
-    ))  # fmt: skip
-    mu = exp.paren(_double(u("events")) * _double(u("wd")) / exp.Nullif(this=_double(u("bd")), expression=_n(0)))
-    v = lambda key: exp.column(key, "v")  # noqa: E731  (bound in a second level, from the first)
-    # At most x; at least x is 1 - (at most x - 1). Clamped to 0 … 1 against rounding.
-    chance = _at_most(v("x"), v("mu"), v("r")) if tail == "at most" else _n(1) - _at_most(v("x") - _n(1), v("mu"), v("r"))
-    chance = exp.Greatest(this=_n(0), expressions=[exp.Least(this=_n("1.0"), expressions=[chance])])
-    chance = _let({"x": u("x"), "mu": mu, "r": size}, chance, name="v")
-    chance = exp.Case(ifs=[exp.If(this=exp.and_(u("events") > _n(0), u("bd") > _n(0)), true=chance)])
-    return _let(
-        {
-            "x": exp.Coalesce(this=reading.over(exp.Count(this=exp.Star())), expressions=[_n(0)]),
-            "events": base.over(exp.Count(this=exp.Star())),
-            "wd": exp.DateDiff(this=reading.window_end.copy(), expression=reading.window_start.copy(), unit=exp.var("DAY")),
-            "bd": exp.DateDiff(this=base.window_end.copy(), expression=start.copy(), unit=exp.var("DAY")),
-            "n": p["n"], "y": p["y"], "yy": p["yy"],
-        },
-        chance,
-    )  # fmt: skip
+    parts = {
+        "x": exp.Coalesce(this=reading.over(exp.Count(this=exp.Star())), expressions=[_n(0)]),
+        # The rows in the baseline, as the sum the periods read (one aggregate for both; NULL for none).
+        "events": base.over(exp.Sum(this=base.keep("q", _n(1)))),
+        "wd": exp.DateDiff(this=reading.window_end.copy(), expression=reading.window_start.copy(), unit=exp.var("DAY")),
+        "bd": exp.DateDiff(this=base.window_end.copy(), expression=start.copy(), unit=exp.var("DAY")),
+        "n": p["n"], "y": p["y"], "yy": p["yy"],
+    }  # fmt: skip
+    # The periods vary more than Poisson when their sample variance v exceeds their mean m. With
+    # whole counts, v - m = excess / (n (n - 1)) for the whole number excess below, so the test is
+    # exact (in floating point, v = m could come out a hair above m and make r 1e16).
+    rate = {
+        "mu": _sql("CAST(events AS DOUBLE) * wd / NULLIF(CAST(bd AS DOUBLE), 0)"),
+        "excess": _sql("CAST(n AS DOUBLE) * yy - CAST(y AS DOUBLE) * y - (CAST(n AS DOUBLE) - 1) * y"),
+    }
+    # Then the size per period, m^2 / (v - m), scaled by the number of periods the window spans;
+    # otherwise none (Poisson).
+    size = {
+        "r": _sql(f"CASE WHEN n >= 2 AND excess > 0 AND y > 0 THEN CAST(y AS DOUBLE) * y * (n - 1) / (n * excess) * wd / {round(PERIOD_DAYS[per], 6)} END"),
+        # At most x; at least x is 1 - (at most x - 1).
+        "upto": _sql("x" if tail == "at most" else "x - 1"),
+    }
+    chance = "cdf" if tail == "at most" else "1 - cdf"
+    # Clamped to 0 … 1 against rounding; no data without a baseline.
+    value = _sql(f"CASE WHEN events > 0 AND bd > 0 THEN GREATEST(0, LEAST(1.0, {chance})) END")
+    return Staged(parts, [rate, size, *_at_most(), {"value": value}])
 
 
 _WINDOW_NAMES = ((7, 7, "week"), (28, 31, "month"), (89, 92, "quarter"), (181, 184, "half-year"), (365, 366, "year"))

@@ -13,7 +13,7 @@ import pytest
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
-from loyalty_engine.rules import compiler
+from loyalty_engine.rules import compiler, kinds
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.explain import explain_account, render
 from loyalty_engine.rules.kinds import odds
@@ -372,3 +372,28 @@ def test_unusual_for_a_large_account_sums_only_the_terms_that_matter(tmp_path, m
             assert got[(tail, "LARGE", night)] == pytest.approx(unusual(rows, night, tail=tail), rel=1e-6, abs=1e-12), (tail, night)
     assert sum(1 for day, _ in rows if day > NIGHT - timedelta(days=90)) == 89 * 17  # 17 a day in the window (its first day has none)
     assert got[("low", "LARGE", NIGHT)] < 1e-6 and got[("high", "LARGE", NIGHT)] > 0.99
+
+
+def exact_at_most(upto: int, mu: float, r: float) -> float:
+    """The negative binomial's chance of at most `upto`, by its ratio recurrence from pmf(0), in
+    logs (no lgamma, so no cancellation however large r is)."""
+    log_term, logs = r * math.log1p(-mu / (r + mu)), []
+    for k in range(upto + 1):
+        logs.append(log_term)
+        log_term += math.log1p((k - mu) / (r + mu)) - math.log(k + 1) + math.log(mu)
+    return math.fsum(math.exp(t) for t in logs)
+
+
+@pytest.mark.parametrize("r", [0.3, 49.9, 50.0, 1e3, 1e6, 1e9, 1e13])
+def test_the_chance_stays_exact_for_any_size(r):
+    """Near Poisson's spread the size r grows without bound; LGAMMA(k + r) - LGAMMA(r) would lose
+    r * ln(r) * 2e-16 of it, so large sizes take Stirling's form. Both agree with the recurrence."""
+    cases = [(x, mu) for mu in (0.7, 3.0, 40.0, 900.0) for x in {0, int(mu / 2), int(mu), int(mu * 1.5)}]
+    query = "SELECT * FROM (VALUES " + ", ".join(f"({x}, {mu!r}::DOUBLE, {r!r}::DOUBLE)" for x, mu in cases) + ") AS t(upto, mu, r)"
+    for step in kinds._at_most():
+        columns = ", ".join(f"{value.sql('duckdb')} AS {name}" for name, value in step.items())
+        query = f"SELECT *, {columns} FROM ({query})"
+    got = duckdb.sql(f"SELECT upto, mu, cdf FROM ({query})").fetchall()
+    for upto, mu, cdf in got:
+        expected = exact_at_most(upto, mu, r)
+        assert cdf == pytest.approx(expected, rel=1e-9, abs=1e-15), (upto, mu, r)
