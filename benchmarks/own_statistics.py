@@ -81,7 +81,7 @@ def parse_args(argv):
     parser.add_argument("--accounts", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--nights", type=int, default=365)
-    parser.add_argument("--catalogues", nargs="+", default=["rules", "rules-next"], help="rule folders, relative to the project")
+    parser.add_argument("--catalogues", nargs="+", default=["rules"], help="rule folders, relative to the project")
     parser.add_argument("--only", nargs="+", help="these metrics only ('-': none, with --whole)")
     parser.add_argument("--whole", action="store_true", help="also each whole catalogue, as the backtest evaluates it")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per case (median)")

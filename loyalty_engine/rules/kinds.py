@@ -115,6 +115,9 @@ class Kind:
     # chance as odds: 'about once in 200 quarters'); None: the number alone.
     shown: Callable[[Any, int], str | None] | None = None
     options: Mapping[str, Option] = field(default_factory=dict)
+    # Its SQL has a form other engines (Trino, Spark) run; False: DuckDB's list lambdas and
+    # LGAMMA only, so a rule reading it runs on DuckDB alone (docs/rules.md, `unusual`).
+    portable: bool = True
 
     @property
     def reads_rows(self) -> bool:
@@ -468,7 +471,7 @@ KINDS: dict[str, Kind] = {
     "unusual": Kind(
         takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=None,
         words="chance of {tail} this many {table} by the account's own rate and spread per {per} in the {baseline} before",
-        compile=_unusual, reaches_before_window=True, shown=odds,
+        compile=_unusual, reaches_before_window=True, shown=odds, portable=False,
         options={
             "baseline": Option("a span in days or weeks, e.g. 365d", _baseline, default="365d"),
             "per": PER,

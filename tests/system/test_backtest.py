@@ -53,7 +53,7 @@ def copy_of(history: Path, tmp_path: Path) -> Path:
 SUMMATION_ORDER = 1e-9
 
 
-@pytest.mark.parametrize("folder", ["rules", "rules-next"])
+@pytest.mark.parametrize("folder", ["rules"])
 def test_streamed_metrics_equal_joined_metrics(history, monkeypatch, folder):
     """A year's query sorts rows and probes into one stream; a night's joins rows to nights.
     Both must give every metric the same value, on nights near and far apart, for the shipped
