@@ -132,6 +132,7 @@ def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
         if name in types:
             what = "built-in metric" if name in BUILTINS else "metric"
             found.append(RuleError(f"{rule.places[f'params.{name}']}: param '{name}' has the name of a {what}"))
+            types[name] = UNKNOWN  # which of the two a use means is unclear: no type errors on top
         else:
             types[name] = NUMBER
     values: dict[str, exp.Expression] = {}
@@ -156,21 +157,27 @@ def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
             conditions[key] = _condition(rule, key, text, types)
         except RuleError as problem:
             found.append(problem)
-            unread = True
+            if getattr(problem, "tree", None) is None:
+                unread = True
+            else:
+                conditions[key] = problem.tree
+    known = sorted(_known(types))
     for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
-        for language, text in texts.items():
-            place = rule.places.get(f"{key}.{language}", rule.where)
-            known = sorted(_known(types))
+        written: dict[Where, list[str]] = {}  # one text written for every language is one place
+        for language in texts:
+            written.setdefault(rule.places.get(f"{key}.{language}", rule.where), []).append(language)
+        for place, languages in written.items():
+            text, label = texts[languages[0]], key if len(languages) > 1 else f"{key}.{languages[0]}"
             for name in sorted(placeholders(text) - set(types)):
                 found.append(RuleError(
-                    f"{_inside(place, text, _find(text, name))}: {key}.{language} uses unknown placeholder '{name}'{did_you_mean(name, known)} "
+                    f"{_inside(place, text, _find(text, name))}: {label} uses unknown placeholder '{name}'{did_you_mean(name, known)} "
                     f"(known: {', '.join(known)})"
                 ))
     trees = [*conditions.values(), *values.values()]
     names = {n for tree in trees for n in _names(tree)} | _names_in_texts(rule)
     if not unread and not rule.texts_unread:
-        for name in rule.params:
-            if name not in names:
+        for name, value in rule.params.items():
+            if name not in names and value is not None:
                 found.append(RuleError(f"{rule.places[f'params.{name}']}: param '{name}' is not used by when, resolve_when, values or the texts"))
     if found:
         raise RuleProblems(sorted(found, key=_place_order))
@@ -214,7 +221,7 @@ def _parse(text: str, place: Where, types: dict[str, str], what: str, noun: str 
         tree = sqlglot.parse_one(text, read=DIALECT)
     except sqlglot.errors.ParseError as err:
         first = err.errors[0] if err.errors else {}
-        raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {first.get('description', err)}") from None
+        raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {_parse_problem(first.get('description', str(err)))}") from None
     unknown: list[RuleError] = []
     for node in tree.walk():
         if isinstance(node, exp.Column):
@@ -232,8 +239,30 @@ def _parse(text: str, place: Where, types: dict[str, str], what: str, noun: str 
             raise RuleError(f"{_inside(place, text, _find(text, first_word))}: not allowed in {what}: {shown}")
         node.comments = None  # a comment has nothing to say in the generated SQL
     if unknown:
-        raise RuleProblems(unknown)
+        problem = RuleProblems(unknown)
+        problem.tree = tree  # read, only its names unknown: which params it uses can still be told
+        raise problem
     return tree
+
+
+_OPERATORS = {
+    "EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "Add": "+", "Sub": "-", "Mul": "*", "Div": "/",
+    "And": "and", "Or": "or", "Not": "not", "Between": "between", "In": "in", "Like": "like", "Is": "is",
+}  # fmt: skip
+
+
+def _parse_problem(description: str) -> str:
+    """sqlglot's words for a parse error, in an ops' words where they name its classes.
+
+    >>> _parse_problem("Required keyword: 'expression' missing for <class 'sqlglot.expressions.core.EQ'>")
+    "'=' is missing what comes after it"
+    """
+    found = re.match(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>", description)
+    if not found:
+        return description
+    operator = _OPERATORS.get(found.group(2), found.group(2).lower())
+    side = "what comes after it" if found.group(1) == "expression" else "what comes before it"
+    return f"'{operator}' is missing {side}"
 
 
 def _known(names) -> list[str]:

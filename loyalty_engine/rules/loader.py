@@ -495,8 +495,9 @@ def _rule(path: Path, spec: Located) -> Rule:
         inhibits=tuple(inhibits),
         places=places,
         mode=str(mode),
-        # A param that is not a number still counts as a name the rule defines: its uses are no "unknown metric".
-        params={**params, **{name: 0 for name in bad_params}},
+        # A param that is not a number still counts as a name the rule defines: its uses are no
+        # "unknown metric" (None: its value is wrong, reported already).
+        params={**params, **{name: None for name in bad_params}},
         resolve_when=str(spec["resolve_when"]) if "resolve_when" in spec else None,
         keep_firing_for=keep_firing_for,
         texts_unread=texts_unread,
@@ -522,6 +523,7 @@ def _params(path: Path, spec: Located, found: list[RuleError]) -> tuple[dict[str
     for name, value in params.items():
         if not _ID.match(str(name)):
             found.append(RuleError(f"{place(path, params, name)}: param name '{name}' must be lower_case letters, digits and _"))
+            bad.append(str(name))
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
