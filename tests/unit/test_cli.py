@@ -46,6 +46,7 @@ def test_every_command_has_help_with_an_example(command):
     result = loyalty(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert ("Example:" in result.stdout or "Examples:" in result.stdout) and f"loyalty {command}" in result.stdout
+    assert "Exit codes" in result.stdout and "  0  " in result.stdout  # as a man page's EXIT STATUS
 
 
 def test_the_cli_only_parses_and_hands_over():
@@ -61,10 +62,14 @@ def test_the_cli_only_parses_and_hands_over():
 
 
 def test_top_level_help_lists_commands_and_exit_codes():
-    result = loyalty("--help")
+    result = loyalty("--help", columns=100)
     assert result.returncode == 0
-    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes"):
+    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes", "Getting started", "LOYALTY_CONFIG"):
         assert word in result.stdout
+    for code in range(8):
+        assert re.search(rf"^    {code}  \S", result.stdout, re.MULTILINE), code
+    commands = result.stdout.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+    assert len(commands) == 15 and not [line for line in commands if line.endswith("...")]  # each summary whole
 
 
 @pytest.mark.slow  # several CLI processes or a replay: seconds
