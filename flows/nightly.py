@@ -4,7 +4,8 @@ The flow only composes; each task wraps plain functions from `loyalty_engine`, o
 DuckDB file itself (connections do not travel between tasks) and closes it when done. It starts
 with the pre-flight `loyalty run` also makes (`loyalty_engine/preflight.py`: tonight, the rules
 proven against it, the snoozes), and the whole run holds the database's lock, so a second run at
-the same time stops at once.
+the same time stops at once. `loyalty run` has done all of that, and checked the extracts, before
+it imported this module; the flow does it again for the scheduled runs of `loyalty serve`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from loyalty_engine.mail.digest import Digest, render_digests
 from loyalty_engine.errors import DeliveryError
 from loyalty_engine.gate import Check, GateStop
 from loyalty_engine.night import NightState, run_night
-from loyalty_engine.mail.notices import render_gate_notice
+from loyalty_engine.mail.notices import tell_ops
 from loyalty_engine.mail.mailing import night_mailing
 from loyalty_engine.preflight import preflight
 from loyalty_engine.rules.loader import RuleSet
@@ -78,12 +79,14 @@ def deliver_task(settings: Settings, night: date, digests: list[Digest]) -> Deli
 def nightly(config_path: str = "config.yaml", night: date | None = None) -> NightSummary:
     """Load the night's extracts, check them, evaluate the warning rules and mail the digests."""
     settings = load_settings(Path(config_path))
-    # A broken rule or snoozes file, or another run going, stops the night before any data is replaced.
-    checked = preflight(settings, night)
-    night = checked.night
-    log_start(settings, night, checked.days_behind)
-    summary = NightSummary(night=night, mode=settings.email.mode)
-    with store.night_lock(settings.database):
+    # The lock first, held to the end: `loyalty run` took it in its first second and the flow
+    # joins it; a scheduled run takes it here. A second run stops at once (RunLocked, exit 7).
+    with store.night_lock(settings.database, join=True, said=lambda line: progress().warning(line)):
+        # A broken rule or snoozes file stops the night before any data is replaced.
+        checked = preflight(settings, night)
+        night = checked.night
+        log_start(settings, night, checked.days_behind)
+        summary = NightSummary(night=night, mode=settings.email.mode)
         try:
             state = night_task(settings, checked.ruleset, checked.snoozes, night)
         except GateStop as stop:
@@ -91,7 +94,7 @@ def nightly(config_path: str = "config.yaml", night: date | None = None) -> Nigh
             # the night). Ops hear of it, once per night.
             summary.checks = stop.checks
             log_checks(summary.checks)
-            tell_ops(settings, night, stop)
+            tell_ops(settings, night, stop, progress().warning)
             publish_summary(summary)
             raise
         summary.record_night(state, checked.ruleset)
@@ -160,19 +163,6 @@ def log_checks(checks: list[Check]) -> None:
     levels = {"fail": logging.WARNING, "hold": logging.WARNING, "warn": logging.INFO}
     for check in checks:  # the passed ones are in the run summary and the nightly-gate artifact
         logger.log(levels.get(check.outcome.value, logging.DEBUG), "gate: %s", check.line())
-
-
-def tell_ops(settings: Settings, night: date, stop: GateStop) -> None:
-    """Mail ops why the night stopped (once per night, kind and address, through the ledger)."""
-    logger = progress()
-    if not settings.email.ops_recipients:
-        logger.warning("night %s stopped and email.ops_recipients is empty: nobody is told", night)
-        return
-    notices = render_gate_notice(night, settings.email.sender, settings.email.ops_recipients, settings.digest.language, stop)
-    with store.connect(settings.database) as con:
-        report = deliver_digests(con, notices, settings.email)
-    for who, why in report.failed.items():
-        logger.warning("notice to %s not delivered: %s", who, why)
 
 
 def publish_summary(summary: NightSummary) -> None:

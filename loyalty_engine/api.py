@@ -84,32 +84,44 @@ def _prefect_environment(settings: Settings) -> None:
 def run(settings: Settings, night: date | None = None, *, progress: Progress = _quiet, flow_log: logging.Handler | None = None) -> NightSummary:
     """Run the nightly flow once for the night (default: `preflight.tonight`) and return its summary.
 
-    The pre-flight comes first, so a broken rule or a run already going is answered before
-    Prefect starts. `flow_log` receives the flow's own progress lines while it runs. Raises
-    GateFailed (exit 3), DigestsHeld (6), RuleError (4), RunLocked (7) or DeliveryError (5).
+    The run lock is taken first and held to the end, so a second run stops at once (RunLocked,
+    exit 7, naming the holder); a lock left by a dead run is taken over, saying so through
+    `progress`. Then the pre-flight, all without Prefect: the rules proven (RuleError, exit 4),
+    the snoozes, and the extracts checked by the gate; a bad extract stops the night here
+    (GateFailed, exit 3) with its checks kept and ops told, as the flow would. Only a night that
+    really runs imports Prefect and starts its local API. `flow_log` receives the flow's own
+    progress lines while it runs. Raises DigestsHeld (6) or DeliveryError (5) from the flow.
     """
-    from loyalty_engine.preflight import preflight
+    from loyalty_engine import store
+    from loyalty_engine.preflight import extracts_stop, preflight
 
-    checked = preflight(settings, night)
-    for problem in checked.extract_problems:
-        progress(f"gate will fail: {problem.detail}")
-    if checked.extract_problems:
-        progress("Running the night anyway, to record the failure and tell ops …")
-    _prefect_environment(settings)
-    if not os.environ.get("PREFECT_API_URL"):
-        progress("Starting Prefect's local API for this run (about 20 s) …")
-    from flows.nightly import PROGRESS_LOGGER, nightly  # Prefect is imported only by the commands that run the flow
+    with store.night_lock(settings.database, said=progress):
+        checked = preflight(settings, night)
+        progress(f"Checking the extracts of {checked.night} in {settings.extracts.path} …")
+        stop = extracts_stop(settings, checked)
+        if stop is not None:
+            from loyalty_engine.gate import Outcome, keep_stop
 
-    logger = logging.getLogger(PROGRESS_LOGGER)
-    if flow_log is not None:
-        logger.addHandler(flow_log)
-    try:
-        # The flow picks the night itself when none is given, as a scheduled run does, so it can
-        # say when the newest extract folder is older than it should be.
-        return nightly(config_path=str(settings.source), night=night)
-    finally:
+            failed = [check for check in stop.checks if check.outcome is Outcome.FAIL]
+            for check in failed if len(failed) > 1 else []:  # one is the error line itself
+                progress(f"gate: {check.line()}")
+            keep_stop(settings, stop, progress)
+            raise stop
+        _prefect_environment(settings)
+        if not os.environ.get("PREFECT_API_URL"):
+            progress("Starting Prefect's local API for this run (about 20 s) …")
+        from flows.nightly import PROGRESS_LOGGER, nightly  # Prefect is imported only when the night runs
+
+        logger = logging.getLogger(PROGRESS_LOGGER)
         if flow_log is not None:
-            logger.removeHandler(flow_log)
+            logger.addHandler(flow_log)
+        try:
+            # The flow picks the night itself when none is given, as a scheduled run does, so it can
+            # say when the newest extract folder is older than it should be.
+            return nightly(config_path=str(settings.source), night=night)
+        finally:
+            if flow_log is not None:
+                logger.removeHandler(flow_log)
 
 
 @dataclass(frozen=True)
@@ -135,14 +147,15 @@ def gate(settings: Settings, night: date | None = None, *, progress: Progress = 
     from loyalty_engine.night import run_night
     from loyalty_engine.preflight import preflight
 
-    checked = preflight(settings, night)
-    if checked.extract_problems:  # a missing table or column: the night fails the gate; no need to read it
-        from loyalty_engine.gate import problem_checks
+    with store.night_lock(settings.database, said=progress):
+        checked = preflight(settings, night)
+        if checked.extract_problems:  # a missing table or column: the night fails the gate; no need to read it
+            from loyalty_engine.gate import problem_checks
 
-        return GateReport(checked.night, problem_checks(checked.extract_problems))
-    progress(f"Checking the extracts of {checked.night} in {settings.extracts.path} …")
-    with store.night_lock(settings.database), store.connect(settings.database) as con:
-        state = run_night(con, settings, checked.ruleset, checked.snoozes, checked.night, dry_run=True)
+            return GateReport(checked.night, problem_checks(checked.extract_problems))
+        progress(f"Checking the extracts of {checked.night} in {settings.extracts.path} …")
+        with store.connect(settings.database) as con:
+            state = run_night(con, settings, checked.ruleset, checked.snoozes, checked.night, dry_run=True)
     return GateReport(checked.night, state.checks)
 
 
@@ -151,11 +164,13 @@ def release(settings: Settings, night: date, by: str) -> None:
 
     The pre-flight comes first: a release that could not run is not recorded.
     """
+    from loyalty_engine import store
     from loyalty_engine.night import release_night
     from loyalty_engine.preflight import preflight
 
-    preflight(settings, night)
-    release_night(settings, night, by)
+    with store.night_lock(settings.database):
+        preflight(settings, night)
+        release_night(settings, night, by)
 
 
 def serve(settings: Settings, say: Progress = _quiet) -> None:

@@ -27,17 +27,41 @@ from loyalty_engine.config import Settings, config_path, load_settings
 from loyalty_engine.console import BacktestFormat, Format, GateFormat
 from loyalty_engine.errors import DeliveryError, UserError
 
-EPILOG = """\b
-Exit codes:
-  0  done
-  1  internal error (a bug; the traceback is printed)
-  2  usage or configuration error
-  3  the night's extracts failed the gate (no owner mailed; ops told)
-  4  a rule file cannot be read or compiled
-  5  some digests could not be delivered (retried on the next run)
-  6  the night's digests are held: too many new warnings
-  7  another run is using the database"""
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+EXIT_CODES = {
+    0: "done",
+    1: "internal error (a bug; the traceback is printed)",
+    2: "usage or configuration error (one line per mistake)",
+    3: "the night's extracts failed the gate (no owner mailed; ops told)",
+    4: "a rule file or the snoozes file cannot be read or compiled",
+    5: "some digests could not be delivered (retried on the next run)",
+    6: "the night's digests are held: too many new warnings",
+    7: "another run is using the database (the line names it)",
+}
+
+
+def exits(*codes: int) -> str:
+    """A command's epilog: the exit codes it can give, as in a man page's EXIT STATUS."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {EXIT_CODES[code]}" for code in codes)
+
+
+NIGHT_EXITS = exits(0, 2, 3, 4, 5, 6, 7)
+READ_EXITS = exits(0, 2)  # the commands that only read the database or files
+EPILOG = """\b
+Getting started (a fresh folder, the sample data, email to outbox/):
+  loyalty generate-sample --out extracts     write sample extract folders
+  loyalty run                                run the newest night; digests go to outbox/
+  loyalty alerts                             what the night warned about
+  loyalty explain K-00042                    why, for one account
+Settings come from ./config.yaml, $LOYALTY_CONFIG or --config (see the README).
+Every command has its own help with examples: loyalty COMMAND --help.
+
+""" + exits(*EXIT_CODES) + """
+
+\b
+Environment:
+  LOYALTY_CONFIG   the settings file when --config is not given
+  PREFECT_API_URL  a Prefect server for run/serve (else a local one starts)"""
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -60,7 +84,12 @@ def _version(value: bool) -> None:
 def _main(
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    """Nightly early warning for B2B accounts that are drifting away."""
+    """Nightly early warning for B2B accounts that are drifting away.
+
+    Every night it loads the customers' extracts (orders, complaints, contracts, …), checks
+    them, evaluates the warning rules in rules/*.yaml for every account and mails each
+    account owner one short digest of what is new.
+    """
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", metavar="PATH", help="Settings file [default: $LOYALTY_CONFIG or ./config.yaml].", show_default=False),
@@ -81,14 +110,19 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
-@app.command()
+@app.command(epilog=NIGHT_EXITS)
 def run(config: ConfigOption = None, night: DateOption = None) -> None:
     """Run the nightly job once.
 
     Loads the night's extracts, validates them, checks them against the gate, evaluates
     the rules and mails the digests. A night that fails the gate changes nothing, mails no
     owner and tells ops (exit 3); one that would warn too many accounts at once holds its
-    digests for `loyalty release` (exit 6). Only one run at a time per database (exit 7).
+    digests for `loyalty release` (exit 6).
+
+    In its first second it takes the database's run lock and holds it to the end: a second
+    run stops at once, naming the one that holds it (exit 7); a lock left by a run that died
+    is taken over, saying so. Before Prefect starts (about 20 s), it proves the rules (exit 4)
+    and checks the extracts: a bad extract is answered in seconds (exit 3).
 
     The night defaults to the newest <YYYY-MM-DD> folder under extracts.path, else today.
     Re-running a night replaces its data and warnings but never mails a digest twice.
@@ -106,14 +140,15 @@ def _run(settings: Settings, night: date | None) -> None:
     console.print_summary(summary, settings.database)
 
 
-@app.command()
+@app.command(epilog=exits(0, 2, 3, 4, 6, 7))
 def gate(
     config: ConfigOption = None,
     night: DateOption = None,
     format: Annotated[GateFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = GateFormat.table,
 ) -> None:
-    """Check a night's extracts against the gate, without changing anything.
+    """Check a night's extracts, changing nothing.
 
+    Runs the data-quality gate on them.
     Loads the night's extracts, validates them and, when they pass, evaluates the rules, all
     in a transaction that is rolled back: prints every check with its figure, its limit and
     its outcome (pass, warn, fail, hold), and exits as the nightly run would: 0 when the
@@ -131,15 +166,15 @@ def gate(
         raise typer.Exit(report.exit_code)
 
 
-@app.command()
+@app.command(epilog=NIGHT_EXITS)
 def release(
     night: Annotated[datetime, typer.Option("--date", "-d", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="The held night.")],
     by: Annotated[str, typer.Option("--by", metavar="NAME", help="Who looked and let the digests go [default: $USER].", show_default=False)] = "",
     config: ConfigOption = None,
 ) -> None:
-    """Send a night's digests that the gate held back because of an alert flood.
+    """Send the digests of a night held for an alert flood.
 
-    When a night would warn more than gate.max_new_warning_share of all accounts for the
+    The gate holds a night's digests back when they would warn too many accounts at once. When a night would warn more than gate.max_new_warning_share of all accounts for the
     first time, the nightly run keeps nothing of the night, mails no owner and tells ops,
     with the new warnings per rule (`loyalty gate --date D` shows them again). After a look,
     this records who released the night and runs it again: its flood check then passes and
@@ -156,7 +191,7 @@ def release(
     _run(settings, night.date())
 
 
-@app.command()
+@app.command(epilog=exits(0, 2, 4))
 def serve(config: ConfigOption = None) -> None:
     """Run the nightly job on its schedule.
 
@@ -190,7 +225,7 @@ class WarningNotice(str, Enum):
     kept = "kept"
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def alerts(
     config: ConfigOption = None,
     night: DateOption = None,
@@ -224,7 +259,7 @@ def alerts(
     console.show_alerts(rows, format)
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def history(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account.")],
     config: ConfigOption = None,
@@ -245,7 +280,7 @@ def history(
     console.show_history(api.history(_settings(config), account_id), format)
 
 
-@app.command()
+@app.command(epilog=exits(0, 2, 4))
 def snooze(
     account_id: Annotated[Optional[str], typer.Argument(metavar="ACCOUNT_ID", help="The account whose warnings to snooze.", show_default=False)] = None,
     rule: Annotated[Optional[str], typer.Option("--rule", metavar="RULE_ID", help="Only this rule's warning [default: every rule].", show_default=False)] = None,
@@ -284,7 +319,7 @@ def snooze(
     console.snooze_added(added, settings.snoozes)
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def preview(
     owner: Annotated[str, typer.Option(metavar="EMAIL", help="The recipient whose digest to render (an owner or an ops address).")],
     config: ConfigOption = None,
@@ -292,7 +327,7 @@ def preview(
     out_file: Annotated[Path, typer.Option("--out", metavar="FILE.html", help="Where to write the HTML.")] = Path("preview.html"),
     all_open: Annotated[bool, typer.Option("--all-open", help="Show every firing warning as new, even on a night with nothing to mail.")] = False,
 ) -> None:
-    """Render one recipient's digest to a file, without sending it.
+    """Render one recipient's digest to a file; send nothing.
 
     For checking a template or text change: the digest the night sent (or would send)
     to EMAIL, as HTML; the plain-text part goes beside it as FILE.txt. The latest
@@ -306,14 +341,15 @@ def preview(
     console.show_preview(api.preview(_settings(config), owner, out_file, _day(night), all_open))
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def report(
     out_file: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.html", help="Where to write the page.")],
     config: ConfigOption = None,
     night: DateOption = None,
 ) -> None:
-    """Write the portfolio report: one HTML page for ops and management.
+    """Write the portfolio report, one HTML page.
 
+    For ops and management.
     The four groups of the brief (satisfaction against order frequency, each active account
     coloured by its warning state), the retention rate per month over two years, new warnings
     per rule and per owner over 90 days, the gate's outcomes over 30 days and the last
@@ -330,7 +366,7 @@ def report(
     console.show_report(figures, out_file)
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def quarantine(
     config: ConfigOption = None,
     night: DateOption = None,
@@ -352,13 +388,14 @@ def quarantine(
     console.show_quarantine(api.quarantine(_settings(config), _day(night), table), format)
 
 
-rules_app = typer.Typer(
-    help="Check, test and list the warning rules (see docs/rules.md).",
-    epilog="""\b
-Exit codes:
+RULES_EXITS = """\b
+Exit codes (as promtool's):
   0  every file is fine / every test passed
-  1  a rule file has errors / a test failed
-  2  usage or configuration error""",
+  1  a rule file has a problem / a test failed
+  2  usage or configuration error"""
+rules_app = typer.Typer(
+    help="Check, test and list the warning rules.\n\nThe rule language, with examples, is in docs/rules.md.",
+    epilog=RULES_EXITS,
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings=HELP_OPTIONS,
@@ -382,15 +419,15 @@ def _configured_database(config: Path | None) -> Path | None:
         return None
 
 
-@rules_app.command("check")
+@rules_app.command("check", epilog=RULES_EXITS)
 def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> None:
     """Check rule files without running anything.
 
-    Reads every rule file, checks every metric, condition, value and placeholder, and
+    Reads every rule file, checks every metric, param, condition, value and text, and
     compiles each rule once against empty tables; without PATH, the config's snoozes
-    file too. Prints every problem as
-    FILE:LINE:COLUMN: PROBLEM and exits 1 if there is any. The nightly run refuses
-    rules that fail this check.
+    file too. Prints every problem of every rule at once, one line each, as
+    FILE:LINE:COLUMN: PROBLEM (with "did you mean" where a known name is close), and
+    exits 1 if there is any. The nightly run refuses rules that fail this check.
 
     Example:
 
@@ -403,10 +440,11 @@ def rules_check(paths: PathsArgument = None, config: ConfigOption = None) -> Non
         raise typer.Exit(1)
 
 
-@rules_app.command("list")
+@rules_app.command("list", epilog=exits(0, 2, 4))
 def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format: FormatOption = Format.table) -> None:
-    """List the rules with severity, state, what they say and how they did in the last backtest.
+    """List the rules and their figures from the last backtest.
 
+    Each rule with its severity, state (enabled, mode) and what it says.
     Once `loyalty backtest` has run, each rule shows its figures from it: accounts flagged,
     digests per owner and week, precision, recall and median lead in days (see `loyalty
     backtest --help`), so you see which rules earn their place.
@@ -420,7 +458,7 @@ def rules_list(paths: PathsArgument = None, config: ConfigOption = None, format:
     console.show_rule_list(listing, format)
 
 
-@rules_app.command("test")
+@rules_app.command("test", epilog=RULES_EXITS)
 def rules_test(
     paths: Annotated[
         Optional[list[Path]],
@@ -446,7 +484,7 @@ def rules_test(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=READ_EXITS)
 def explain(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT_ID", help="The account to explain.")],
     config: ConfigOption = None,
@@ -470,7 +508,7 @@ def explain(
     console.show_explanation(api.explain(_settings(config), account_id, _day(night)), format)
 
 
-@app.command()
+@app.command(epilog=exits(0, 2, 4, 7))
 def backtest(
     first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First night to replay.")],
     last: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last night to replay.")],
@@ -488,7 +526,7 @@ def backtest(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Replay the rules on past nights and show how early and how precisely they warned.
+    """Replay past nights: how early and precisely rules warn.
 
     Every night from --from to --to is evaluated as it was (only data dated up to it counts),
     and the warnings go through the real lifecycle (for:, repeats, resolution, inhibition;
@@ -516,7 +554,7 @@ def backtest(
     console.show_backtest(run, format, output, settings.digest.language)
 
 
-@app.command()
+@app.command(epilog=exits(0, 2, 4, 7))
 def tune(
     rule: Annotated[str, typer.Argument(metavar="RULE", help="The rule whose params (named thresholds) to vary.")],
     first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First night to replay.")],
@@ -532,8 +570,9 @@ def tune(
     output: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write to FILE instead of stdout.", show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Try other thresholds for one rule on past nights and compare their consequences.
+    """Try other thresholds for one rule on past nights.
 
+    Compares their consequences side by side.
     A rule names its thresholds under params: (docs/rules.md, "Params"). Each --vary
     NAME=V1,V2,... gives values to try for one of them; every combination of the values is
     replayed (at most 200), and the values in the rule file too. History is replayed once:
@@ -562,7 +601,7 @@ def tune(
     console.show_tune(result, rules or settings.rules, format, output, settings.digest.language)
 
 
-@app.command("generate-sample")
+@app.command("generate-sample", epilog=exits(0, 2))
 def generate_sample(
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder to write <YYYY-MM-DD>/<table>.csv folders and ground_truth.csv into.")],
     accounts: Annotated[int, typer.Option(min=1, metavar="N", help="Number of accounts.")] = 200,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -29,7 +30,9 @@ from loyalty_engine.config import Settings
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import UserError
 from loyalty_engine.extracts.staging import ExtractProblem
-from loyalty_engine.extracts.validate import TableCheck
+
+if TYPE_CHECKING:  # pandera, behind validate, takes a second and a half to import: not for a missing column
+    from loyalty_engine.extracts.validate import TableCheck
 
 # The usual week is the average of up to this many weeks before the last one.
 USUAL_WEEKS = 8
@@ -273,6 +276,22 @@ def flood_check(con: duckdb.DuckDBPyConnection, night: date, settings: Settings)
     ).fetchall()
     rules = ", ".join(f"{rule} {count:,}" for rule, count in per_rule)
     return check(Outcome.HOLD, f"new warnings by rule: {rules}; look, then `loyalty release --date {night}`")
+
+
+def flood_not_checked() -> Check:
+    """The flood check's line on a night stopped before its rules ran."""
+    return Check("flood", "*", Outcome.SKIP, "not checked", "", "the night stopped before the rules ran")
+
+
+def keep_stop(settings: Settings, stop: GateStop, warn) -> None:
+    """What a night stopped at the gate leaves: its checks kept (for `loyalty gate` and the
+    report) and ops told, once per night, through the ledger. `warn` gets what went wrong telling them."""
+    from loyalty_engine import store
+    from loyalty_engine.mail.notices import tell_ops
+
+    with store.connect(settings.database) as con:
+        record_checks(con, stop.night, stop.checks)
+    tell_ops(settings, stop.night, stop, warn)
 
 
 def stop_if_failed(night: date, checks: list[Check]) -> None:

@@ -83,11 +83,11 @@ def _load_and_evaluate(
     try:
         staged = stage_extracts(con, settings.extracts, night)
     except ExtractProblems as found:
-        raise gate.GateFailed(night, gate.problem_checks(found.problems) + [_flood_not_checked()]) from None
+        raise gate.GateFailed(night, gate.problem_checks(found.problems) + [gate.flood_not_checked()]) from None
     state.tables = validate_night(con, staged, night)
     state.checks = gate.extract_checks(con, night, state.tables, settings)
     if any(c.outcome is Outcome.FAIL for c in state.checks):
-        state.checks.append(_flood_not_checked())
+        state.checks.append(gate.flood_not_checked())
         raise gate.GateFailed(night, state.checks)
     state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
     state.notices = dict(advance_warnings(con, ruleset, night, state.outcome, snoozes, settings.digest.repeat_after_days))
@@ -102,13 +102,25 @@ def _load_and_evaluate(
             state.notices[notice] = state.budget[notice]
 
 
-def _flood_not_checked() -> Check:
-    return Check("flood", "*", Outcome.SKIP, "not checked", "", "the night stopped before the rules ran")
+def check_extracts(settings: Settings, night: date) -> list[Check]:
+    """The gate's checks on the night's extracts (stage, validate, volume, freshness, quarantine)
+    in a transaction that is rolled back: what `loyalty run` checks before it starts Prefect."""
+    with store.connect(settings.database) as con:
+        con.begin()
+        try:
+            try:
+                staged = stage_extracts(con, settings.extracts, night)
+            except ExtractProblems as found:
+                return gate.problem_checks(found.problems)
+            tables = validate_night(con, staged, night)
+            return gate.extract_checks(con, night, tables, settings)
+        finally:
+            con.rollback()
 
 
 def release_night(settings: Settings, night: date, by: str) -> None:
     """Record that ops let a held night's digests go; the next run of the night sends them."""
-    with store.night_lock(settings.database), store.connect(settings.database) as con:
+    with store.night_lock(settings.database, join=True), store.connect(settings.database) as con:
         outcomes = {c.name: c.outcome for c in gate.stored_checks(con, night)}
         if outcomes.get("flood") is not Outcome.HOLD:
             ran = "its last run was not held" if outcomes else "it has not run"

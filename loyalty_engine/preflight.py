@@ -1,8 +1,9 @@
 """Before a night runs: which night it is, and whether it can run at all.
 
 `loyalty run`, `loyalty gate`, `loyalty release` and the nightly flow all start here, so "tonight"
-means one thing everywhere, and a broken rule, a bad snoozes file or a run already going is
-answered within a second or two, before Prefect's local API takes its twenty to start.
+means one thing everywhere, and a broken rule, a bad snoozes file or a bad extract is answered
+in seconds, before Prefect's local API takes its twenty to start. The run lock is not taken
+here: each caller takes it (`store.night_lock`) before it calls `preflight`, and holds it to its end.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import csv
 import difflib
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from loyalty_engine import store
 from loyalty_engine.config import Settings
 from loyalty_engine.contract import TABLES
 from loyalty_engine.extracts.staging import ExtractProblem, extract_folder, find_table_file, is_required, newest_extract_date
 from loyalty_engine.lifecycle.snoozes import Snooze, load_snoozes
 from loyalty_engine.rules.evaluate import prove_rules
 from loyalty_engine.rules.loader import RuleSet, load_rules
+
+if TYPE_CHECKING:
+    from loyalty_engine.gate import GateFailed
 
 
 def today(settings: Settings) -> date:
@@ -51,18 +55,15 @@ class Preflight:
 
 
 def preflight(settings: Settings, given: date | None = None) -> Preflight:
-    """Tonight, its rule set loaded and proven, the snoozes loaded, and the run lock free.
+    """Tonight, its rule set loaded and proven, the snoozes loaded, the extracts' files and headers looked at.
 
     Raises RuleError (exit 4) for a rule that cannot be read or evaluated on that night or a bad
-    snoozes file, and RunLocked (exit 7) while another run holds the database. No data is
-    touched: the lock is only tried here, and the run takes it when it starts.
+    snoozes file. No data is touched. The caller holds the run lock.
     """
     night = tonight(settings, given)
     ruleset = load_rules(settings.rules)
     prove_rules(ruleset, night)
     snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})
-    with store.night_lock(settings.database):
-        pass
     behind = 0 if given is not None else max((today(settings) - night).days, 0)
     return Preflight(night, ruleset, snoozes, behind, look_at_extracts(settings, night))
 
@@ -112,3 +113,25 @@ def look_at_extracts(settings: Settings, night: date) -> list[ExtractProblem]:
                 detail = f"{path}: missing required column '{column}' (found: {', '.join(header) or 'none'}){hint}"
                 problems.append(ExtractProblem(name, "schema", detail))
     return problems
+
+
+def extracts_stop(settings: Settings, checked: Preflight) -> GateFailed | None:
+    """The gate's verdict on the night's extracts alone, without Prefect: None when they pass,
+    else the stop the night would end in (exit 3).
+
+    What the headers already show fails at once; otherwise the files are staged and validated
+    and the extract checks (volume, recent orders, freshness, quarantine) run, in a transaction
+    rolled back, so `loyalty run` answers a cut-off or broken file in seconds. The flood check
+    needs the rules evaluated and is left to the night itself.
+    """
+    from loyalty_engine.gate import GateFailed, Outcome, flood_not_checked, problem_checks
+
+    if checked.extract_problems:
+        checks = problem_checks(checked.extract_problems)
+    else:
+        from loyalty_engine.night import check_extracts  # pandera: only when the files are read
+
+        checks = check_extracts(settings, checked.night)
+    if not any(c.outcome is Outcome.FAIL for c in checks):
+        return None
+    return GateFailed(checked.night, checks + [flood_not_checked()])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+import re
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -143,16 +145,33 @@ def _show_later_columns(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {", ".join(missing)} FROM "{catalog}".main.{table}')
 
 
+# Lock files this process holds, by path: the nightly flow, run inside `loyalty run`, joins the
+# lock the command took in its first second instead of trying it again (flock would refuse it).
+_HELD: set[Path] = set()
+
+
+def lock_path(database: Path) -> Path:
+    """`<database>.lock`: who holds the database for a run, in its one line."""
+    return database.with_name(database.name + ".lock")
+
+
 @contextmanager
-def night_lock(database: Path) -> Iterator[None]:
+def night_lock(database: Path, *, join: bool = False, said: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold `<database>.lock` for a whole run: a second run stops at once instead of interleaving.
 
     DuckDB's own file lock only covers the moments a connection is open; a run opens and closes
-    its connection per stage. flock is released by the kernel when the process dies, so a
-    killed run never leaves a stale lock behind.
+    its connection per stage. The lock is flock(2) on the file, which the kernel releases when
+    the process dies, so a killed run never blocks the next; the file's one line says who holds
+    it (PID, command, start) and is emptied when the lock is given back. A line still there when
+    the lock is free was left by a run that died: the lock is taken over and `said` is told.
+    `join`: when this process already holds the lock (the flow inside `loyalty run`), carry on
+    under it. Raises RunLocked (exit 7) naming the holder.
     """
     database.parent.mkdir(parents=True, exist_ok=True)
-    path = database.with_name(database.name + ".lock")
+    path = lock_path(database).resolve()
+    if join and path in _HELD:
+        yield
+        return
     handle = path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,16 +179,47 @@ def night_lock(database: Path) -> Iterator[None]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RunLocked(f"{database}: another run is using the database ({holder}); not starting") from None
+        raise RunLocked(f"{database}: another run is using the database: {holder}; not starting") from None
     try:
         handle.seek(0)
+        left = handle.read().strip()
+        if left and said is not None:
+            said(f"{database}: taking over the lock left by {left}, {_gone(left)}")
+        handle.seek(0)
         handle.truncate()
-        handle.write(f"PID {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        handle.write(f"PID {os.getpid()} ({_command()}), started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
         handle.flush()
+        _HELD.add(path)
         yield
     finally:
+        _HELD.discard(path)
+        handle.seek(0)
+        handle.truncate()  # given back: an empty file is a free lock, not a stale one
+        handle.flush()
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _command() -> str:
+    """What holds the lock, as the holder was started: `loyalty run --date 2026-11-23`, or the script."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] not in ("", "-c", "-m") else "python"
+    words = [program, *sys.argv[1:]]
+    text = " ".join(words)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _gone(holder: str) -> str:
+    """Whether the PID a stale lock names still runs (then it is another program: PIDs are reused)."""
+    found = re.match(r"PID (\d+)", holder)
+    if not found:
+        return "which ended without giving it back"
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return "which is no longer running"
+    except PermissionError:
+        pass
+    return "which no longer holds it"
 
 
 def absent_tables(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:

@@ -53,3 +53,19 @@ def _headline(check: Check) -> str:
     if check.name in ("presence", "readable", "schema"):
         return where
     return f"{where}: {check.figure}"
+
+
+def tell_ops(settings, night: date, stop: GateStop, warn) -> None:
+    """Mail ops why the night stopped (once per night, kind and address, through the ledger);
+    `warn` gets a line for an empty ops list or a notice not delivered."""
+    from loyalty_engine import store
+    from loyalty_engine.mail.delivery import deliver_digests
+
+    if not settings.email.ops_recipients:
+        warn(f"night {night} stopped and email.ops_recipients is empty: nobody is told")
+        return
+    notices = render_gate_notice(night, settings.email.sender, settings.email.ops_recipients, settings.digest.language, stop)
+    with store.connect(settings.database) as con:
+        report = deliver_digests(con, notices, settings.email)
+    for who, why in report.failed.items():
+        warn(f"notice to {who} not delivered: {why}")

@@ -42,7 +42,7 @@ from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules import groups, kinds
 from loyalty_engine.rules.kinds import BUILTINS, KINDS
-from loyalty_engine.rules.loader import Metric, Rule, RuleSet, Span, Where, did_you_mean, placeholders
+from loyalty_engine.rules.loader import Metric, Rule, RuleProblems, RuleSet, Span, Where, did_you_mean, placeholders
 
 DIALECT = "duckdb"
 ALLOWED_NODES = (
@@ -65,6 +65,11 @@ class CheckedRule:
     names: set[str]  # the metrics it reads, through its condition, values and texts
     tables: set[str]  # the extract tables those metrics come from
     resolve_when: exp.Expression | None = None  # as written; None: it resolves when `when` no longer holds
+
+    def uses(self, names: frozenset[str]) -> bool:
+        """Whether its condition or values name any of these."""
+        trees = [self.when, *self.values.values(), *([self.resolve_when] if self.resolve_when is not None else [])]
+        return any(n in names for tree in trees for n in _names(tree))
 
 
 @dataclass(frozen=True)
@@ -117,39 +122,73 @@ def check_filter(metric: Metric) -> exp.Expression | None:
 
 
 def check_rule(ruleset: RuleSet, rule: Rule) -> CheckedRule:
+    """The rule's params, values, conditions and texts checked against the metrics; every problem
+    is found (RuleProblems lists them all, its message is the first)."""
+    found: list[RuleError] = []
     types = {name: VALUE_TYPES[m.value_type] for name, m in ruleset.metrics.items()}
     types |= {name: VALUE_TYPES[builtin.value] for name, builtin in BUILTINS.items()}
+    types |= {name: UNKNOWN for name in ruleset.broken}  # reported with its own definition
     for name in rule.params:
         if name in types:
             what = "built-in metric" if name in BUILTINS else "metric"
-            raise RuleError(f"{rule.places[f'params.{name}']}: param '{name}' has the name of a {what}")
-        types[name] = NUMBER
-    values = {}
+            found.append(RuleError(f"{rule.places[f'params.{name}']}: param '{name}' has the name of a {what}"))
+            types[name] = UNKNOWN  # which of the two a use means is unclear: no type errors on top
+        else:
+            types[name] = NUMBER
+    values: dict[str, exp.Expression] = {}
+    unread = False  # an expression that could not be read: which params it uses is unknown
     for name, text in rule.values.items():
         place = rule.places[f"values.{name}"]
         if name in types:
-            raise RuleError(f"{place}: value '{name}' has the name of a {'param' if name in rule.params else 'metric'}")
-        values[name] = _parse(text, place, types, "values." + name)
-        types[name] = _Types(place, text, f"values.{name}", types).type_of(values[name])
-    when = _condition(rule, "when", rule.when, types)
-    resolve_when = _condition(rule, "resolve_when", rule.resolve_when, types) if rule.resolve_when is not None else None
+            found.append(RuleError(f"{place}: value '{name}' has the name of a {'param' if name in rule.params else 'metric'}"))
+            continue
+        try:
+            values[name] = _parse(text, place, types, "values." + name)
+            types[name] = _Types(place, text, f"values.{name}", types).type_of(values[name])
+        except RuleError as problem:
+            found.append(problem)
+            types[name] = UNKNOWN
+            unread = True
+    conditions: dict[str, exp.Expression | None] = {}
+    for key, text in (("when", rule.when), ("resolve_when", rule.resolve_when)):
+        if text is None:
+            continue
+        try:
+            conditions[key] = _condition(rule, key, text, types)
+        except RuleError as problem:
+            found.append(problem)
+            if getattr(problem, "tree", None) is None:
+                unread = True
+            else:
+                conditions[key] = problem.tree
+    known = sorted(_known(types))
     for key, texts in (("title", rule.title), ("message", rule.message), ("action", rule.action)):
-        for language, text in texts.items():
-            unknown = sorted(placeholders(text) - set(types))
-            if unknown:
-                place = rule.places.get(f"{key}.{language}", rule.where)
-                known = sorted(_known(types))
-                raise RuleError(
-                    f"{place}: {key}.{language} uses unknown placeholder '{unknown[0]}'{did_you_mean(unknown[0], known)} "
+        written: dict[Where, list[str]] = {}  # one text written for every language is one place
+        for language in texts:
+            written.setdefault(rule.places.get(f"{key}.{language}", rule.where), []).append(language)
+        for place, languages in written.items():
+            text, label = texts[languages[0]], key if len(languages) > 1 else f"{key}.{languages[0]}"
+            for name in sorted(placeholders(text) - set(types)):
+                found.append(RuleError(
+                    f"{_inside(place, text, _find(text, name))}: {label} uses unknown placeholder '{name}'{did_you_mean(name, known)} "
                     f"(known: {', '.join(known)})"
-                )
-    trees = [when, *values.values(), *([resolve_when] if resolve_when is not None else [])]
+                ))
+    trees = [*conditions.values(), *values.values()]
     names = {n for tree in trees for n in _names(tree)} | _names_in_texts(rule)
-    for name in rule.params:
-        if name not in names:
-            raise RuleError(f"{rule.places[f'params.{name}']}: param '{name}' is not used by when, resolve_when, values or the texts")
+    if not unread and not rule.texts_unread:
+        for name, value in rule.params.items():
+            if name not in names and value is not None:
+                found.append(RuleError(f"{rule.places[f'params.{name}']}: param '{name}' is not used by when, resolve_when, values or the texts"))
+    if found:
+        raise RuleProblems(sorted(found, key=_place_order))
     metrics = _expand(ruleset, names - set(values) - set(rule.params))
-    return CheckedRule(rule, when, values, metrics, {_metric(ruleset, n).table for n in metrics}, resolve_when)
+    return CheckedRule(rule, conditions["when"], values, metrics, {_metric(ruleset, n).table for n in metrics}, conditions.get("resolve_when"))
+
+
+def _place_order(problem: RuleError) -> tuple[int, int]:
+    """Line and column of a 'file:line:column: problem' message, so one rule's problems read in file order."""
+    match = re.match(r"^.*?:(\d+):(\d+): ", str(problem))
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _condition(rule: Rule, key: str, text: str, types: dict[str, str]) -> exp.Expression:
@@ -182,21 +221,48 @@ def _parse(text: str, place: Where, types: dict[str, str], what: str, noun: str 
         tree = sqlglot.parse_one(text, read=DIALECT)
     except sqlglot.errors.ParseError as err:
         first = err.errors[0] if err.errors else {}
-        raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {first.get('description', err)}") from None
+        raise RuleError(f"{_inside(place, text, first.get('col', 1) - 1)}: {what} cannot be parsed: {_parse_problem(first.get('description', str(err)))}") from None
+    unknown: list[RuleError] = []
     for node in tree.walk():
         if isinstance(node, exp.Column):
             if node.table or node.name not in types:
+                if any(f"'{node.sql()}'" in str(u) for u in unknown):
+                    continue  # each unknown name once, where it is first written
                 known = sorted(_known(types))
-                raise RuleError(
+                unknown.append(RuleError(
                     f"{_inside(place, text, _find(text, node.sql()))}: unknown {noun} '{node.sql()}' in {what}"
                     f"{did_you_mean(node.name, known)} (known: {', '.join(known)})"
-                )
+                ))
         elif not isinstance(node, ALLOWED_NODES):
             shown = node.sql(DIALECT) if not isinstance(node, exp.Block) else ";"
             first_word = re.split(r"[\s(]+", shown.lstrip("("))[0]
             raise RuleError(f"{_inside(place, text, _find(text, first_word))}: not allowed in {what}: {shown}")
         node.comments = None  # a comment has nothing to say in the generated SQL
+    if unknown:
+        problem = RuleProblems(unknown)
+        problem.tree = tree  # read, only its names unknown: which params it uses can still be told
+        raise problem
     return tree
+
+
+_OPERATORS = {
+    "EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "Add": "+", "Sub": "-", "Mul": "*", "Div": "/",
+    "And": "and", "Or": "or", "Not": "not", "Between": "between", "In": "in", "Like": "like", "Is": "is",
+}  # fmt: skip
+
+
+def _parse_problem(description: str) -> str:
+    """sqlglot's words for a parse error, in an ops' words where they name its classes.
+
+    >>> _parse_problem("Required keyword: 'expression' missing for <class 'sqlglot.expressions.core.EQ'>")
+    "'=' is missing what comes after it"
+    """
+    found = re.match(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>", description)
+    if not found:
+        return description
+    operator = _OPERATORS.get(found.group(2), found.group(2).lower())
+    side = "what comes after it" if found.group(1) == "expression" else "what comes before it"
+    return f"'{operator}' is missing {side}"
 
 
 def _known(names) -> list[str]:

@@ -38,7 +38,16 @@ class NightOutcome:
 def prove_rules(ruleset: RuleSet, night: date, problems: list[RuleError] | None = None) -> None:
     """Check every rule and run its SQL on empty tables in memory, so that a rule that cannot be
     evaluated stops the night before any data is replaced, with its file and line. With
-    `problems`, every broken rule is noted there instead of raising at the first."""
+    `problems`, every problem of every rule is noted there instead of raising at the first (the
+    rules `check_rule_files` could read only in part, `ruleset.unfinished`, are checked too)."""
+
+    def note(problem: RuleError) -> None:
+        if problems is None:
+            raise problem
+        for each in getattr(problem, "problems", None) or [problem]:
+            if str(each) not in map(str, problems):  # a broken metric filter, found again by its rule
+                problems.append(each)
+
     with duckdb.connect() as scratch:
         for table in TABLES.values():
             scratch.execute(table.create_sql())
@@ -46,24 +55,21 @@ def prove_rules(ruleset: RuleSet, night: date, problems: list[RuleError] | None 
             try:
                 check_filter(metric)
             except RuleError as problem:
-                if problems is None:
-                    raise
-                problems.append(problem)
-        for rule in ruleset.rules:
-            if not rule.enabled:
+                note(problem)
+        for rule in [*ruleset.rules, *ruleset.unfinished]:
+            if rule.enabled is False:
                 continue
             try:
-                check_rule(ruleset, rule)
+                checked = check_rule(ruleset, rule)
+                if rule in ruleset.unfinished or checked.uses(ruleset.broken):
+                    continue  # its SQL cannot be built; its problems are reported already
                 sql = compile_rules(RuleSet(ruleset.metrics, [rule]), night).sql
                 try:
                     scratch.execute(sql).fetchall()
                 except duckdb.Error as error:
                     raise RuleError(f"{rule.where}: rule '{rule.id}' cannot be evaluated: {str(error).splitlines()[0]}") from None
             except RuleError as problem:
-                if problems is None:
-                    raise
-                if str(problem) not in map(str, problems):  # a broken metric filter, found again by its rule
-                    problems.append(problem)
+                note(problem)
 
 
 def runnable(ruleset: RuleSet, absent: set[str]) -> tuple[RuleSet, dict[str, str]]:

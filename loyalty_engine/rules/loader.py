@@ -161,6 +161,9 @@ class Rule:
     resolve_when: str | None = None
     # ... on this many evaluated nights in a row plus one (Prometheus' keep_firing_for).
     keep_firing_for: int = 0
+    # An unfinished rule (RuleSet.unfinished): a text could not be read, so whether each param is
+    # used cannot be told.
+    texts_unread: bool = field(default=False, compare=False)
 
     @property
     def hysteresis(self) -> bool:
@@ -172,6 +175,12 @@ class Rule:
 class RuleSet:
     metrics: dict[str, Metric]
     rules: list[Rule]
+    # Only from check_rule_files: metrics written but broken (their problems already reported),
+    # known by name so that a rule using one is not also told the metric does not exist.
+    broken: frozenset[str] = frozenset()
+    # Only from check_rule_files: rules with problems of their own, read as far as they go, so
+    # that their conditions, values and texts are checked too (every problem at once).
+    unfinished: tuple[Rule, ...] = ()
 
 
 class _LineLoader(SafeLoader):
@@ -226,9 +235,11 @@ def _read(paths: Path | list[Path], problems: list[RuleError]) -> RuleSet:
     metrics: dict[str, Metric] = {}
     rules: list[Rule] = []
     seen: dict[str, Where] = {}
+    broken: set[str] = set()
+    unfinished: list[Rule] = []
     for path in rule_files(paths):
         try:
-            file_metrics, file_rules = _load_file(path, problems)
+            file_metrics, file_rules = _load_file(path, problems, broken, unfinished)
         except RuleError as problem:
             problems.append(problem)
             continue
@@ -247,7 +258,7 @@ def _read(paths: Path | list[Path], problems: list[RuleError]) -> RuleSet:
             if hidden == rule.id or hidden not in seen:
                 problem = "a rule cannot inhibit itself" if hidden == rule.id else f"unknown rule '{hidden}'{did_you_mean(hidden, seen)}"
                 problems.append(RuleError(f"{rule.places['inhibits']}: inhibits: {problem}"))
-    return RuleSet(metrics, rules)
+    return RuleSet(metrics, rules, frozenset(broken - set(metrics)), tuple(unfinished))
 
 
 def _same_place(existing: Metric, other: Metric) -> Metric:
@@ -262,8 +273,11 @@ def read_located(path: Path):
     return load_yaml(path, RuleError, _LineLoader)[1]
 
 
-def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric], list[Rule]]:
-    """A file's metrics and rules; a broken metric or rule is noted in problems and left out."""
+def _load_file(
+    path: Path, problems: list[RuleError], broken: set[str], unfinished: list[Rule]
+) -> tuple[dict[str, Metric], list[Rule]]:
+    """A file's metrics and rules; a broken metric or rule is noted in problems and left out
+    (the metric's name in `broken`, the rule as far as it could be read in `unfinished`)."""
     doc = read_located(path)
     if doc is None:
         return {}, []
@@ -279,6 +293,7 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
             metrics[name] = _metric(path, raw_metrics, name, spec)
         except RuleError as problem:
             problems.append(problem)
+            broken.add(str(name))
     raw_rules = doc.get("rules") or []
     if not isinstance(raw_rules, list):
         raise RuleError(f"{at(path, doc, 'rules')}: 'rules' must be a list of rules")
@@ -291,6 +306,8 @@ def _load_file(path: Path, problems: list[RuleError]) -> tuple[dict[str, Metric]
             rules.append(_rule(path, spec))
         except RuleError as problem:
             problems.extend(getattr(problem, "problems", None) or [problem])
+            if getattr(problem, "rule", None) is not None:
+                unfinished.append(problem.rule)
     return metrics, rules
 
 
@@ -384,11 +401,14 @@ def did_you_mean(word: str, known) -> str:
 
 
 class RuleProblems(RuleError):
-    """Several problems of one rule, found at once: a misspelt severity must not hide behind a misspelt key."""
+    """Several problems of one rule, found at once: a misspelt severity must not hide behind a misspelt key.
 
-    def __init__(self, problems: list[RuleError]) -> None:
+    `rule`: the rule as far as it could be read, so its conditions and texts can be checked too."""
+
+    def __init__(self, problems: list[RuleError], rule: "Rule | None" = None) -> None:
         super().__init__(problems[0].args[0])
-        self.problems = problems
+        self.problems = [p for problem in problems for p in getattr(problem, "problems", None) or [problem]]
+        self.rule = rule
 
 
 def _rule(path: Path, spec: Located) -> Rule:
@@ -402,10 +422,8 @@ def _rule(path: Path, spec: Located) -> Rule:
     ]
     missing = [key for key in ("id", "severity", "when", "title", "message", "action") if key not in spec]
     found += [RuleError(f"{at(path, spec, None)}: rule is missing required key '{key}'") for key in missing]
-    if "id" in missing:
-        raise RuleProblems(found)
-    rule_id = str(spec["id"])
-    if not _ID.match(rule_id):
+    rule_id = str(spec.get("id", "?"))
+    if "id" in spec and not _ID.match(rule_id):
         found.append(RuleError(f"{at(path, spec, 'id')}: rule id '{rule_id}' must be lower_case letters, digits and _"))
     if "severity" in spec and spec["severity"] not in SEVERITIES:
         found.append(RuleError(f"{at(path, spec, 'severity')}: severity must be one of {', '.join(SEVERITIES)}, got {spec['severity']!r}"))
@@ -435,31 +453,39 @@ def _rule(path: Path, spec: Located) -> Rule:
         else:
             keep_firing_for = int(match.group(1))
     labels = spec.get("labels") or {}
-    if labels and not isinstance(labels, Located) or any(isinstance(v, (dict, list)) for v in labels.values()):
+    if not isinstance(labels, dict) or any(isinstance(v, (dict, list)) for v in labels.values()):
         found.append(RuleError(f"{at(path, spec, 'labels')}: labels must be a mapping of name: text, e.g. {{team: field-sales}}"))
+        labels = {}
     inhibits = spec.get("inhibits") or []
     if isinstance(inhibits, str):
         inhibits = [inhibits]
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
         found.append(RuleError(f"{at(path, spec, 'inhibits')}: inhibits must be a list of rule ids, e.g. [falling_order_value]"))
-    if found:
-        raise RuleProblems(found)
-    params = _params(path, spec)
-    places = {"when": _expression_place(path, spec, "when")}
+        inhibits = []
+    params, bad_params = _params(path, spec, found)
+    places = {"when": _expression_place(path, spec, "when")} if "when" in spec else {}
     if "resolve_when" in spec:
         places["resolve_when"] = _expression_place(path, spec, "resolve_when")
-    places.update({f"params.{name}": place(path, spec["params"], name) for name in params})
+    places.update({f"params.{name}": place(path, spec["params"], name) for name in [*params, *bad_params]})
     if inhibits:
         places["inhibits"] = _expression_place(path, spec, "inhibits")
     places.update({f"values.{name}": _expression_place(path, values, name) for name in values})
-    texts = {key: _texts(path, spec, key) for key in ("title", "message", "action")}
-    for key in texts:
+    texts, texts_unread = {}, False
+    for key in ("title", "message", "action"):
+        try:
+            texts[key] = _texts(path, spec, key, found) if key in spec else {}
+        except RuleError as problem:
+            found.append(problem)
+            texts[key] = {}
+        texts_unread = texts_unread or key not in spec or len(texts[key]) < len(LANGUAGES if isinstance(spec[key], str) else spec[key])
         for language in texts[key]:
             located = isinstance(spec[key], Located)
             places[f"{key}.{language}"] = _expression_place(path, spec[key], language) if located else _expression_place(path, spec, key)
-    return Rule(
+    if "when" not in spec:
+        raise RuleProblems(found)
+    rule = Rule(
         id=rule_id,
-        severity=spec["severity"],
+        severity=str(spec.get("severity")),
         when=str(spec["when"]),
         values={str(k): str(v) for k, v in values.items()},
         enabled=spec.get("enabled", True),
@@ -468,55 +494,88 @@ def _rule(path: Path, spec: Located) -> Rule:
         labels={str(k): str(v) for k, v in labels.items()},
         inhibits=tuple(inhibits),
         places=places,
-        mode=mode,
-        params=params,
+        mode=str(mode),
+        # A param that is not a number still counts as a name the rule defines: its uses are no
+        # "unknown metric" (None: its value is wrong, reported already).
+        params={**params, **{name: None for name in bad_params}},
         resolve_when=str(spec["resolve_when"]) if "resolve_when" in spec else None,
         keep_firing_for=keep_firing_for,
+        texts_unread=texts_unread,
         **texts,
     )
+    if found:
+        raise RuleProblems(found, rule)
+    return rule
 
 
-def _params(path: Path, spec: Located) -> dict[str, float]:
+def _params(path: Path, spec: Located, found: list[RuleError]) -> tuple[dict[str, float], list[str]]:
     """The rule's named thresholds: lower_case names, each a plain number (ints stay ints, so
-    `{{ min_baseline }}` prints 6, not 6.0). Whether the rule uses them, and whether a name is
-    taken by a metric, is checked with the metrics (compiler.check_rule)."""
+    `{{ min_baseline }}` prints 6, not 6.0); and the names of those that are not, each noted in
+    `found`. Whether the rule uses them, and whether a name is taken by a metric, is checked with
+    the metrics (compiler.check_rule)."""
     params = spec.get("params")
     if params is None:
-        return {}
+        return {}, []
     if not isinstance(params, Located):
-        raise RuleError(f"{at(path, spec, 'params')}: params must be a mapping of name: number, e.g. {{min_baseline: 6, share: 0.5}}")
-    checked = {}
+        found.append(RuleError(f"{at(path, spec, 'params')}: params must be a mapping of name: number, e.g. {{min_baseline: 6, share: 0.5}}"))
+        return {}, []
+    checked, bad = {}, []
     for name, value in params.items():
         if not _ID.match(str(name)):
-            raise RuleError(f"{place(path, params, name)}: param name '{name}' must be lower_case letters, digits and _")
+            found.append(RuleError(f"{place(path, params, name)}: param name '{name}' must be lower_case letters, digits and _"))
+            bad.append(str(name))
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
-            raise RuleError(f"{place(path, params, name)}: param '{name}' must be a number, e.g. 6 or 0.5, got {shown}")
-        if abs(value) > LARGEST_PARAM:
-            raise RuleError(f"{place(path, params, name)}: param '{name}' = {value} is too large")
-        checked[str(name)] = value
-    return checked
+            found.append(RuleError(f"{place(path, params, name)}: param '{name}' must be a number, e.g. 6 or 0.5, got {shown}"))
+            bad.append(str(name))
+        elif abs(value) > LARGEST_PARAM:
+            found.append(RuleError(f"{place(path, params, name)}: param '{name}' = {value} is too large"))
+            bad.append(str(name))
+        else:
+            checked[str(name)] = value
+    return checked, bad
 
 
-def _texts(path: Path, spec: Located, key: str) -> dict[str, str]:
+def _texts(path: Path, spec: Located, key: str, found: list[RuleError]) -> dict[str, str]:
+    """A title, message or action by language; a text that is not a valid template is noted in
+    `found` and left out (the others are still checked)."""
     texts = spec[key]
-    if isinstance(texts, str):
-        texts = {language: texts for language in LANGUAGES}
-    elif not isinstance(texts, Located) or not texts:
+    if isinstance(texts, str):  # one text for every language: its problem once, named by key
+        problem = _template_problem(texts)
+        if problem:
+            found.append(RuleError(f"{at(path, spec, key)}: {key} {problem}"))
+            return {}
+        return {language: texts for language in LANGUAGES}
+    if not isinstance(texts, Located) or not texts:
         raise RuleError(f"{at(path, spec, key)}: {key} must be text or a mapping of language: text (de, en)")
-    else:
-        only_keys(path, texts, set(LANGUAGES))
+    read = {}
     for language, text in texts.items():
-        here = at(path, texts, language) if isinstance(texts, Located) else at(path, spec, key)
-        try:
-            template = TEXT_ENV.parse(str(text))
-        except Exception as err:  # jinja2.TemplateSyntaxError: a placeholder written wrong
-            raise RuleError(f"{here}: {key} is not a valid template ({err})") from None
-        # Only {{ name }}: no attributes, calls, filters or tags, so a text can only print a number.
-        for node in template.find_all(nodes.Node):
-            if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)):
-                raise RuleError(f"{here}: {key} may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions")
-    return {language: str(text) for language, text in texts.items()}
+        if language not in LANGUAGES:
+            found.append(RuleError(
+                f"{at(path, texts, language)}: unknown key '{language}'{did_you_mean(str(language), LANGUAGES)} "
+                f"(allowed: {', '.join(sorted(LANGUAGES))})"
+            ))
+            continue
+        problem = _template_problem(str(text))
+        if problem:
+            found.append(RuleError(f"{at(path, texts, language)}: {key}.{language} {problem}"))
+            continue
+        read[language] = str(text)
+    return read
+
+
+def _template_problem(text: str) -> str | None:
+    """What is wrong with a title, message or action as a template, or None."""
+    try:
+        template = TEXT_ENV.parse(text)
+    except Exception as err:  # jinja2.TemplateSyntaxError: a placeholder written wrong
+        return f"is not a valid template ({err})"
+    # Only {{ name }}: no attributes, calls, filters or tags, so a text can only print a number.
+    for node in template.find_all(nodes.Node):
+        if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)):
+            return f"may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions"
+    return None
 
 
 def placeholders(text: str) -> set[str]:

@@ -142,9 +142,9 @@ def test_a_second_run_stops_at_once_while_one_holds_the_database(project):
         holder.wait()
     assert result.returncode == 7
     assert result.stderr.strip() == (
-        f"error: {project / 'data' / 'loyalty.duckdb'}: another run is using the database (PID {holder.pid}, since "
-        + result.stderr.split("since ")[1].split(")")[0] + "); not starting"
-    )
+        f"error: {project / 'data' / 'loyalty.duckdb'}: another run is using the database: "
+        f"{(project / 'data' / 'loyalty.duckdb.lock').read_text().strip()}; not starting"
+    ) and f"PID {holder.pid} (python " in result.stderr
     assert "Prefect" not in result.stderr  # it stopped before starting Prefect
 
 

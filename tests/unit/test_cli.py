@@ -46,6 +46,7 @@ def test_every_command_has_help_with_an_example(command):
     result = loyalty(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert ("Example:" in result.stdout or "Examples:" in result.stdout) and f"loyalty {command}" in result.stdout
+    assert "Exit codes" in result.stdout and "  0  " in result.stdout  # as a man page's EXIT STATUS
 
 
 def test_the_cli_only_parses_and_hands_over():
@@ -61,10 +62,14 @@ def test_the_cli_only_parses_and_hands_over():
 
 
 def test_top_level_help_lists_commands_and_exit_codes():
-    result = loyalty("--help")
+    result = loyalty("--help", columns=100)
     assert result.returncode == 0
-    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes"):
+    for word in ("run", "serve", "alerts", "generate-sample", "Exit codes", "Getting started", "LOYALTY_CONFIG"):
         assert word in result.stdout
+    for code in range(8):
+        assert re.search(rf"^    {code}  \S", result.stdout, re.MULTILINE), code
+    commands = result.stdout.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+    assert len(commands) == 15 and not [line for line in commands if line.endswith("...")]  # each summary whole
 
 
 @pytest.mark.slow  # several CLI processes or a replay: seconds
@@ -380,7 +385,9 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
         f"error: {rules / 'falling.yaml'}:29:11: unknown metric 'orders_last_yaer' in when (did you mean 'orders_last_year'?)"
     )
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "data").exists()
+    # The run lock was taken first (data/loyalty.duckdb.lock, given back empty); no database was made.
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["loyalty.duckdb.lock"]
+    assert (tmp_path / "data" / "loyalty.duckdb.lock").read_text() == ""
 
 
 @pytest.mark.slow  # the whole demo: sample, Prefect, outbox
@@ -418,8 +425,8 @@ def test_a_database_in_use_is_one_line(evaluated):
 
 @pytest.mark.slow  # several CLI processes or a replay: seconds
 def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
-    """`gate` answers from the header line alone; `run` says it in its first second, then runs the
-    night (with Prefect, here refused) so that the failure is recorded and ops are told."""
+    """`gate` and `run` answer from the header line alone; `run` keeps the failed checks and
+    stops with exit 3 without ever importing Prefect (here refused)."""
     config = write_config(tmp_path)
     x = Extract()
     x.order_on(x.account("A1"), *fading())
@@ -433,13 +440,14 @@ def test_a_missing_column_is_answered_before_prefect_starts(tmp_path):
     [check] = [c for c in json.loads(gate.stdout) if c["outcome"] == "fail"]
     assert (check["table"], check["name"], check["figure"]) == ("orders", "schema", expected)
     code = (
-        "import sys; sys.modules['flows.nightly'] = None  # Prefect may not start\n"
+        "import sys; sys.modules['prefect'] = sys.modules['flows.nightly'] = None  # Prefect may not start\n"
         "from loyalty_engine.cli import main\n"
         f"sys.argv = ['loyalty', 'run', '--config', {str(config)!r}]\nmain()\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert run.stderr.startswith(f"gate will fail: {expected}\nRunning the night anyway, to record the failure and tell ops …\n"), run.stderr
-    assert "ModuleNotFoundError" in run.stderr  # it went on to start the flow
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == f"error: night {NIGHT} stopped by the gate: orders schema: {expected}"
+    assert "Prefect" not in run.stderr
 
 
 def test_rules_check_reports_every_problem_of_a_rule(tmp_path):

@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from loyalty_engine import api, store
 from loyalty_engine.config import Settings, load_settings
-from loyalty_engine.errors import RuleError, RunLocked
+from loyalty_engine.errors import RuleError
 from loyalty_engine.preflight import preflight, today, tonight
 from tests.support.builders import NIGHT, ROOT, write_config, write_extract
 
@@ -76,20 +75,3 @@ def test_a_bad_snoozes_file_stops_the_preflight(tmp_path):
     settings.snoozes.write_text("snoozes:\n  - id: 1\n    account: A1\n    until: 2099-12-31\n", encoding="utf-8")
     with pytest.raises(RuleError, match="snooze is missing required key 'reason'"):
         preflight(settings)
-
-
-def test_a_held_lock_stops_run_and_release_before_prefect_starts(tmp_path):
-    settings = project(tmp_path)
-    write_extract(tmp_path / "extracts")
-    said = []
-    with store.night_lock(settings.database):
-        with pytest.raises(RunLocked, match="another run is using the database") as stop:
-            preflight(settings)
-        assert stop.value.exit_code == 7
-        with pytest.raises(RunLocked):
-            api.run(settings, progress=said.append)
-        with pytest.raises(RunLocked):
-            api.release(settings, NIGHT, "petra")
-    assert said == []  # stopped before "Starting Prefect's local API …"
-    assert not settings.database.exists()  # and nothing was recorded
-    assert preflight(settings).night == NIGHT  # the lock is free again

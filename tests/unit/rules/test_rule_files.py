@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from loyalty_engine import api
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules.compiler import compile_rules
@@ -20,18 +23,49 @@ from loyalty_engine.rules.kinds import KINDS
 from loyalty_engine.rules.loader import load_rules
 from tests.support.builders import ROOT
 
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 BAD = sorted((ROOT / "tests" / "fixtures" / "bad_rules").glob("*.bad.yaml"))
+
+
+def expected_lines(fixture: Path, path: Path) -> list[str]:
+    """What `loyalty rules check` must print for the fixture: its *.errors (every problem, one a
+    line, in file order), else its one-line *.error."""
+    every = fixture.with_name(fixture.name.replace(".bad.yaml", ".errors"))
+    one = every.with_suffix(".error")
+    text = (every if every.exists() else one).read_text(encoding="utf-8")
+    return [line.replace("FILE", str(path)) for line in text.strip().splitlines()]
 
 
 @pytest.mark.parametrize("fixture", BAD, ids=[p.name.removesuffix(".bad.yaml") for p in BAD])
 def test_bad_rule_file_gets_its_one_line_error(fixture, tmp_path):
+    """The nightly run refuses the rules with one line: the first problem `rules check` lists."""
     path = tmp_path / "rule.yaml"
     shutil.copy(fixture, path)
-    expected = fixture.with_name(fixture.name.replace(".bad.yaml", ".error")).read_text(encoding="utf-8").strip()
     with pytest.raises(RuleError) as error:
         prove_rules(load_rules(tmp_path), date(2026, 11, 23))
-    assert str(error.value) == expected.replace("FILE", str(path))
+    assert str(error.value) == expected_lines(fixture, path)[0]
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("fixture", BAD, ids=[p.name.removesuffix(".bad.yaml") for p in BAD])
+def test_rules_check_lists_every_problem_of_the_file(fixture, tmp_path):
+    """`loyalty rules check` (its api function): every problem of every rule, one line each, in file order."""
+    path = tmp_path / "rule.yaml"
+    shutil.copy(fixture, path)
+    check = api.rules_check([tmp_path])
+    assert [str(problem) for problem in check.problems] == expected_lines(fixture, path)
+
+
+def test_rules_check_prints_every_problem_at_once_and_exits_1(tmp_path):
+    """Through the real command: one line per problem on stderr, a count, exit 1, no traceback."""
+    fixture = ROOT / "tests" / "fixtures" / "bad_rules" / "every_problem_of_a_rule.bad.yaml"
+    path = tmp_path / "rule.yaml"
+    shutil.copy(fixture, path)
+    result = subprocess.run([LOYALTY, "rules", "check", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    expected = expected_lines(fixture, path)
+    assert result.stderr.splitlines() == [*expected, f"{len(expected)} problems in 1 rule file"]
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 CATALOGUE = {
