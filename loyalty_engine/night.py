@@ -100,6 +100,9 @@ def _load_and_evaluate(
         if state.budget[notice]:
             state.notices["new"] = state.notices.get("new", 0) - state.budget[notice]
             state.notices[notice] = state.budget[notice]
+    if state.budget["repeat_later"]:  # repeats that ride along later are not told tonight
+        state.notices["repeat"] = state.notices.get("repeat", 0) - state.budget["repeat_later"]
+        state.notices["open"] = state.notices.get("open", 0) + state.budget["repeat_later"]
 
 
 def _flood_not_checked() -> Check:

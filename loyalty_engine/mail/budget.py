@@ -18,8 +18,12 @@ or not. The rest are stored as:
   lists every other open warning in its CSV attachment; they count as told (repeated after
   `digest.repeat_after_days` like any open warning, resolved notices once).
 
-A recipient whose mailed rows tonight are all resolutions gets no digest: those rows become
-`mailed = false` with reason DEFERRED, and the recipient's next digest carries them.
+Only something new makes a digest: a recipient with no new warning mailed tonight (after the
+budget and the cadence) gets none. A repeat due tonight (`digest.repeat_after_days`) becomes
+`notice = 'open'`, `mailed = false` and keeps its last_mailed, so it stays due and rides along
+in the recipient's next digest that goes out for something new (reason RIDES_ALONG); a
+resolution becomes `mailed = false` with reason DEFERRED, and the recipient's next digest
+carries it.
 
 Cadence (`digest.cadence: weekly`, `digest.weekday`): on any other night only new warnings at or
 above `digest.immediate_severity` go out. The other new ones wait (as above: new again the next
@@ -30,6 +34,7 @@ deferred to the recipient's next digest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import duckdb
@@ -43,6 +48,7 @@ DEFERRED = "resolution waits for the recipient's next digest"
 WAITING = "over the attention budget (digest.max_new): mailed on a later night"
 WEEKLY = "weekly digest (digest.cadence): mailed on the digest day unless at or above digest.immediate_severity"
 INTRO = "the first night's starting state: listed in the introduction's attachment"
+RIDES_ALONG = "repeat due, but nothing new for the recipient tonight: rides along in the next digest"
 
 _SEVERITY = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
 _CARE = ("terrorist", "defector", "apostle", "loyal", "opportunist", "hostage")
@@ -70,10 +76,18 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 
 def apply_budget(
-    con: duckdb.DuckDBPyConnection, night: date, max_new: int, cadence: str = "daily", weekday: str = "monday", immediate_severity: str = "critical"
+    con: duckdb.DuckDBPyConnection,
+    night: date,
+    max_new: int,
+    cadence: str = "daily",
+    weekday: str = "monday",
+    immediate_severity: str = "critical",
+    facts: Callable[[date, list[str]], tuple[dict, dict]] | None = None,
 ) -> dict[str, int]:
     """Hold back tonight's new warnings over each recipient's budget (or, on a weekly cadence's
     other nights, below immediate_severity); defer resolution-only digests.
+    `facts(night, accounts)` gives the ranking's (groups, revenue) as mailing._account_facts
+    does (its default); the backtest, whose replay database holds no orders, passes its own.
     Returns counts: {'waiting': n, 'intro': n, 'deferred': n, 'repeat_later': n}."""
     from loyalty_engine.mail.mailing import _account_facts
 
@@ -103,7 +117,7 @@ def apply_budget(
     ).fetchall()
     held: list[tuple[str, str]] = []
     if rows:
-        groups, revenue = _account_facts(con, night, sorted({r[0] for r in rows}))
+        groups, revenue = (facts or (lambda n, a: _account_facts(con, n, a)))(night, sorted({r[0] for r in rows}))
         chances = rule_chances(con)
         by_recipient: dict[str, list[tuple]] = {}
         for account_id, rule_id, severity, recipient in rows:
@@ -125,6 +139,19 @@ def apply_budget(
             [[INTRO if first else WAITING, night, a, r] for a, r in held],
         )
         counts[notice] += len(held)
+    # Only something new makes a digest (DESIGN: "only when something is new"): a recipient
+    # with no new warning mailed tonight hears of nothing. Repeats due tonight keep their
+    # last_mailed, so they stay due and ride along in the next digest that goes out anyway.
+    previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
+    counts["repeat_later"] += con.execute(
+        """UPDATE warning_nights w SET notice = 'open', mailed = false, reason = ?,
+                last_mailed = (SELECT p.last_mailed FROM warning_nights p
+                               WHERE p.night = ? AND p.account_id = w.account_id AND p.rule_id = w.rule_id)
+           WHERE night = ? AND notice = 'repeat' AND mailed
+             AND NOT EXISTS (SELECT 1 FROM warning_nights o WHERE o.night = w.night AND o.mailed AND o.notice = 'new'
+                             AND coalesce(o.recipient, '') = coalesce(w.recipient, ''))""",
+        [RIDES_ALONG, previous, night],
+    ).fetchone()[0]
     counts["deferred"] = con.execute(
         """UPDATE warning_nights w SET mailed = false, reason = ?
            WHERE night = ? AND mailed AND notice = 'resolved'

@@ -1,5 +1,6 @@
 """A simulated month of nights on the sample data, through every stage from the extract folder to
-the outbox: each warning is mailed when it starts, again on its repeat interval, once when it
+the outbox: each warning is mailed when it starts, again on its repeat interval (riding along in
+a digest that goes out for something new), once when it
 resolves and never otherwise; snoozed and inhibited warnings are not mailed; each warning
 reaches exactly one recipient; a night without an extract changes nothing.
 
@@ -74,7 +75,17 @@ class Oracle:
             elif entry["told"] is None:
                 mailed[pair], entry["told"] = "new", night
             elif (night - entry["told"]).days >= REPEAT:
-                mailed[pair], entry["told"] = "repeat", night
+                mailed[pair], entry["before"], entry["told"] = "repeat", entry["told"], night
+        return mailed
+
+    def ride_along(self, mailed: dict, recipients: dict) -> dict:
+        """Only something new makes a digest: a repeat of a recipient with nothing new tonight is
+        not mailed and stays due (it rides along in the next digest that goes out anyway)."""
+        with_new = {recipients[pair] for pair, notice in mailed.items() if notice == "new"}
+        for pair, notice in list(mailed.items()):
+            if notice == "repeat" and recipients[pair] not in with_new:
+                self.pairs[pair]["told"] = self.pairs[pair]["before"]
+                del mailed[pair]
         return mailed
 
 
@@ -125,7 +136,10 @@ def month(tmp_path_factory):
             def snoozed(pair, when, active=list(snoozes)):
                 return any(z.account_id == pair[0] and z.rule_id in (None, pair[1]) and when <= z.until for z in active)
 
-            expected[night] = oracle.night(night, held, unknown, set(accounts), {a for a, s in accounts.items() if s == "closed"}, snoozed)
+            told = oracle.night(night, held, unknown, set(accounts), {a for a, s in accounts.items() if s == "closed"}, snoozed)
+            recipients = {(a, r): to for a, r, to in con.execute(
+                "SELECT account_id, rule_id, coalesce(recipient, ?) FROM warning_nights WHERE night = ?", [OPS, night]).fetchall()}
+            expected[night] = oracle.ride_along(told, recipients)
             # A recipient whose night holds nothing but resolutions gets no mail: they wait for its next digest.
             rows = con.execute(
                 "SELECT account_id, rule_id, notice, coalesce(recipient, ?) FROM warning_nights WHERE night = ? AND (mailed OR reason = ?)",

@@ -110,3 +110,23 @@ def test_a_weekly_cadence_mails_on_its_weekday_and_the_immediate_severity_at_onc
     assert told == {("E", "slow", "new"), ("D", "smaller", "resolved"), ("E", "stopped", "resolved")}
     sent = [n for n in range(2, 9) if any(mailed for _, mailed in notices[n].values())]
     assert sent == [4, 8]
+
+
+def test_a_repeat_alone_sends_nothing_and_rides_along_with_the_next_new_warning(book):
+    slow = ("A", "slow")
+    for n in (1, 2):
+        book.night(n, {slow})
+        apply_budget(book.con, day(n), 5)
+    for n in range(3, 11):  # due for its repeat on night 9 (7 days after night 2), nothing else new
+        notices = book.night(n, {slow})
+        counts = apply_budget(book.con, day(n), 5)
+        row = book.con.execute("SELECT notice, mailed, last_mailed FROM warning_nights WHERE night = ? AND rule_id = 'slow'", [day(n)]).fetchone()
+        assert row == ("open", False, day(2)), n  # still told on night 2: due again every night
+        if n >= 9:
+            assert notices[slow][1] == "repeat" and counts["repeat_later"] == 1
+        assert night_mailing(book.con, book.ruleset, day(n), "de", []).warnings == []
+    book.night(11, {slow, ("A", "smaller")})
+    apply_budget(book.con, day(11), 5)
+    told = {(w.rule_id, w.notice) for w in night_mailing(book.con, book.ruleset, day(11), "de", []).warnings}
+    assert told == {("smaller", "new"), ("slow", "repeat")}  # the repeat rides along with something new
+    assert book.con.execute("SELECT last_mailed FROM warning_nights WHERE night = ? AND rule_id = 'slow'", [day(11)]).fetchone()[0] == day(11)
