@@ -39,6 +39,7 @@ from sqlglot import exp
 from loyalty_engine import store
 from loyalty_engine.config import BacktestSettings, DigestSettings, LostSettings
 from loyalty_engine.errors import UserError
+from loyalty_engine.lifecycle.lost import LOST_SPELLS, spell_params
 from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.mail.budget import apply_budget
 from loyalty_engine.rules.compiler import compile_rules
@@ -116,9 +117,9 @@ def run_backtest(
     # (its own digests per owner: the per-rule figures, which tune compares), one with the owner's
     # real digests, all live rules together (the total's digests).
     with duckdb.connect() as replay:
-        warnings = _lifecycle(replay, con, held, ruleset, nights, digest, per_rule=True)
+        warnings = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=True)
     with duckdb.connect() as replay:
-        together = _lifecycle(replay, con, held, ruleset, nights, digest, per_rule=False)
+        together = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=False)
     con.register("replayed_warnings", warnings)
     con.register("replayed_digests", together)
     try:
@@ -161,13 +162,18 @@ def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date
     return con.sql("SELECT * FROM replay_signals ORDER BY night").to_arrow_table()
 
 
-def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], digest: DigestSettings, per_rule: bool) -> pa.Table:
+def _lifecycle(
+    replay, con, held, ruleset: RuleSet, nights: list[date], digest: DigestSettings, lost: LostSettings, data_end: date, per_rule: bool
+) -> pa.Table:
     """The warnings night by night, as the nightly job would have kept and mailed them (snoozes
     off): the real lifecycle, then the real digest policy (mail/budget.py: cadence, max_new with
     the rest waiting, repeats riding along, resolution-only nights sending nothing). Every
     warning goes to its account's owner; with `per_rule`, each rule's warnings as a digest stream
-    of their own (recipient owner + rule), as if the rule were the only one."""
+    of their own (recipient owner + rule), as if the rule were the only one. A lost account's
+    warnings are held back while it is lost (lifecycle/lost.py), by the same spells."""
     replay.execute(store.SCHEMA)
+    replay.register("known_spells", con.sql(LOST_SPELLS, params=spell_params(lost, data_end)).to_arrow_table())
+    replay.execute("CREATE TABLE lost_spells AS SELECT * FROM known_spells")
     # Every account as open: whether one was closed on a past night is not known.
     accounts = con.sql("SELECT account_id, owner_email FROM accounts").to_arrow_table()
     replay.register("known_accounts", accounts)
@@ -190,6 +196,11 @@ def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], digest: 
         replay.execute(
             "CREATE OR REPLACE TEMP TABLE night_resolve AS SELECT account_id, rule_id, resolves FROM held WHERE night = ? AND holds IS NOT TRUE AND resolves IS NOT TRUE",
             [night],
+        )
+        replay.execute(
+            """CREATE OR REPLACE TEMP TABLE night_lost AS SELECT account_id, last_order FROM lost_spells
+               WHERE lost_from <= $night AND (lost_until IS NULL OR lost_until > $night)""",
+            {"night": night},
         )
         advance_warnings(replay, ruleset, night, NightOutcome(), [], digest.repeat_after_days)
         replay.execute(f"UPDATE warning_nights w SET recipient = {recipient} FROM accounts a WHERE w.night = ? AND a.account_id = w.account_id", [night])
@@ -225,18 +236,13 @@ def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: 
       year before (at a month end, the months complete): lost on that month end.
     lost_on is NULL for the rest: kept, or not known yet."""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE account_fates AS
         WITH last_orders AS (
             SELECT account_id, max(order_date) AS last_order FROM orders WHERE order_date <= $end GROUP BY account_id
         ),
-        stopped AS (
-            SELECT l.account_id, l.last_order AS lost_on
-            FROM last_orders l JOIN orders o ON o.account_id = l.account_id
-                AND o.order_date > l.last_order - INTERVAL 1 YEAR AND o.order_date <= l.last_order
-            WHERE l.last_order + $silence <= $end
-            GROUP BY l.account_id, l.last_order
-            HAVING count(*) >= $regular
+        stopped AS (  -- lifecycle/lost.py's spells: silent since its last order, none after it
+            SELECT account_id, last_order AS lost_on FROM ({LOST_SPELLS}) WHERE lost_until IS NULL AND lost_from <= $end
         ),
         months AS (
             SELECT account_id, date_trunc('month', order_date)::DATE AS month, sum(amount) AS revenue, count(*) AS orders
@@ -610,6 +616,7 @@ def tune(
     last: date,
     repeat_after_days: int = 7,
     progress: Callable[[str], None] = lambda _: None,
+    digest: DigestSettings | None = None,
 ) -> Tune:
     """Replay one rule on the nights first … last once per combination of the values in `grid`
     (param name: values; the cartesian product, first name slowest), and the file's values too.
@@ -641,7 +648,7 @@ def tune(
         if skipped:
             raise UserError(f"rule '{rule_id}' cannot be replayed: it {next(iter(skipped.values())).replace(' tonight', ' in the data')}")
     progress(f"replaying {rule_id} with {len(combinations)} combinations of {', '.join(varied)}")
-    replay = run_backtest(con, variants, settings, first, last, repeat_after_days, progress)
+    replay = run_backtest(con, variants, settings, first, last, repeat_after_days, progress, digest)
     figures = {row["rule_id"]: row for row in replay.rules}
     rows = []
     for index, combination in enumerate(combinations):

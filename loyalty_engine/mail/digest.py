@@ -102,6 +102,20 @@ _ONE_LINE_TEXTS = ("account_id", "account_name", "owner_name", "title", "segment
 
 
 @dataclass(frozen=True)
+class LostAccount:
+    """An account that became lost (lifecycle/lost.py), announced once in its owner's digest."""
+
+    account_id: str
+    account_name: str
+    last_order: date
+    silent_days: int  # backtest.lost.no_order_days: the definition, for the note
+
+    def __post_init__(self) -> None:
+        for name in ("account_id", "account_name"):
+            object.__setattr__(self, name, printable(getattr(self, name), one_line=True))
+
+
+@dataclass(frozen=True)
 class Portfolio:
     """An owner's whole book, for the digest's header."""
 
@@ -136,8 +150,10 @@ def render_digests(
     max_accounts: int = MAX_ACCOUNTS,
     portfolios: dict[str, Portfolio] | None = None,
     currency: str = "EUR",
+    lost: dict[str, list[LostAccount]] | None = None,
 ) -> list[Digest]:
-    """One digest per recipient with at least one warning, sorted by recipient.
+    """One digest per recipient with at least one warning, sorted by recipient. `lost` (by
+    recipient) are the lost accounts announced in that recipient's digest, in their own section.
 
     Recipients are grouped by address, compared case-insensitively; the digest's ``recipient``
     is that address lower-cased. A warning's ``language`` (else ``language``) picks the texts.
@@ -155,11 +171,13 @@ def render_digests(
     for warning in warnings:
         by_recipient.setdefault((warning.recipient or warning.owner_email).strip().lower(), []).append(warning)
     portfolios = portfolios or {}
+    lost = lost or {}
     return [
         Digest(
             night,
             recipient,
-            _render(recipient, owned, night, sender, sender_domain, owned[0].language or language, max_accounts, portfolios.get(recipient), currency),
+            _render(recipient, owned, night, sender, sender_domain, owned[0].language or language, max_accounts, portfolios.get(recipient), currency,
+                    lost.get(recipient, [])),
         )
         for recipient, owned in sorted(by_recipient.items())
     ]
@@ -175,6 +193,7 @@ def _render(
     max_accounts: int,
     portfolio: Portfolio | None,
     currency: str,
+    lost: list[LostAccount] = (),
 ) -> EmailMessage:
     words = i18n.language(language)
     ui = words.digest
@@ -217,6 +236,11 @@ def _render(
         "more": new[max_accounts:],
         "still_open": still_open,
         "resolved": resolved,
+        "lost": [
+            {"name": a.account_name, "id": a.account_id, "line": ui["lost_line"].format(date=words.date(a.last_order))}
+            for a in sorted(lost, key=lambda a: (a.account_name.casefold(), a.account_id))
+        ],
+        "lost_note": words.plural(ui["lost_note"], lost[0].silent_days) if lost else "",
         "first_night": bool(introduced),
         "held_back": held_back,
         "footer": ui["footer"].format(night=night_label),

@@ -4,7 +4,7 @@ each account's group and revenue, and each owner's portfolio figures."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 from jinja2 import Template
 
 from loyalty_engine import i18n
-from loyalty_engine.mail.digest import AccountWarning, Portfolio
+from loyalty_engine.mail.digest import AccountWarning, LostAccount, Portfolio
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
 from loyalty_engine.retention import CUSTOMERS, retention_rate
@@ -72,10 +72,17 @@ class Mailing:
     warnings: list[AccountWarning]
     portfolios: dict[str, Portfolio]
     unrouted: int  # warnings with neither a usable owner nor email.ops_recipients: mailed to nobody
+    lost: dict[str, list[LostAccount]] = field(default_factory=dict)  # by recipient: lost accounts announced tonight
 
 
 def night_mailing(
-    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str, ops_recipients: list[str], all_open: bool = False
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    night: date,
+    language: str,
+    ops_recipients: list[str],
+    all_open: bool = False,
+    silent_days: int = 180,
 ) -> Mailing:
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of all their accounts name, ties and none to `language`); warnings without an owner go
@@ -84,7 +91,9 @@ def night_mailing(
     'intro'), and the resolutions deferred from nights that sent them nothing else
     (mail/budget.py). Evidence numbers are those of the last night the condition held. `all_open`
     (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
-    as new: what the owner could get, and a shadow rule's warnings never go out."""
+    as new: what the owner could get, and a shadow rule's warnings never go out. The lost
+    accounts announced tonight (lifecycle/lost.py) go with their owner's digest; `silent_days`
+    is backtest.lost.no_order_days, for the note that says what lost means."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
@@ -162,7 +171,16 @@ def night_mailing(
             warnings += [AccountWarning(**common, recipient=address) for address in ops_recipients]
         else:
             unrouted += 1
-    return Mailing(warnings, _portfolios(con, night), unrouted)
+    lost: dict[str, list[LostAccount]] = {}
+    has_lost = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'lost_nights' AND NOT temporary").fetchall()[0][0]
+    if not all_open and has_lost:  # a database from before lost accounts has no lost_nights
+        for recipient, account_id, name, last_order in con.execute(
+            """SELECT lower(a.owner_email), n.account_id, coalesce(a.name, n.account_id), n.last_order
+               FROM lost_nights n JOIN accounts a USING (account_id) WHERE n.night = ? AND n.announced = n.night ORDER BY 1, 2""",
+            [night],
+        ).fetchall():
+            lost.setdefault(recipient, []).append(LostAccount(account_id, name, last_order, silent_days))
+    return Mailing(warnings, _portfolios(con, night), unrouted, lost)
 
 
 def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> tuple[dict[str, str], dict]:
