@@ -41,7 +41,7 @@ from loyalty_engine.config import BacktestSettings, DigestSettings, LostSettings
 from loyalty_engine.errors import UserError
 from loyalty_engine.lifecycle.lost import LOST_SPELLS, spell_params
 from loyalty_engine.lifecycle.warnings import advance_warnings
-from loyalty_engine.mail.budget import apply_budget
+from loyalty_engine.mail.budget import apply_budget, voices
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import NightOutcome, runnable
 from loyalty_engine.rules.loader import RuleSet
@@ -185,6 +185,8 @@ def _lifecycle(
     replay.executemany("INSERT INTO severities VALUES (?, ?)", list(severity.items()))
     recipient = "lower(a.owner_email) || chr(31) || w.rule_id" if per_rule else "lower(a.owner_email)"
     facts = _revenue_facts(con)
+    # One voice per account among related rules, in the owners' stream only: alone, a rule has no relatives.
+    related = {} if per_rule else voices(ruleset)
     for night in nights:
         replay.execute(
             """INSERT INTO signals SELECT h.night, h.account_id, h.rule_id, s.severity, '{}'
@@ -204,7 +206,7 @@ def _lifecycle(
         )
         advance_warnings(replay, ruleset, night, NightOutcome(), [], digest.repeat_after_days)
         replay.execute(f"UPDATE warning_nights w SET recipient = {recipient} FROM accounts a WHERE w.night = ? AND a.account_id = w.account_id", [night])
-        apply_budget(replay, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, facts=facts)
+        apply_budget(replay, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, facts=facts, voices=related)
     return replay.sql(
         """SELECT w.night, w.account_id, w.rule_id, w.notice, w.mailed AS would_mail, a.owner_email, w.recipient
            FROM warning_nights w JOIN accounts a USING (account_id)"""

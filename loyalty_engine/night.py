@@ -22,7 +22,7 @@ from loyalty_engine.gate import Check, GateStop, Outcome
 from loyalty_engine.lifecycle.lost import announce_lost, mark_lost
 from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.lifecycle.routing import route_warnings
-from loyalty_engine.mail.budget import apply_budget
+from loyalty_engine.mail.budget import apply_budget, voices
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.lifecycle.snoozes import Snooze
@@ -100,7 +100,9 @@ def _load_and_evaluate(
     state.checks.append(gate.flood_check(con, night, settings))
     # After the flood check, which judges the data by every new warning, not by what the budget lets through.
     digest = settings.digest
-    state.budget = apply_budget(con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity)
+    state.budget = apply_budget(
+        con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, voices=voices(ruleset)
+    )
     state.announced = announce_lost(con, night)
     for notice in ("waiting", "intro"):  # the run summary counts what owners are told as new
         if state.budget[notice]:

@@ -37,6 +37,8 @@ DIGEST = {
     "section_lost": "Verlorene Kunden",
     "lost_line": "keine Bestellung seit {date}",
     "lost_note": {"one": "Nach regelmäßigen Bestellungen {count} Tag ohne Bestellung: als verloren gezählt. Warnsignale zu diesem Kunden werden nicht mehr gemailt; bestellt er wieder, wird er wie zuvor beobachtet.", "other": "Nach regelmäßigen Bestellungen {count} Tage ohne Bestellung: als verloren gezählt. Warnsignale zu diesen Kunden werden nicht mehr gemailt; wer wieder bestellt, wird wie zuvor beobachtet."},
+    "also": "außerdem: {titles}",
+    "first": "Als Erstes: {action}",
     "attachment_name": "fruehwarnung-{night}.csv",
     "footer": (
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "

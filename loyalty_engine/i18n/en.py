@@ -37,6 +37,8 @@ DIGEST = {
     "section_lost": "Lost accounts",
     "lost_line": "no order since {date}",
     "lost_note": {"one": "No order for {count} day after ordering regularly: counted as lost. Its warnings are no longer mailed; if it orders again it is watched as before.", "other": "No order for {count} days after ordering regularly: counted as lost. Their warnings are no longer mailed; an account that orders again is watched as before."},
+    "also": "also: {titles}",
+    "first": "Do this first: {action}",
     "attachment_name": "early-warning-{night}.csv",
     "footer": (
         "This message was generated automatically by the loyalty early-warning system "

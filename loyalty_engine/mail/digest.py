@@ -75,6 +75,7 @@ class AccountWarning:
     language: str | None = None  # the recipient's language; default: digest.language
     route_value: str | None = None  # the bad owner address or name the route reason quotes
     chance: float | None = None  # the chance that it means a loss (mail/budget.py); stake = chance x revenue_12m
+    signal: str | None = None  # the rule's labels.signal: related rules speak once per account
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -280,9 +281,14 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
         by_account.setdefault(warning.account_id, []).append(warning)
     accounts = []
     for account_id, owned in by_account.items():
-        # The same order in every language: severity, then the rule.
-        owned.sort(key=lambda w: (_RANK[w.severity], w.rule_id))
+        # The same order in every language: severity, then the rule's chance of a loss, then the rule.
+        owned.sort(key=lambda w: (_RANK[w.severity], -(w.chance if w.chance is not None else DEFAULT_CHANCE), w.rule_id))
         first = owned[0]
+        # One voice per signal: the strongest related warning speaks, the others are named beside it.
+        voices: dict[str, list[AccountWarning]] = {}
+        for w in owned:
+            voices.setdefault(w.signal or f"rule:{w.rule_id}", []).append(w)
+        spoken = [group for group in voices.values()]
         months = first.monthly_revenue
         top = max(months, default=0) or 1
         accounts.append(
@@ -319,9 +325,12 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                         "message": w.message,
                         "action": w.action,
                         "since": ui["since"].format(date=words.date(w.since)) if w.since else "",
+                        "also": ui["also"].format(titles=", ".join(o.title for o in others)) if others else "",
                     }
-                    for w in owned
+                    for w, *others in spoken
                 ],
+                # Several voices, several actions: the most important warning's action first.
+                "first": ui["first"].format(action=first.action) if len(spoken) > 1 and first.action.strip() else "",
             }
         )
     accounts.sort(key=lambda a: (a["key"], a["name"].casefold(), a["name"], a["id"]))

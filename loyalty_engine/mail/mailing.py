@@ -164,6 +164,7 @@ def night_mailing(
             route_value=route_value,
             language=speaks,
             chance=chance_of(chances, rule_id),
+            signal=rule.labels.get("signal"),
         )
         if recipient:
             warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))
