@@ -55,7 +55,7 @@ def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list
     with store.connect(settings.database) as con:
         mailing = night_mailing(
             con, ruleset, night, settings.digest.language, settings.email.ops_recipients,
-            silent_days=settings.backtest.lost.no_order_days,
+            silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
         )
     digests = render_digests(
         mailing.warnings, night, settings.email.sender, settings.digest.language,

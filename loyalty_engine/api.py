@@ -281,7 +281,7 @@ def preview(settings: Settings, owner: str, out_file: Path, night: date | None =
             raise UserError(f"{settings.database}: no night evaluated yet; run `loyalty run` first")
         mailing = night_mailing(
             con, ruleset, chosen, settings.digest.language, settings.email.ops_recipients, all_open=all_open,
-            silent_days=settings.backtest.lost.no_order_days,
+            silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
         )
     wanted = owner.strip().lower()
     mine = [w for w in mailing.warnings if (w.recipient or w.owner_email).lower() == wanted]

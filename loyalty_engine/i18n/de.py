@@ -39,6 +39,8 @@ DIGEST = {
     "lost_note": {"one": "Nach regelmäßigen Bestellungen {count} Tag ohne Bestellung: als verloren gezählt. Warnsignale zu diesem Kunden werden nicht mehr gemailt; bestellt er wieder, wird er wie zuvor beobachtet.", "other": "Nach regelmäßigen Bestellungen {count} Tage ohne Bestellung: als verloren gezählt. Warnsignale zu diesen Kunden werden nicht mehr gemailt; wer wieder bestellt, wird wie zuvor beobachtet."},
     "also": "außerdem: {titles}",
     "first": "Als Erstes: {action}",
+    "odds": {"one": "Von {count} Kunden, den diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, ging {share} innerhalb von {months} verloren.", "other": "Von den {count} Kunden, die diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, gingen {share} innerhalb von {months} verloren."},
+    "odds_months": {"one": "einem Monat", "other": "{count} Monaten"},
     "attachment_name": "fruehwarnung-{night}.csv",
     "footer": (
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "

@@ -39,6 +39,8 @@ DIGEST = {
     "lost_note": {"one": "No order for {count} day after ordering regularly: counted as lost. Its warnings are no longer mailed; if it orders again it is watched as before.", "other": "No order for {count} days after ordering regularly: counted as lost. Their warnings are no longer mailed; an account that orders again is watched as before."},
     "also": "also: {titles}",
     "first": "Do this first: {action}",
+    "odds": {"one": "Of {count} account this rule warned in the last backtest ({first} – {last}), {share} was lost within {months}.", "other": "Of the {count} accounts this rule warned in the last backtest ({first} – {last}), {share} were lost within {months}."},
+    "odds_months": {"one": "a month", "other": "{count} months"},
     "attachment_name": "early-warning-{night}.csv",
     "footer": (
         "This message was generated automatically by the loyalty early-warning system "

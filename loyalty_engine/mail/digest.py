@@ -76,6 +76,7 @@ class AccountWarning:
     route_value: str | None = None  # the bad owner address or name the route reason quotes
     chance: float | None = None  # the chance that it means a loss (mail/budget.py); stake = chance x revenue_12m
     signal: str | None = None  # the rule's labels.signal: related rules speak once per account
+    odds: str = ""  # the odds behind the warning from the last backtest, in the reader's words; "" before one
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -325,6 +326,7 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                         "message": w.message,
                         "action": w.action,
                         "since": ui["since"].format(date=words.date(w.since)) if w.since else "",
+                        "odds": w.odds,
                         "also": ui["also"].format(titles=", ".join(o.title for o in others)) if others else "",
                     }
                     for w, *others in spoken

@@ -15,6 +15,7 @@ from jinja2 import Template
 from loyalty_engine import i18n
 from loyalty_engine.mail.digest import AccountWarning, LostAccount, Portfolio
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+from loyalty_engine.backtest import stored_figures
 from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
@@ -83,6 +84,7 @@ def night_mailing(
     ops_recipients: list[str],
     all_open: bool = False,
     silent_days: int = 180,
+    horizon_days: int = 180,
 ) -> Mailing:
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of all their accounts name, ties and none to `language`); warnings without an owner go
@@ -93,7 +95,9 @@ def night_mailing(
     (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
     as new: what the owner could get, and a shadow rule's warnings never go out. The lost
     accounts announced tonight (lifecycle/lost.py) go with their owner's digest; `silent_days`
-    is backtest.lost.no_order_days, for the note that says what lost means."""
+    is backtest.lost.no_order_days, for the note that says what lost means. Each warning carries
+    the odds behind it from the last stored backtest (`odds`), with `horizon_days` as the
+    backtest judged it; before a backtest has measured the rule, none."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
@@ -134,6 +138,7 @@ def night_mailing(
     accounts = sorted({row[0] for row in rows})
     groups, revenue = _account_facts(con, night, accounts)
     chances = rule_chances(con)
+    measured = {row["rule_id"]: row for row in stored_figures(con) if row["rule_id"]}
     warnings, unrouted = [], 0
     for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, route_value, cc, owner_language in rows:
         rule = rules.get(rule_id)
@@ -165,6 +170,7 @@ def night_mailing(
             language=speaks,
             chance=chance_of(chances, rule_id),
             signal=rule.labels.get("signal"),
+            odds=odds(measured.get(rule_id), speaks, horizon_days),
         )
         if recipient:
             warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))
@@ -182,6 +188,28 @@ def night_mailing(
         ).fetchall():
             lost.setdefault(recipient, []).append(LostAccount(account_id, name, last_order, silent_days))
     return Mailing(warnings, _portfolios(con, night), unrouted, lost)
+
+
+def odds(figures: dict | None, language: str, horizon_days: int) -> str:
+    """The odds behind a rule's warning from a stored backtest row, in the reader's words:
+    "Of the 120 accounts this rule warned in the last backtest (…), 38 % were lost within 6
+    months." Counts the accounts whose outcome was known (precision's denominator); "" when the
+    rule was not measured or no outcome was known.
+
+    >>> odds({"outcome_known": 120, "lost_after_warning": 46, "first_night": date(2025, 12, 1), "last_night": date(2026, 11, 30)}, "en", 180)
+    'Of the 120 accounts this rule warned in the last backtest (1 Dec 2025 – 30 Nov 2026), 38% were lost within 6 months.'
+    """
+    if not figures or not figures.get("outcome_known") or figures.get("lost_after_warning") is None:
+        return ""
+    words = i18n.language(language)
+    known = int(figures["outcome_known"])
+    months = max(1, round(horizon_days / 30.4))
+    return words.plural(
+        words.digest["odds"], known,
+        share=words.percent(figures["lost_after_warning"] / known),
+        first=words.date(figures["first_night"]), last=words.date(figures["last_night"]),
+        months=words.plural(words.digest["odds_months"], months),
+    )
 
 
 def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> tuple[dict[str, str], dict]:
