@@ -56,6 +56,7 @@ def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list
         mailing = night_mailing(
             con, ruleset, night, settings.digest.language, settings.email.ops_recipients,
             silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
+            currency=settings.digest.currency,
         )
     digests = render_digests(
         mailing.warnings, night, settings.email.sender, settings.digest.language,

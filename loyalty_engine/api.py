@@ -282,6 +282,7 @@ def preview(settings: Settings, owner: str, out_file: Path, night: date | None =
         mailing = night_mailing(
             con, ruleset, chosen, settings.digest.language, settings.email.ops_recipients, all_open=all_open,
             silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
+            currency=settings.digest.currency,
         )
     wanted = owner.strip().lower()
     mine = [w for w in mailing.warnings if (w.recipient or w.owner_email).lower() == wanted]

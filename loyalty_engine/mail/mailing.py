@@ -20,6 +20,7 @@ from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
+from loyalty_engine.rules.texts import render_text
 
 MONTHS = 12  # the revenue chart's bars, the current month last
 
@@ -85,6 +86,7 @@ def night_mailing(
     all_open: bool = False,
     silent_days: int = 180,
     horizon_days: int = 180,
+    currency: str = "EUR",
 ) -> Mailing:
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of all their accounts name, ties and none to `language`); warnings without an owner go
@@ -145,7 +147,7 @@ def night_mailing(
         if rule is None:  # the rule was removed since the night was evaluated
             continue
         speaks = owner_language if recipient and owner_language in i18n.LANGUAGES else language
-        numbers = {key: _number(value, speaks) for key, value in json.loads(evidence).items()}
+        numbers = json.loads(evidence)  # raw: rules/texts.py formats them in the reader's locale
         last_year, months = revenue.get(account_id, (0.0, ()))
         common = dict(
             account_id=account_id,
@@ -156,9 +158,9 @@ def night_mailing(
             owner_name=owner_name or "",
             rule_id=rule_id,
             severity=severity,
-            title=_text(rule.title, speaks, numbers),
-            message=_text(rule.message, speaks, numbers),
-            action=_text(rule.action, speaks, numbers),
+            title=_text(rule.title, speaks, numbers, currency),
+            message=_text(rule.message, speaks, numbers, currency),
+            action=_text(rule.action, speaks, numbers, currency),
             notice=notice,
             since=since,
             segment=segment,
@@ -236,20 +238,11 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
     return portfolios
 
 
-def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
-    return _compiled(i18n.in_language(texts, language)).render(numbers)
+def _text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+    return render_text(_compiled(i18n.in_language(texts, language)), language, values, currency)
 
 
 @lru_cache(maxsize=1024)
 def _compiled(template: str) -> Template:
     """Compiling a text costs a millisecond; a night renders the same few texts thousands of times."""
     return TEXT_ENV.from_string(template)
-
-
-def _number(value, language: str) -> str:
-    """Numbers as a reader of the language writes them: 1.234,5 in German, 1,234.5 in English."""
-    if value is None:
-        return "–"
-    if isinstance(value, str):  # a text metric: a contact person, a segment, the account's group
-        return value
-    return i18n.language(language).number(value, "#,##0.#")
