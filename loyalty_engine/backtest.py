@@ -399,10 +399,13 @@ def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, las
         con.execute("SELECT rule_id, count(DISTINCT (recipient, night)) FILTER (WHERE would_mail) FROM replayed_warnings GROUP BY ALL").fetchall()
     )
     noise["*"] = con.execute("SELECT count(DISTINCT (recipient, night)) FILTER (WHERE would_mail) FROM replayed_digests").fetchall()[0][0]
-    fired = dict(con.execute("SELECT rule_id, count(DISTINCT night) FROM replayed_warnings WHERE list_contains($fired, notice) GROUP BY ALL", {"fired": list(FIRED)}).fetchall())
+    # A night fired when a warning started (a warning waiting night after night counts once).
+    started = """(SELECT night, rule_id FROM (SELECT night, rule_id, notice,
+                      lag(notice) OVER (PARTITION BY account_id, rule_id ORDER BY night) AS before FROM replayed_warnings)
+                  WHERE list_contains($fired, notice) AND before IS DISTINCT FROM 'waiting')"""
+    fired = dict(con.execute(f"SELECT rule_id, count(DISTINCT night) FROM {started} GROUP BY ALL", {"fired": list(FIRED)}).fetchall())
     fired["*"] = con.execute(
-        "SELECT count(DISTINCT night) FROM replayed_warnings WHERE list_contains($fired, notice) AND list_contains($live, rule_id)",
-        {"live": live, "fired": list(FIRED)},
+        f"SELECT count(DISTINCT night) FROM {started} WHERE list_contains($live, rule_id)", {"live": live, "fired": list(FIRED)}
     ).fetchall()[0][0]
 
     def row(group: str) -> dict:
