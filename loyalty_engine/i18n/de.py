@@ -41,6 +41,7 @@ DIGEST = {
     "first": "Als Erstes: {action}",
     "odds": {"one": "Von {count} Kunden, den diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, ging {share} innerhalb von {months} verloren.", "other": "Von den {count} Kunden, die diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, gingen {share} innerhalb von {months} verloren."},
     "odds_months": {"one": "einem Monat", "other": "{count} Monaten"},
+    "lost_more": {"one": "… und 1 weiterer verlorener Kunde.", "other": "… und {count} weitere verlorene Kunden."},
     "attachment_name": "fruehwarnung-{night}.csv",
     "footer": (
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "

@@ -41,6 +41,7 @@ DIGEST = {
     "first": "Do this first: {action}",
     "odds": {"one": "Of {count} account this rule warned in the last backtest ({first} – {last}), {share} was lost within {months}.", "other": "Of the {count} accounts this rule warned in the last backtest ({first} – {last}), {share} were lost within {months}."},
     "odds_months": {"one": "a month", "other": "{count} months"},
+    "lost_more": {"one": "… and 1 more lost account.", "other": "… and {count} more lost accounts."},
     "attachment_name": "early-warning-{night}.csv",
     "footer": (
         "This message was generated automatically by the loyalty early-warning system "

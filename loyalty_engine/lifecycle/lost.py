@@ -15,7 +15,7 @@ Each night (night.py, inside the night's transaction):
 2. `announce_lost` after the digest policy (mail/budget.py): a lost account not yet announced is
    announced in its owner's digest tonight if the owner gets one (something new); otherwise it
    waits for the owner's next digest, as a resolution does. On the first evaluated night the
-   accounts already lost are the starting state: recorded as announced, not told.
+   accounts already lost are the starting state: announced in the introduction.
 
 A re-run of the night recomputes both from the night before, so an account is announced once.
 """

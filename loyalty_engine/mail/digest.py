@@ -140,6 +140,9 @@ class Digest:
         return [a.addr_spec for header in ("To", "Cc") for a in getattr(self.message[header], "addresses", ())]
 
 
+# Lost accounts listed by name in one digest; the rest are counted.
+MAX_LOST = 10
+
 # A digest is read in a minute: past this many accounts with new warnings, the rest get one line each.
 MAX_ACCOUNTS = 15
 
@@ -238,10 +241,12 @@ def _render(
         "more": new[max_accounts:],
         "still_open": still_open,
         "resolved": resolved,
+        # The most recently lost first; past MAX_LOST (a first night's starting state) a count.
         "lost": [
             {"name": a.account_name, "id": a.account_id, "line": ui["lost_line"].format(date=words.date(a.last_order))}
-            for a in sorted(lost, key=lambda a: (a.account_name.casefold(), a.account_id))
+            for a in sorted(lost, key=lambda a: (-a.last_order.toordinal(), a.account_name.casefold(), a.account_id))[:MAX_LOST]
         ],
+        "lost_more": words.plural(ui["lost_more"], len(lost) - MAX_LOST) if len(lost) > MAX_LOST else "",
         "lost_note": words.plural(ui["lost_note"], lost[0].silent_days) if lost else "",
         "first_night": bool(introduced),
         "held_back": held_back,
