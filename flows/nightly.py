@@ -54,10 +54,14 @@ def night_task(settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], nigh
 @task(name="render digests", cache_policy=NO_CACHE)
 def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list[Digest], int]:
     with store.connect(settings.database) as con:
-        mailing = night_mailing(con, ruleset, night, settings.digest.language, settings.email.ops_recipients)
+        mailing = night_mailing(
+            con, ruleset, night, settings.digest.language, settings.email.ops_recipients,
+            silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
+            currency=settings.digest.currency,
+        )
     digests = render_digests(
         mailing.warnings, night, settings.email.sender, settings.digest.language,
-        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency,
+        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency, mailing.lost,
     )
     return digests, mailing.unrouted
 

@@ -294,13 +294,20 @@ def preview(settings: Settings, owner: str, out_file: Path, night: date | None =
         chosen = night or results.latest_evaluated_night(con)
         if chosen is None:
             raise UserError(f"{settings.database}: no night evaluated yet; run `loyalty run` first")
-        mailing = night_mailing(con, ruleset, chosen, settings.digest.language, settings.email.ops_recipients, all_open=all_open)
+        mailing = night_mailing(
+            con, ruleset, chosen, settings.digest.language, settings.email.ops_recipients, all_open=all_open,
+            silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
+            currency=settings.digest.currency,
+        )
     wanted = owner.strip().lower()
     mine = [w for w in mailing.warnings if (w.recipient or w.owner_email).lower() == wanted]
     if not mine:
         hint = "" if all_open else "; --all-open shows every firing warning"
         raise UserError(f"{owner} gets no digest on {chosen} (nothing new, due again or resolved){hint}")
-    [digest] = render_digests(mine, chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios, settings.digest.currency)
+    [digest] = render_digests(
+        mine, chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios,
+        settings.digest.currency, mailing.lost,
+    )
     text_file = out_file.with_suffix(".txt")
     out_file.write_text(digest.message.get_body(("html",)).get_content(), encoding="utf-8")
     text_file.write_text(digest.message.get_body(("plain",)).get_content(), encoding="utf-8")
@@ -466,7 +473,7 @@ def backtest(
             replayed.append(
                 replay.run_backtest(
                     con, ruleset, settings.backtest, first, last, settings.digest.repeat_after_days,
-                    progress=lambda message: progress(f"  {message}"),
+                    progress=lambda message: progress(f"  {message}"), digest=settings.digest,
                 )
             )
         replay.store_figures(con, replayed[0], rules_path)
@@ -583,7 +590,7 @@ def tune(
         progress(f"Replaying {rule_id} from {rules_path} …")
         return replay.tune(
             con, ruleset, rule_id, grid, settings.backtest, first, last, settings.digest.repeat_after_days,
-            progress=lambda message: progress(f"  {message}"),
+            progress=lambda message: progress(f"  {message}"), digest=settings.digest,
         )
 
 

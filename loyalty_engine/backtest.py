@@ -37,9 +37,11 @@ import pyarrow as pa
 from sqlglot import exp
 
 from loyalty_engine import store
-from loyalty_engine.config import BacktestSettings, LostSettings
+from loyalty_engine.config import BacktestSettings, DigestSettings, LostSettings
 from loyalty_engine.errors import UserError
+from loyalty_engine.lifecycle.lost import LOST_SPELLS, spell_params
 from loyalty_engine.lifecycle.warnings import advance_warnings
+from loyalty_engine.mail.budget import apply_budget, voices
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import NightOutcome, runnable
 from loyalty_engine.rules.loader import RuleSet
@@ -48,6 +50,10 @@ from loyalty_engine.rules.loader import RuleSet
 PROBES_PER_CHUNK = 4_000_000
 # The figures kept per rule and for all live rules (columns of backtest_figures, keys of the JSON).
 FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precision", "too_late", "recall", "median_lead_days")
+# The notices of a warning's first night firing: new, or held back by the digest policy (waiting
+# over the budget or for the weekly digest, or the first night's introduction). A rule warned the
+# account that night, whenever the owner read it: precision and lead count from it.
+FIRED = ("new", "waiting", "intro")
 # The counts behind precision (lost_after_warning of outcome_known) and recall (caught of
 # lost_in_range), kept beside the figures so that a share is never shown without them.
 COUNTS = ("outcome_known", "lost_after_warning", "lost_in_range", "caught")
@@ -67,6 +73,9 @@ class Backtest:
     flagged: list[dict] = field(default_factory=list, repr=False)
     # The replayed warning_nights: night, account_id, rule_id, notice, would_mail, owner_email.
     warnings: pa.Table | None = field(default=None, repr=False)
+    # The same with all live rules mailed together, as owners get them (recipient = the owner):
+    # the (recipient, night) pairs with would_mail are the digests the total counts.
+    owner_mail: pa.Table | None = field(default=None, repr=False)
 
     def as_json(self) -> dict:
         return {"first_night": self.first.isoformat(), "last_night": self.last.isoformat(), "data_end": self.data_end.isoformat(),
@@ -87,8 +96,14 @@ def run_backtest(
     last: date,
     repeat_after_days: int = 7,
     progress: Callable[[str], None] = lambda _: None,
+    digest: DigestSettings | None = None,
 ) -> Backtest:
-    """Replay the enabled rules (live and shadow) on every night from first to last."""
+    """Replay the enabled rules (live and shadow) on every night from first to last.
+
+    `digest` (config.yaml's digest settings) is the policy the mail volume is counted by:
+    repeat_after_days, max_new, cadence, weekday and immediate_severity; without it, the
+    defaults with `repeat_after_days`."""
+    digest = digest or DigestSettings(repeat_after_days=repeat_after_days)
     data_end = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
     if data_end is None:
         raise ValueError("no night loaded yet")
@@ -98,16 +113,24 @@ def run_backtest(
     ruleset, _ = runnable(ruleset, absent)
     held = _signals(con, ruleset, nights, progress)
     progress(f"replaying the lifecycle over {len(nights)} nights")
+    # Two replays of the real lifecycle and digest policy: one with each rule as if it were alone
+    # (its own digests per owner: the per-rule figures, which tune compares), one with the owner's
+    # real digests, all live rules together (the total's digests).
     with duckdb.connect() as replay:
-        warnings = _lifecycle(replay, con, held, ruleset, nights, repeat_after_days)
+        warnings = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=True)
+    with duckdb.connect() as replay:
+        together = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=False)
     con.register("replayed_warnings", warnings)
+    con.register("replayed_digests", together)
     try:
         account_fates(con, settings.lost, data_end)
         result = _figures(con, ruleset, settings, first, last, data_end, len(nights))
         result.warnings = warnings
+        result.owner_mail = together
         return result
     finally:
         con.unregister("replayed_warnings")
+        con.unregister("replayed_digests")
 
 
 def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date], progress) -> pa.Table:
@@ -139,9 +162,18 @@ def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date
     return con.sql("SELECT * FROM replay_signals ORDER BY night").to_arrow_table()
 
 
-def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], repeat_after_days: int):
-    """The warnings night by night, as the nightly job would have kept them (snoozes off)."""
+def _lifecycle(
+    replay, con, held, ruleset: RuleSet, nights: list[date], digest: DigestSettings, lost: LostSettings, data_end: date, per_rule: bool
+) -> pa.Table:
+    """The warnings night by night, as the nightly job would have kept and mailed them (snoozes
+    off): the real lifecycle, then the real digest policy (mail/budget.py: cadence, max_new with
+    the rest waiting, repeats riding along, resolution-only nights sending nothing). Every
+    warning goes to its account's owner; with `per_rule`, each rule's warnings as a digest stream
+    of their own (recipient owner + rule), as if the rule were the only one. A lost account's
+    warnings are held back while it is lost (lifecycle/lost.py), by the same spells."""
     replay.execute(store.SCHEMA)
+    replay.register("known_spells", con.sql(LOST_SPELLS, params=spell_params(lost, data_end)).to_arrow_table())
+    replay.execute("CREATE TABLE lost_spells AS SELECT * FROM known_spells")
     # Every account as open: whether one was closed on a past night is not known.
     accounts = con.sql("SELECT account_id, owner_email FROM accounts").to_arrow_table()
     replay.register("known_accounts", accounts)
@@ -151,6 +183,10 @@ def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], repeat_a
     severity = {rule.id: rule.severity for rule in ruleset.rules}
     replay.execute("CREATE TABLE severities (rule_id VARCHAR, severity VARCHAR)")
     replay.executemany("INSERT INTO severities VALUES (?, ?)", list(severity.items()))
+    recipient = "lower(a.owner_email) || chr(31) || w.rule_id" if per_rule else "lower(a.owner_email)"
+    facts = _revenue_facts(con)
+    # One voice per account among related rules, in the owners' stream only: alone, a rule has no relatives.
+    related = {} if per_rule else voices(ruleset)
     for night in nights:
         replay.execute(
             """INSERT INTO signals SELECT h.night, h.account_id, h.rule_id, s.severity, '{}'
@@ -163,13 +199,33 @@ def _lifecycle(replay, con, held, ruleset: RuleSet, nights: list[date], repeat_a
             "CREATE OR REPLACE TEMP TABLE night_resolve AS SELECT account_id, rule_id, resolves FROM held WHERE night = ? AND holds IS NOT TRUE AND resolves IS NOT TRUE",
             [night],
         )
-        advance_warnings(replay, ruleset, night, NightOutcome(), [], repeat_after_days)
+        replay.execute(
+            """CREATE OR REPLACE TEMP TABLE night_lost AS SELECT account_id, last_order FROM lost_spells
+               WHERE lost_from <= $night AND (lost_until IS NULL OR lost_until > $night)""",
+            {"night": night},
+        )
+        advance_warnings(replay, ruleset, night, NightOutcome(), [], digest.repeat_after_days)
+        replay.execute(f"UPDATE warning_nights w SET recipient = {recipient} FROM accounts a WHERE w.night = ? AND a.account_id = w.account_id", [night])
+        apply_budget(replay, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, facts=facts, voices=related)
     return replay.sql(
-        """SELECT w.night, w.account_id, w.rule_id, w.notice,
-                  w.notice IN ('new', 'repeat') OR (w.notice = 'resolved' AND w.last_mailed IS NOT NULL) AS would_mail,
-                  a.owner_email
+        """SELECT w.night, w.account_id, w.rule_id, w.notice, w.mailed AS would_mail, a.owner_email, w.recipient
            FROM warning_nights w JOIN accounts a USING (account_id)"""
     ).to_arrow_table()
+
+
+def _revenue_facts(con: duckdb.DuckDBPyConnection) -> Callable[[date, list[str]], tuple[dict, dict]]:
+    """The budget's ranking facts in a replay: each account's revenue over the 365 days up to the
+    night, from the real orders (the loyalty group's tie-break is left out: one query a night)."""
+
+    def facts(night: date, accounts: list[str]) -> tuple[dict, dict]:
+        rows = con.execute(
+            """SELECT account_id, sum(amount) FROM orders
+               WHERE order_date <= $night AND order_date > $night::DATE - 365 AND list_contains($accounts, account_id) GROUP BY ALL""",
+            {"night": night, "accounts": accounts},
+        ).fetchall()
+        return {}, {account: (float(revenue), ()) for account, revenue in rows}
+
+    return facts
 
 
 def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: date) -> None:
@@ -182,18 +238,13 @@ def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: 
       year before (at a month end, the months complete): lost on that month end.
     lost_on is NULL for the rest: kept, or not known yet."""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE account_fates AS
         WITH last_orders AS (
             SELECT account_id, max(order_date) AS last_order FROM orders WHERE order_date <= $end GROUP BY account_id
         ),
-        stopped AS (
-            SELECT l.account_id, l.last_order AS lost_on
-            FROM last_orders l JOIN orders o ON o.account_id = l.account_id
-                AND o.order_date > l.last_order - INTERVAL 1 YEAR AND o.order_date <= l.last_order
-            WHERE l.last_order + $silence <= $end
-            GROUP BY l.account_id, l.last_order
-            HAVING count(*) >= $regular
+        stopped AS (  -- lifecycle/lost.py's spells: silent since its last order, none after it
+            SELECT account_id, last_order AS lost_on FROM ({LOST_SPELLS}) WHERE lost_until IS NULL AND lost_from <= $end
         ),
         months AS (
             SELECT account_id, date_trunc('month', order_date)::DATE AS month, sum(amount) AS revenue, count(*) AS orders
@@ -337,25 +388,25 @@ def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, las
     weeks = nights / 7
     con.execute(
         """CREATE OR REPLACE TEMP TABLE replay_first_warnings AS
-           SELECT rule_id AS group_id, account_id, min(night) AS first_warned FROM replayed_warnings WHERE notice = 'new' GROUP BY ALL
+           SELECT rule_id AS group_id, account_id, min(night) AS first_warned FROM replayed_warnings WHERE list_contains($fired, notice) GROUP BY ALL
            UNION ALL
-           SELECT '*', account_id, min(night) FROM replayed_warnings WHERE notice = 'new' AND list_contains($live, rule_id) GROUP BY ALL""",
-        {"live": live},
+           SELECT '*', account_id, min(night) FROM replayed_warnings WHERE list_contains($fired, notice) AND list_contains($live, rule_id) GROUP BY ALL""",
+        {"live": live, "fired": list(FIRED)},
     )
     judged = judge(con, "replay_first_warnings", settings, first, last, data_end)
+    # Digests: the (recipient, night) pairs with mail, each rule's as if alone, and the owners' real ones.
     noise = dict(
-        con.execute(
-            """SELECT coalesce(rule_id, '*'), count(DISTINCT (owner_email, night)) FILTER (WHERE would_mail)
-               FROM replayed_warnings WHERE rule_id IS NOT NULL
-               GROUP BY GROUPING SETS ((rule_id), ())""",
-        ).fetchall()
+        con.execute("SELECT rule_id, count(DISTINCT (recipient, night)) FILTER (WHERE would_mail) FROM replayed_warnings GROUP BY ALL").fetchall()
     )
-    noise["*"] = con.execute(
-        "SELECT count(DISTINCT (owner_email, night)) FILTER (WHERE would_mail) FROM replayed_warnings WHERE list_contains($live, rule_id)",
-        {"live": live},
+    noise["*"] = con.execute("SELECT count(DISTINCT (recipient, night)) FILTER (WHERE would_mail) FROM replayed_digests").fetchall()[0][0]
+    # A night fired when a warning started (a warning waiting night after night counts once).
+    started = """(SELECT night, rule_id FROM (SELECT night, rule_id, notice,
+                      lag(notice) OVER (PARTITION BY account_id, rule_id ORDER BY night) AS before FROM replayed_warnings)
+                  WHERE list_contains($fired, notice) AND before IS DISTINCT FROM 'waiting')"""
+    fired = dict(con.execute(f"SELECT rule_id, count(DISTINCT night) FROM {started} GROUP BY ALL", {"fired": list(FIRED)}).fetchall())
+    fired["*"] = con.execute(
+        f"SELECT count(DISTINCT night) FROM {started} WHERE list_contains($live, rule_id)", {"live": live, "fired": list(FIRED)}
     ).fetchall()[0][0]
-    fired = dict(con.execute("SELECT rule_id, count(DISTINCT night) FROM replayed_warnings WHERE notice = 'new' GROUP BY ALL").fetchall())
-    fired["*"] = con.execute("SELECT count(DISTINCT night) FROM replayed_warnings WHERE notice = 'new' AND list_contains($live, rule_id)", {"live": live}).fetchall()[0][0]
 
     def row(group: str) -> dict:
         found = judged.get(group, {})
@@ -363,6 +414,7 @@ def _figures(con, ruleset: RuleSet, settings: BacktestSettings, first: date, las
             "nights_fired": fired.get(group, 0),
             "accounts_flagged": found.get("accounts_flagged", 0),
             "emails_per_owner_week": round(noise.get(group, 0) / owners / weeks, 3) if owners and weeks else None,
+            "digests": noise.get(group, 0),
             "precision": _share(found.get("precision")),
             "too_late": found.get("too_late", 0),
             "recall": _share(found.get("recall")) if found else (0.0 if judged.get("*", {}).get("lost_in_range") else None),
@@ -569,6 +621,7 @@ def tune(
     last: date,
     repeat_after_days: int = 7,
     progress: Callable[[str], None] = lambda _: None,
+    digest: DigestSettings | None = None,
 ) -> Tune:
     """Replay one rule on the nights first … last once per combination of the values in `grid`
     (param name: values; the cartesian product, first name slowest), and the file's values too.
@@ -600,7 +653,7 @@ def tune(
         if skipped:
             raise UserError(f"rule '{rule_id}' cannot be replayed: it {next(iter(skipped.values())).replace(' tonight', ' in the data')}")
     progress(f"replaying {rule_id} with {len(combinations)} combinations of {', '.join(varied)}")
-    replay = run_backtest(con, variants, settings, first, last, repeat_after_days, progress)
+    replay = run_backtest(con, variants, settings, first, last, repeat_after_days, progress, digest)
     figures = {row["rule_id"]: row for row in replay.rules}
     rows = []
     for index, combination in enumerate(combinations):

@@ -1,6 +1,7 @@
 """One night's load and state update, as one DuckDB transaction.
 
-stage → validate → gate → evaluate rules → advance warnings → route → flood check. Either all
+stage → validate → gate → evaluate rules → lost accounts → advance warnings → route → flood
+check → digest policy → lost accounts announced. Either all
 of it is committed, or none: a run killed at any point, or stopped by the gate, leaves the
 previous night's tables and warnings exactly as they were, and the next run does the night
 again from the start. Only the gate's checks are kept when the night stops, so ops can see why.
@@ -18,9 +19,10 @@ from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
 from loyalty_engine.extracts.staging import ExtractProblems, stage_extracts
 from loyalty_engine.gate import Check, GateStop, Outcome
+from loyalty_engine.lifecycle.lost import announce_lost, mark_lost
 from loyalty_engine.lifecycle.warnings import advance_warnings
 from loyalty_engine.lifecycle.routing import route_warnings
-from loyalty_engine.mail.budget import apply_budget
+from loyalty_engine.mail.budget import apply_budget, voices
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.lifecycle.snoozes import Snooze
@@ -37,6 +39,8 @@ class NightState:
     outcome: NightOutcome | None = None
     notices: dict[str, int] = field(default_factory=dict)  # new, repeat, open, waiting, intro, … -> warnings
     budget: dict[str, int] = field(default_factory=dict)  # waiting, intro, deferred -> warnings (mail/budget.py)
+    lost: int = 0  # accounts lost tonight (lifecycle/lost.py)
+    announced: int = 0  # of them, announced in tonight's digests
 
 
 def run_night(
@@ -90,16 +94,23 @@ def _load_and_evaluate(
         state.checks.append(gate.flood_not_checked())
         raise gate.GateFailed(night, state.checks)
     state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+    state.lost = mark_lost(con, night, settings.backtest.lost)
     state.notices = dict(advance_warnings(con, ruleset, night, state.outcome, snoozes, settings.digest.repeat_after_days))
     route_warnings(con, night)
     state.checks.append(gate.flood_check(con, night, settings))
     # After the flood check, which judges the data by every new warning, not by what the budget lets through.
     digest = settings.digest
-    state.budget = apply_budget(con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity)
+    state.budget = apply_budget(
+        con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, voices=voices(ruleset)
+    )
+    state.announced = announce_lost(con, night)
     for notice in ("waiting", "intro"):  # the run summary counts what owners are told as new
         if state.budget[notice]:
             state.notices["new"] = state.notices.get("new", 0) - state.budget[notice]
             state.notices[notice] = state.budget[notice]
+    if state.budget["repeat_later"]:  # repeats that ride along later are not told tonight
+        state.notices["repeat"] = state.notices.get("repeat", 0) - state.budget["repeat_later"]
+        state.notices["open"] = state.notices.get("open", 0) + state.budget["repeat_later"]
 
 
 def check_extracts(settings: Settings, night: date) -> list[Check]:

@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS nights (
     night DATE PRIMARY KEY,         -- a night whose rules were evaluated and warnings advanced
     evaluated_at TIMESTAMP NOT NULL -- UTC
 );
+CREATE TABLE IF NOT EXISTS lost_nights (
+    night DATE NOT NULL,
+    account_id VARCHAR NOT NULL,    -- lost that night: silent beyond backtest.lost (lifecycle/lost.py)
+    last_order DATE NOT NULL,       -- its last order: the day it was lost
+    announced DATE,                 -- the night its owner's digest told of it (the first night: the starting state); NULL: not yet
+    PRIMARY KEY (night, account_id)
+);
 CREATE TABLE IF NOT EXISTS signals (
     night DATE NOT NULL,
     account_id VARCHAR NOT NULL,

@@ -87,9 +87,10 @@ class Language:
         pattern = self._babel.currency_formats["standard"].pattern.split(";")[0].replace(".00", "")
         return format_currency(round(value), currency, format=pattern, locale=self.locale, currency_digits=False)
 
-    def plural(self, forms: Mapping[str, str], count: int) -> str:
-        """The form of a text for `count` by the locale's plural rules, with {count} filled in."""
-        return forms[self._babel.plural_form(count)].format(count=self.number(count))
+    def plural(self, forms: Mapping[str, str], count: int, **values) -> str:
+        """The form of a text for `count` by the locale's plural rules, with {count} (and any
+        other placeholders given as `values`) filled in."""
+        return forms[self._babel.plural_form(count)].format(count=self.number(count), **values)
 
     def plural_categories(self) -> set[str]:
         """The CLDR plural categories the locale tells apart: a text with a count needs each."""

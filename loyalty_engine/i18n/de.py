@@ -34,6 +34,14 @@ DIGEST = {
     "intro": "Ihre erste Frühwarnung: hier die wichtigsten offenen Warnsignale Ihrer Kunden. Ab morgen erfahren Sie nur noch, was neu ist.",
     "intro_more": {"one": "1 weiteres offenes Warnsignal steht in der angehängten CSV-Datei.", "other": "{count} weitere offene Warnsignale stehen in der angehängten CSV-Datei."},
     "waiting": {"one": "1 weiteres neues Warnsignal folgt in einer der nächsten Frühwarnungen (in der angehängten CSV-Datei aufgeführt).", "other": "{count} weitere neue Warnsignale folgen in den nächsten Frühwarnungen (in der angehängten CSV-Datei aufgeführt)."},
+    "section_lost": "Verlorene Kunden",
+    "lost_line": "keine Bestellung seit {date}",
+    "lost_note": {"one": "Nach regelmäßigen Bestellungen {count} Tag ohne Bestellung: als verloren gezählt. Warnsignale zu diesem Kunden werden nicht mehr gemailt; bestellt er wieder, wird er wie zuvor beobachtet.", "other": "Nach regelmäßigen Bestellungen {count} Tage ohne Bestellung: als verloren gezählt. Warnsignale zu diesen Kunden werden nicht mehr gemailt; wer wieder bestellt, wird wie zuvor beobachtet."},
+    "also": "außerdem: {titles}",
+    "first": "Als Erstes: {action}",
+    "odds": {"one": "Von {count} Kunden, den diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, ging {share} innerhalb von {months} verloren.", "other": "Von den {count} Kunden, die diese Regel im letzten Backtest ({first} – {last}) gewarnt hat, gingen {share} innerhalb von {months} verloren."},
+    "odds_months": {"one": "einem Monat", "other": "{count} Monaten"},
+    "lost_more": {"one": "… und 1 weiterer verlorener Kunde.", "other": "… und {count} weitere verlorene Kunden."},
     "attachment_name": "fruehwarnung-{night}.csv",
     "footer": (
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "

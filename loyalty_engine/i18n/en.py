@@ -34,6 +34,14 @@ DIGEST = {
     "intro": "Your first early-warning digest: here are the most important of your accounts' open warning signs. From tomorrow on you only hear what is new.",
     "intro_more": {"one": "1 further open warning sign is listed in the attached CSV file.", "other": "{count} further open warning signs are listed in the attached CSV file."},
     "waiting": {"one": "1 further new warning sign waits for a later digest (listed in the attached CSV file).", "other": "{count} further new warning signs wait for a later digest (listed in the attached CSV file)."},
+    "section_lost": "Lost accounts",
+    "lost_line": "no order since {date}",
+    "lost_note": {"one": "No order for {count} day after ordering regularly: counted as lost. Its warnings are no longer mailed; if it orders again it is watched as before.", "other": "No order for {count} days after ordering regularly: counted as lost. Their warnings are no longer mailed; an account that orders again is watched as before."},
+    "also": "also: {titles}",
+    "first": "Do this first: {action}",
+    "odds": {"one": "Of {count} account this rule warned in the last backtest ({first} – {last}), {share} was lost within {months}.", "other": "Of the {count} accounts this rule warned in the last backtest ({first} – {last}), {share} were lost within {months}."},
+    "odds_months": {"one": "a month", "other": "{count} months"},
+    "lost_more": {"one": "… and 1 more lost account.", "other": "… and {count} more lost accounts."},
     "attachment_name": "early-warning-{night}.csv",
     "footer": (
         "This message was generated automatically by the loyalty early-warning system "

@@ -20,6 +20,10 @@ in a row (the condition no longer holds, or resolve_when does) keep it firing to
 run, `held_nights` counts them as negative numbers (-1, -2, …), so the next night knows how
 many have passed without a column of its own; the (N+1)-th resolves it. Nights without data
 neither count nor break the row, and a closed account resolves at once.
+
+Lost accounts (lifecycle/lost.py): the warnings of an account in the TEMP table `night_lost`
+are inhibited (reason LOST_REASON) while it is lost; when it orders again, a warning still
+firing is new again.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class Notice(StrEnum):
     REPEAT = "repeat"  # still firing, `digest.repeat_after_days` after it was last mailed: mailed again
     OPEN = "open"  # still firing, mailed recently: not mailed
     SNOOZED = "snoozed"  # firing, but a snooze covers it tonight: not mailed
-    INHIBITED = "inhibited"  # firing, but hidden by a stronger rule or a closed account: not mailed
+    INHIBITED = "inhibited"  # firing, but hidden by a stronger rule, a closed account or a lost one: not mailed
     RESOLVED = "resolved"  # stopped firing: mailed once, if the owner had been told about it
     KEPT = "kept"  # not judged tonight (no data, account missing, table absent): state unchanged
     # Set after routing by the attention budget (mail/budget.py), never by ADVANCE:
@@ -62,6 +66,8 @@ class Notice(StrEnum):
 # live rule would have, if any). warning_nights has no mode column, and the mark must describe the
 # night as it was, not the rule as it is today: digests, alerts and history read it from the row.
 SHADOW_REASON = "shadow rule: not mailed"
+# Why the warnings of a lost account are not mailed (lifecycle/lost.py: TEMP TABLE night_lost).
+LOST_REASON = "account lost"
 # The night's pairs of rules with resolve_when whose resolve condition did not hold (resolves
 # false) or could not be judged (null), where `when` did not hold; written by the evaluation.
 NIGHT_RESOLVE_COLUMNS = "account_id VARCHAR, rule_id VARCHAR, resolves BOOLEAN"
@@ -85,6 +91,7 @@ pairs AS (
            coalesce(r.shadow, false) AS shadow,
            r.for_nights, r.evaluated, r.rule_id IS NOT NULL AS known, r.keep_firing_for,
            a.account_id IS NOT NULL AS present, a.status = 'closed' AS closed,
+           lost.account_id IS NOT NULL AS lost,
            -- A firing warning of a rule with resolve_when is judged by it: unknown when it is.
            CASE WHEN p.state = 'firing' AND r.resolve_when THEN x.account_id IS NOT NULL AND x.resolves IS NULL
                 ELSE u.account_id IS NOT NULL END AS unknown,
@@ -97,6 +104,7 @@ pairs AS (
     LEFT JOIN accounts a ON a.account_id = coalesce(h.account_id, p.account_id)
     LEFT JOIN night_unknown u ON u.account_id = p.account_id AND u.rule_id = p.rule_id
     LEFT JOIN night_resolve x ON x.account_id = p.account_id AND x.rule_id = p.rule_id
+    LEFT JOIN night_lost lost ON lost.account_id = coalesce(h.account_id, p.account_id)
 ),
 advanced AS (
     SELECT *,
@@ -140,7 +148,7 @@ judged AS (
          FROM night_snoozes z
          WHERE z.account_id = s.account_id AND (z.rule_id IS NULL OR z.rule_id = s.rule_id) AND z.until >= $night
          ORDER BY z.until DESC, z.snooze_id LIMIT 1) AS snoozed_by,
-        CASE WHEN closed THEN 'account closed' ELSE
+        CASE WHEN closed THEN 'account closed' WHEN lost THEN $lost ELSE
             (SELECT 'hidden by ' || min(o.rule_id) FROM stated o JOIN night_inhibitions i ON i.source = o.rule_id
              WHERE o.account_id = s.account_id AND i.target = s.rule_id AND o.state = 'firing')
         END AS inhibited_by
@@ -235,13 +243,14 @@ def advance_warnings(
     for name, table in (("night_rules", rules), ("night_inhibitions", inhibitions), ("night_snoozes", night_snoozes)):
         con.register(name, table)
     con.execute(f"CREATE TEMP TABLE IF NOT EXISTS night_resolve ({NIGHT_RESOLVE_COLUMNS})")
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS night_lost (account_id VARCHAR, last_order DATE)")
     previous = con.execute("SELECT max(night) FROM nights WHERE night < ?", [night]).fetchone()[0]
     # No transaction of its own: the night's (night.py) makes this atomic with the load.
     try:
         con.execute("DELETE FROM warning_nights WHERE night = ?", [night])
         con.execute(
             f"INSERT INTO warning_nights {ADVANCE}",
-            {"night": night, "prev": previous, "repeat_after": repeat_after_days, "shadow": SHADOW_REASON},
+            {"night": night, "prev": previous, "repeat_after": repeat_after_days, "shadow": SHADOW_REASON, "lost": LOST_REASON},
         )
         con.execute(
             "INSERT OR REPLACE INTO nights VALUES (?, ?)", [night, datetime.now(UTC).replace(tzinfo=None)]

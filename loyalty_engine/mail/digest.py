@@ -75,6 +75,8 @@ class AccountWarning:
     language: str | None = None  # the recipient's language; default: digest.language
     route_value: str | None = None  # the bad owner address or name the route reason quotes
     chance: float | None = None  # the chance that it means a loss (mail/budget.py); stake = chance x revenue_12m
+    signal: str | None = None  # the rule's labels.signal: related rules speak once per account
+    odds: str = ""  # the odds behind the warning from the last backtest, in the reader's words; "" before one
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -102,6 +104,20 @@ _ONE_LINE_TEXTS = ("account_id", "account_name", "owner_name", "title", "segment
 
 
 @dataclass(frozen=True)
+class LostAccount:
+    """An account that became lost (lifecycle/lost.py), announced once in its owner's digest."""
+
+    account_id: str
+    account_name: str
+    last_order: date
+    silent_days: int  # backtest.lost.no_order_days: the definition, for the note
+
+    def __post_init__(self) -> None:
+        for name in ("account_id", "account_name"):
+            object.__setattr__(self, name, printable(getattr(self, name), one_line=True))
+
+
+@dataclass(frozen=True)
 class Portfolio:
     """An owner's whole book, for the digest's header."""
 
@@ -124,6 +140,9 @@ class Digest:
         return [a.addr_spec for header in ("To", "Cc") for a in getattr(self.message[header], "addresses", ())]
 
 
+# Lost accounts listed by name in one digest; the rest are counted.
+MAX_LOST = 10
+
 # A digest is read in a minute: past this many accounts with new warnings, the rest get one line each.
 MAX_ACCOUNTS = 15
 
@@ -136,8 +155,10 @@ def render_digests(
     max_accounts: int = MAX_ACCOUNTS,
     portfolios: dict[str, Portfolio] | None = None,
     currency: str = "EUR",
+    lost: dict[str, list[LostAccount]] | None = None,
 ) -> list[Digest]:
-    """One digest per recipient with at least one warning, sorted by recipient.
+    """One digest per recipient with at least one warning, sorted by recipient. `lost` (by
+    recipient) are the lost accounts announced in that recipient's digest, in their own section.
 
     Recipients are grouped by address, compared case-insensitively; the digest's ``recipient``
     is that address lower-cased. A warning's ``language`` (else ``language``) picks the texts.
@@ -155,11 +176,13 @@ def render_digests(
     for warning in warnings:
         by_recipient.setdefault((warning.recipient or warning.owner_email).strip().lower(), []).append(warning)
     portfolios = portfolios or {}
+    lost = lost or {}
     return [
         Digest(
             night,
             recipient,
-            _render(recipient, owned, night, sender, sender_domain, owned[0].language or language, max_accounts, portfolios.get(recipient), currency),
+            _render(recipient, owned, night, sender, sender_domain, owned[0].language or language, max_accounts, portfolios.get(recipient), currency,
+                    lost.get(recipient, [])),
         )
         for recipient, owned in sorted(by_recipient.items())
     ]
@@ -175,6 +198,7 @@ def _render(
     max_accounts: int,
     portfolio: Portfolio | None,
     currency: str,
+    lost: list[LostAccount] = (),
 ) -> EmailMessage:
     words = i18n.language(language)
     ui = words.digest
@@ -217,6 +241,13 @@ def _render(
         "more": new[max_accounts:],
         "still_open": still_open,
         "resolved": resolved,
+        # The most recently lost first; past MAX_LOST (a first night's starting state) a count.
+        "lost": [
+            {"name": a.account_name, "id": a.account_id, "line": ui["lost_line"].format(date=words.date(a.last_order))}
+            for a in sorted(lost, key=lambda a: (-a.last_order.toordinal(), a.account_name.casefold(), a.account_id))[:MAX_LOST]
+        ],
+        "lost_more": words.plural(ui["lost_more"], len(lost) - MAX_LOST) if len(lost) > MAX_LOST else "",
+        "lost_note": words.plural(ui["lost_note"], lost[0].silent_days) if lost else "",
         "first_night": bool(introduced),
         "held_back": held_back,
         "footer": ui["footer"].format(night=night_label),
@@ -256,9 +287,14 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
         by_account.setdefault(warning.account_id, []).append(warning)
     accounts = []
     for account_id, owned in by_account.items():
-        # The same order in every language: severity, then the rule.
-        owned.sort(key=lambda w: (_RANK[w.severity], w.rule_id))
+        # The same order in every language: severity, then the rule's chance of a loss, then the rule.
+        owned.sort(key=lambda w: (_RANK[w.severity], -(w.chance if w.chance is not None else DEFAULT_CHANCE), w.rule_id))
         first = owned[0]
+        # One voice per signal: the strongest related warning speaks, the others are named beside it.
+        voices: dict[str, list[AccountWarning]] = {}
+        for w in owned:
+            voices.setdefault(w.signal or f"rule:{w.rule_id}", []).append(w)
+        spoken = [group for group in voices.values()]
         months = first.monthly_revenue
         top = max(months, default=0) or 1
         accounts.append(
@@ -295,9 +331,13 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                         "message": w.message,
                         "action": w.action,
                         "since": ui["since"].format(date=words.date(w.since)) if w.since else "",
+                        "odds": w.odds,
+                        "also": ui["also"].format(titles=", ".join(o.title for o in others)) if others else "",
                     }
-                    for w in owned
+                    for w, *others in spoken
                 ],
+                # Several voices, several actions: the most important warning's action first.
+                "first": ui["first"].format(action=first.action) if len(spoken) > 1 and first.action.strip() else "",
             }
         )
     accounts.sort(key=lambda a: (a["key"], a["name"].casefold(), a["name"], a["id"]))

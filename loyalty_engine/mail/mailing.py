@@ -4,7 +4,7 @@ each account's group and revenue, and each owner's portfolio figures."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
@@ -13,12 +13,14 @@ import pyarrow as pa
 from jinja2 import Template
 
 from loyalty_engine import i18n
-from loyalty_engine.mail.digest import AccountWarning, Portfolio
+from loyalty_engine.mail.digest import AccountWarning, LostAccount, Portfolio
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+from loyalty_engine.backtest import stored_figures
 from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
 from loyalty_engine.retention import CUSTOMERS, retention_rate
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.loader import TEXT_ENV, RuleSet
+from loyalty_engine.rules.texts import render_text
 
 MONTHS = 12  # the revenue chart's bars, the current month last
 
@@ -72,10 +74,19 @@ class Mailing:
     warnings: list[AccountWarning]
     portfolios: dict[str, Portfolio]
     unrouted: int  # warnings with neither a usable owner nor email.ops_recipients: mailed to nobody
+    lost: dict[str, list[LostAccount]] = field(default_factory=dict)  # by recipient: lost accounts announced tonight
 
 
 def night_mailing(
-    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, language: str, ops_recipients: list[str], all_open: bool = False
+    con: duckdb.DuckDBPyConnection,
+    ruleset: RuleSet,
+    night: date,
+    language: str,
+    ops_recipients: list[str],
+    all_open: bool = False,
+    silent_days: int = 180,
+    horizon_days: int = 180,
+    currency: str = "EUR",
 ) -> Mailing:
     """The night's warnings marked `mailed`, with texts in each owner's language (the language
     most of all their accounts name, ties and none to `language`); warnings without an owner go
@@ -84,7 +95,11 @@ def night_mailing(
     'intro'), and the resolutions deferred from nights that sent them nothing else
     (mail/budget.py). Evidence numbers are those of the last night the condition held. `all_open`
     (for previews) takes every firing warning that is not snoozed, inhibited or of a shadow rule,
-    as new: what the owner could get, and a shadow rule's warnings never go out."""
+    as new: what the owner could get, and a shadow rule's warnings never go out. The lost
+    accounts announced tonight (lifecycle/lost.py) go with their owner's digest; `silent_days`
+    is backtest.lost.no_order_days, for the note that says what lost means. Each warning carries
+    the odds behind it from the last stored backtest (`odds`), with `horizon_days` as the
+    backtest judged it; before a backtest has measured the rule, none."""
     rules = {rule.id: rule for rule in ruleset.rules}
     rows = con.execute(
         """
@@ -125,13 +140,14 @@ def night_mailing(
     accounts = sorted({row[0] for row in rows})
     groups, revenue = _account_facts(con, night, accounts)
     chances = rule_chances(con)
+    measured = {row["rule_id"]: row for row in stored_figures(con) if row["rule_id"]}
     warnings, unrouted = [], 0
     for account_id, name, owner_email, owner_name, rule_id, severity, evidence, notice, since, segment, recipient, route_reason, route_value, cc, owner_language in rows:
         rule = rules.get(rule_id)
         if rule is None:  # the rule was removed since the night was evaluated
             continue
         speaks = owner_language if recipient and owner_language in i18n.LANGUAGES else language
-        numbers = {key: _number(value, speaks) for key, value in json.loads(evidence).items()}
+        numbers = json.loads(evidence)  # raw: rules/texts.py formats them in the reader's locale
         last_year, months = revenue.get(account_id, (0.0, ()))
         common = dict(
             account_id=account_id,
@@ -142,9 +158,9 @@ def night_mailing(
             owner_name=owner_name or "",
             rule_id=rule_id,
             severity=severity,
-            title=_text(rule.title, speaks, numbers),
-            message=_text(rule.message, speaks, numbers),
-            action=_text(rule.action, speaks, numbers),
+            title=_text(rule.title, speaks, numbers, currency),
+            message=_text(rule.message, speaks, numbers, currency),
+            action=_text(rule.action, speaks, numbers, currency),
             notice=notice,
             since=since,
             segment=segment,
@@ -155,6 +171,8 @@ def night_mailing(
             route_value=route_value,
             language=speaks,
             chance=chance_of(chances, rule_id),
+            signal=rule.labels.get("signal"),
+            odds=odds(measured.get(rule_id), speaks, horizon_days),
         )
         if recipient:
             warnings.append(AccountWarning(**common, recipient=recipient, cc=cc))
@@ -162,7 +180,38 @@ def night_mailing(
             warnings += [AccountWarning(**common, recipient=address) for address in ops_recipients]
         else:
             unrouted += 1
-    return Mailing(warnings, _portfolios(con, night), unrouted)
+    lost: dict[str, list[LostAccount]] = {}
+    has_lost = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'lost_nights' AND NOT temporary").fetchall()[0][0]
+    if not all_open and has_lost:  # a database from before lost accounts has no lost_nights
+        for recipient, account_id, name, last_order in con.execute(
+            """SELECT lower(a.owner_email), n.account_id, coalesce(a.name, n.account_id), n.last_order
+               FROM lost_nights n JOIN accounts a USING (account_id) WHERE n.night = ? AND n.announced = n.night ORDER BY 1, 2""",
+            [night],
+        ).fetchall():
+            lost.setdefault(recipient, []).append(LostAccount(account_id, name, last_order, silent_days))
+    return Mailing(warnings, _portfolios(con, night), unrouted, lost)
+
+
+def odds(figures: dict | None, language: str, horizon_days: int) -> str:
+    """The odds behind a rule's warning from a stored backtest row, in the reader's words:
+    "Of the 120 accounts this rule warned in the last backtest (…), 38 % were lost within 6
+    months." Counts the accounts whose outcome was known (precision's denominator); "" when the
+    rule was not measured or no outcome was known.
+
+    >>> odds({"outcome_known": 120, "lost_after_warning": 46, "first_night": date(2025, 12, 1), "last_night": date(2026, 11, 30)}, "en", 180)
+    'Of the 120 accounts this rule warned in the last backtest (1 Dec 2025 – 30 Nov 2026), 38% were lost within 6 months.'
+    """
+    if not figures or not figures.get("outcome_known") or figures.get("lost_after_warning") is None:
+        return ""
+    words = i18n.language(language)
+    known = int(figures["outcome_known"])
+    months = max(1, round(horizon_days / 30.4))
+    return words.plural(
+        words.digest["odds"], known,
+        share=words.percent(figures["lost_after_warning"] / known),
+        first=words.date(figures["first_night"]), last=words.date(figures["last_night"]),
+        months=words.plural(words.digest["odds_months"], months),
+    )
 
 
 def _account_facts(con: duckdb.DuckDBPyConnection, night: date, accounts: list[str]) -> tuple[dict[str, str], dict]:
@@ -189,20 +238,11 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
     return portfolios
 
 
-def _text(texts: dict[str, str], language: str, numbers: dict[str, str]) -> str:
-    return _compiled(i18n.in_language(texts, language)).render(numbers)
+def _text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+    return render_text(_compiled(i18n.in_language(texts, language)), language, values, currency)
 
 
 @lru_cache(maxsize=1024)
 def _compiled(template: str) -> Template:
     """Compiling a text costs a millisecond; a night renders the same few texts thousands of times."""
     return TEXT_ENV.from_string(template)
-
-
-def _number(value, language: str) -> str:
-    """Numbers as a reader of the language writes them: 1.234,5 in German, 1,234.5 in English."""
-    if value is None:
-        return "–"
-    if isinstance(value, str):  # a text metric: a contact person, a segment, the account's group
-        return value
-    return i18n.language(language).number(value, "#,##0.#")

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import yaml
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
@@ -56,7 +55,7 @@ _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
 _ENDING = re.compile(r"^\s*(\d+)\s*([dwmy])\s+ago\s*$")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _PER_YEAR = {"d": 366, "w": 53, "m": 12, "y": 1}
-TEXT_ENV = SandboxedEnvironment(autoescape=False)
+from loyalty_engine.rules.texts import RULE_FILTERS, TEXT_ENV  # noqa: E402  (rule texts: names and a few filters)
 
 
 @dataclass(frozen=True)
@@ -571,10 +570,18 @@ def _template_problem(text: str) -> str | None:
         template = TEXT_ENV.parse(text)
     except Exception as err:  # jinja2.TemplateSyntaxError: a placeholder written wrong
         return f"is not a valid template ({err})"
-    # Only {{ name }}: no attributes, calls, filters or tags, so a text can only print a number.
+    # Only {{ name }} and the text filters with constant arguments (rules/texts.py): no
+    # attributes, calls or tags, so a text can only print the account's values.
     for node in template.find_all(nodes.Node):
-        if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)):
-            return f"may only hold placeholders like {{{{ orders_recent }}}}, not {type(node).__name__.lower()} expressions"
+        if isinstance(node, nodes.Filter) and node.name not in RULE_FILTERS:
+            return f"uses an unknown filter '{node.name}' (known: {', '.join(RULE_FILTERS)})"
+        if not isinstance(node, (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Filter, nodes.Const, nodes.Keyword)):
+            return f"may only hold placeholders like {{{{ orders_recent }}}} or {{{{ amount | money }}}}, not {type(node).__name__.lower()} expressions"
+        if isinstance(node, nodes.Filter) and (
+            node.dyn_args or node.dyn_kwargs
+            or not all(isinstance(a, nodes.Const) for a in [*node.args, *(k.value for k in node.kwargs)])
+        ):
+            return f"filter '{node.name}' takes constant arguments only"
     return None
 
 

@@ -56,16 +56,25 @@ def write_config(folder: Path, **email) -> Path:
     return path
 
 
-def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int = 7) -> None:
-    """The evaluate task of the flow, without Prefect: evaluate, advance and route each night in turn."""
+def run_nights(con, ruleset, *nights: date, snoozes=(), repeat_after_days: int = 7, digest=None, lost=None) -> None:
+    """The evaluate task of the flow, without Prefect: evaluate, advance and route each night in
+    turn; with `lost` (LostSettings) lost accounts held back first, with `digest` (DigestSettings)
+    the digest policy after routing, as night.py runs them."""
+    from loyalty_engine.lifecycle.lost import announce_lost, mark_lost
     from loyalty_engine.lifecycle.warnings import advance_warnings
     from loyalty_engine.lifecycle.routing import route_warnings
+    from loyalty_engine.mail.budget import apply_budget, voices
     from loyalty_engine.rules.evaluate import evaluate_rules
 
     for night in nights:
         outcome = evaluate_rules(con, ruleset, night)
-        advance_warnings(con, ruleset, night, outcome, list(snoozes), repeat_after_days)
+        if lost is not None:
+            mark_lost(con, night, lost)
+        advance_warnings(con, ruleset, night, outcome, list(snoozes), digest.repeat_after_days if digest else repeat_after_days)
         route_warnings(con, night)
+        if digest is not None:
+            apply_budget(con, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, voices=voices(ruleset))
+            announce_lost(con, night)
 
 
 # --- accounts built order by order, in days before NIGHT -----------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from loyalty_engine import store
 from loyalty_engine.backtest import account_fates, flagged_accounts, judge, run_backtest
-from loyalty_engine.config import BacktestSettings
+from loyalty_engine.config import BacktestSettings, DigestSettings
 from loyalty_engine.extracts.staging import stage_extracts
 from loyalty_engine.rules import compiler
 from loyalty_engine.rules.loader import load_rules
@@ -80,15 +80,18 @@ def test_streamed_metrics_equal_joined_metrics(history, monkeypatch, folder):
 
 def test_replay_matches_a_loop_of_nightly_runs(history, tmp_path):
     """The backtest's warnings, night by night, are the ones the nightly job would have kept
-    (accounts made open and customers from the start: the replay cannot know when that changed)."""
+    (accounts made open and customers from the start: the replay cannot know when that changed),
+    lost accounts held back and the digest policy applied (no budget here: the replay ranks by
+    revenue alone; tests/unit/test_backtest_digests.py checks the budget against the outbox)."""
     first, last = LAST - timedelta(days=20), LAST
     nightly_db = copy_of(history, tmp_path)
+    policy = DigestSettings(max_new=10**6)
     with store.connect(nightly_db) as con:
         con.execute("UPDATE accounts SET status = NULL, customer_since = NULL")
-        run_nights(con, RULES, *[first + timedelta(days=d) for d in range((last - first).days + 1)])
+        run_nights(con, RULES, *[first + timedelta(days=d) for d in range((last - first).days + 1)], digest=policy, lost=BacktestSettings().lost)
         nightly = set(con.execute("SELECT night, account_id, rule_id, notice FROM warning_nights").fetchall())
-        replayed = run_backtest(con, RULES, BacktestSettings(), first, last)
-    backtest = {(r["night"], r["account_id"], r["rule_id"], r["notice"]) for r in replayed.warnings.to_pylist()}
+        replayed = run_backtest(con, RULES, BacktestSettings(), first, last, digest=policy)
+    backtest = {(r["night"], r["account_id"], r["rule_id"], r["notice"]) for r in replayed.owner_mail.to_pylist()}
     assert len(nightly) > 500 and {n for n in nightly if n[3] == "new"}
     assert backtest == nightly
 

@@ -83,10 +83,12 @@ ACCOUNTS = {
     "B-SHORT": ("Bravo", "anna@example.com", weekly("2024-01-01", "2025-09-08") + weekly("2025-10-06", "2025-10-20")),
     # Stops 09-15, warned 10-05: 20 days after its loss.
     "C-LATE": ("Charlie", "anna@example.com", weekly("2024-01-01", "2025-09-15")),
-    # Left in March 2024 and still listed: warned on the first replayed night.
-    "D-GONE": ("Delta", "=bernd@example.com", weekly("2023-01-02", "2024-03-04")),
+    # Left in March 2024 and still listed: lost (silent 180 days) before the range, so its
+    # warnings are held back as the nightly job holds back a lost account's (lifecycle/lost.py):
+    # never warned, not flagged.
+    "D-GONE": ("Delta", "bernd@example.com", weekly("2023-01-02", "2024-03-04")),
     # Gap after 09-22 (warned 10-12), orders on to the end: a false alarm.
-    "E-KEPT": ("Echo", "bernd@example.com", weekly("2024-01-01", "2025-09-22") + weekly("2025-10-20", "2026-10-12")),
+    "E-KEPT": ("Echo", "=bernd@example.com", weekly("2024-01-01", "2025-09-22") + weekly("2025-10-20", "2026-10-12")),
     # Gap after 09-15 (warned 10-05), stops 2026-04-13: lost 190 days after the warning.
     "F-LATER": ("Foxtrot", "carla@example.com", weekly("2024-01-01", "2025-09-15") + weekly("2025-10-13", "2026-04-13")),
     # Gap after 10-06 (warned 10-26), stops 2026-04-20, inside the horizon (2026-04-24), but at
@@ -101,14 +103,12 @@ EXPECTED = {
     ("A-INTIME", "quiet_for_20_days"): ("2025-09-21", "lost in time", "2025-10-27"),
     ("B-SHORT", "quiet_for_20_days"): ("2025-09-28", "lost at short notice", "2025-10-20"),
     ("C-LATE", "quiet_for_20_days"): ("2025-10-05", "lost before the warning", "2025-09-15"),
-    ("D-GONE", "quiet_for_20_days"): ("2025-09-01", "lost before the warning", "2024-03-04"),
     ("E-KEPT", "quiet_for_20_days"): ("2025-10-12", "not lost", None),
     ("F-LATER", "quiet_for_20_days"): ("2025-10-05", "lost after the horizon", "2026-04-13"),
     ("G-OPEN", "quiet_for_20_days"): ("2025-10-26", "outcome unknown", None),
     ("B-SHORT", "bravo_quiet"): ("2025-09-18", "lost in time", "2025-10-20"),
     # 45 days of silence within the range: only after a stop.
     ("C-LATE", "quiet_for_45_days"): ("2025-10-30", "lost before the warning", "2025-09-15"),
-    ("D-GONE", "quiet_for_45_days"): ("2025-09-01", "lost before the warning", "2024-03-04"),
 }
 # Any live rule: the earliest of quiet_for_20_days and bravo_quiet.
 EXPECTED |= {(account, "*"): value for (account, rule), value in EXPECTED.items() if rule == "quiet_for_20_days"}
@@ -147,52 +147,50 @@ def test_a_warning_after_the_loss_is_too_late_not_a_hit(replayed):
     _, result = replayed
     rules = {r["rule_id"]: r for r in result.rules}
     quiet = rules["quiet_for_20_days"]
-    # Known: all but G-OPEN. Hits: A (in time) and B (right, at short notice). C and D were
-    # already lost when first warned: in the denominator, not the numerator, and counted apart.
-    assert (quiet["accounts_flagged"], quiet["outcome_known"], quiet["lost_after_warning"], quiet["too_late"]) == (7, 6, 2, 2)
-    assert quiet["precision"] == round(2 / 6, 4)
+    # Known: all but G-OPEN. Hits: A (in time) and B (right, at short notice). C was already
+    # lost when first warned: in the denominator, not the numerator, and counted apart. D, lost
+    # long before, is held back as lost: never warned.
+    assert (quiet["accounts_flagged"], quiet["outcome_known"], quiet["lost_after_warning"], quiet["too_late"]) == (6, 5, 2, 1)
+    assert quiet["precision"] == round(2 / 5, 4)
     # Lost from FIRST + 30 to LAST + 30: A (10-27) and B (10-20). Only A was warned 30 days
     # ahead; B's warning was right but late.
     assert (quiet["lost_in_range"], quiet["caught"], quiet["recall"]) == (2, 1, 0.5)
-    # Leads of the accounts lost up to the horizon: A +36, B +22, C -20, D -546.
-    assert quiet["median_lead_days"] == (22 + -20) / 2
+    # Leads of the accounts lost up to the horizon: A +36, B +22, C -20.
+    assert quiet["median_lead_days"] == 22
 
-    # The shadow rule warns only after the loss: two accounts, both too late, precision zero.
+    # The shadow rule warns only after the loss: one account, too late, precision zero.
     shadow = rules["quiet_for_45_days"]
-    assert (shadow["accounts_flagged"], shadow["too_late"], shadow["precision"], shadow["caught"]) == (2, 2, 0.0, 0)
+    assert (shadow["accounts_flagged"], shadow["too_late"], shadow["precision"], shadow["caught"]) == (1, 1, 0.0, 0)
     assert (rules["bravo_quiet"]["too_late"], rules["bravo_quiet"]["precision"], rules["bravo_quiet"]["caught"]) == (0, 1.0, 1)
 
     # Any live rule: B's first warning is bravo_quiet's, in time. Shadow rules do not count.
     total = result.total
-    assert (total["accounts_flagged"], total["outcome_known"], total["lost_after_warning"], total["too_late"]) == (7, 6, 2, 2)
+    assert (total["accounts_flagged"], total["outcome_known"], total["lost_after_warning"], total["too_late"]) == (6, 5, 2, 1)
     assert (total["caught"], total["recall"]) == (2, 1.0)
     document = result.as_json()
-    assert document["total"]["too_late"] == 2 and [r["too_late"] for r in document["rules"]] == [2, 0, 2]
+    assert document["total"]["too_late"] == 1 and [r["too_late"] for r in document["rules"]] == [1, 0, 1]
 
 
 def test_flagged_accounts_as_csv(replayed, tmp_path):
     _, result = replayed
     path = tmp_path / "flagged.csv"
     assert write_flagged(result, path) == len(EXPECTED) == len(flagged_accounts(result))
-    # Rules in the file's order, any live rule ('*') last; accounts by id. D-GONE's owner address
+    # Rules in the file's order, any live rule ('*') last; accounts by id. E-KEPT's owner address
     # starts with '=': a spreadsheet would run it, so it is written as text.
     assert path.read_bytes().decode("utf-8") == (
         "account_id,rule_id,first_warned,owner_email,fate,lost_on\n"
         "A-INTIME,quiet_for_20_days,2025-09-21,anna@example.com,lost in time,2025-10-27\n"
         "B-SHORT,quiet_for_20_days,2025-09-28,anna@example.com,lost at short notice,2025-10-20\n"
         "C-LATE,quiet_for_20_days,2025-10-05,anna@example.com,lost before the warning,2025-09-15\n"
-        "D-GONE,quiet_for_20_days,2025-09-01,'=bernd@example.com,lost before the warning,2024-03-04\n"
-        "E-KEPT,quiet_for_20_days,2025-10-12,bernd@example.com,not lost,\n"
+        "E-KEPT,quiet_for_20_days,2025-10-12,'=bernd@example.com,not lost,\n"
         "F-LATER,quiet_for_20_days,2025-10-05,carla@example.com,lost after the horizon,2026-04-13\n"
         "G-OPEN,quiet_for_20_days,2025-10-26,carla@example.com,outcome unknown,\n"
         "B-SHORT,bravo_quiet,2025-09-18,anna@example.com,lost in time,2025-10-20\n"
         "C-LATE,quiet_for_45_days,2025-10-30,anna@example.com,lost before the warning,2025-09-15\n"
-        "D-GONE,quiet_for_45_days,2025-09-01,'=bernd@example.com,lost before the warning,2024-03-04\n"
         "A-INTIME,*,2025-09-21,anna@example.com,lost in time,2025-10-27\n"
         "B-SHORT,*,2025-09-18,anna@example.com,lost in time,2025-10-20\n"
         "C-LATE,*,2025-10-05,anna@example.com,lost before the warning,2025-09-15\n"
-        "D-GONE,*,2025-09-01,'=bernd@example.com,lost before the warning,2024-03-04\n"
-        "E-KEPT,*,2025-10-12,bernd@example.com,not lost,\n"
+        "E-KEPT,*,2025-10-12,'=bernd@example.com,not lost,\n"
         "F-LATER,*,2025-10-05,carla@example.com,lost after the horizon,2026-04-13\n"
         "G-OPEN,*,2025-10-26,carla@example.com,outcome unknown,\n"
     )
@@ -239,7 +237,7 @@ def test_figures_stored_in_a_table_from_before_too_late(replayed, tmp_path):
     by_rule = {row["rule_id"]: row for row in latest}
     for figures in [*result.rules, {"rule_id": None, **result.total}]:
         assert {name: by_rule[figures["rule_id"]][name] for name in FIGURES} == {name: figures[name] for name in FIGURES}
-    assert by_rule[None]["too_late"] == 2 and by_rule["quiet_for_45_days"]["too_late"] == 2
+    assert by_rule[None]["too_late"] == 1 and by_rule["quiet_for_45_days"]["too_late"] == 1
 
     # A fresh database (today's schema) and one that never saw a backtest read alike.
     with store.connect(tmp_path / "new.duckdb") as con:

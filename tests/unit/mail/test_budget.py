@@ -110,3 +110,55 @@ def test_a_weekly_cadence_mails_on_its_weekday_and_the_immediate_severity_at_onc
     assert told == {("E", "slow", "new"), ("D", "smaller", "resolved"), ("E", "stopped", "resolved")}
     sent = [n for n in range(2, 9) if any(mailed for _, mailed in notices[n].values())]
     assert sent == [4, 8]
+
+
+def test_a_repeat_alone_sends_nothing_and_rides_along_with_the_next_new_warning(book):
+    slow = ("A", "slow")
+    for n in (1, 2):
+        book.night(n, {slow})
+        apply_budget(book.con, day(n), 5)
+    for n in range(3, 11):  # due for its repeat on night 9 (7 days after night 2), nothing else new
+        notices = book.night(n, {slow})
+        counts = apply_budget(book.con, day(n), 5)
+        row = book.con.execute("SELECT notice, mailed, last_mailed FROM warning_nights WHERE night = ? AND rule_id = 'slow'", [day(n)]).fetchone()
+        assert row == ("open", False, day(2)), n  # still told on night 2: due again every night
+        if n >= 9:
+            assert notices[slow][1] == "repeat" and counts["repeat_later"] == 1
+        assert night_mailing(book.con, book.ruleset, day(n), "de", []).warnings == []
+    book.night(11, {slow, ("A", "smaller")})
+    apply_budget(book.con, day(11), 5)
+    told = {(w.rule_id, w.notice) for w in night_mailing(book.con, book.ruleset, day(11), "de", []).warnings}
+    assert told == {("smaller", "new"), ("slow", "repeat")}  # the repeat rides along with something new
+    assert book.con.execute("SELECT last_mailed FROM warning_nights WHERE night = ? AND rule_id = 'slow'", [day(11)]).fetchone()[0] == day(11)
+
+
+def test_the_odds_behind_a_warning_come_from_the_last_backtest_and_stay_hidden_before_one(book):
+    from datetime import date
+
+    from loyalty_engine.backtest import Backtest, store_figures
+    from pathlib import Path
+
+    from loyalty_engine.mail.digest import render_digests
+    from loyalty_engine.mail.mailing import odds
+
+    book.night(1, {("D", "smaller")})
+    apply_budget(book.con, day(1), 5)
+    [before] = night_mailing(book.con, book.ruleset, day(1), "de", []).warnings
+    assert before.odds == ""  # no backtest yet: no odds
+    figures = dict(nights_fired=30, accounts_flagged=130, emails_per_owner_week=1.0, precision=0.38, too_late=3, recall=0.5,
+                   median_lead_days=20.0, outcome_known=120, lost_after_warning=46, lost_in_range=50, caught=25)
+    backtest = Backtest(date(2025, 12, 1), date(2026, 11, 30), date(2026, 11, 30), 365, 2,
+                        [{"rule_id": "smaller", "mode": "live", **figures}], figures)
+    store_figures(book.con, backtest, Path("rules"))
+    mailing = night_mailing(book.con, book.ruleset, day(1), "de", [], horizon_days=180)
+    [warning] = mailing.warnings
+    # Anna reads English (most of her accounts say so).
+    assert warning.odds == "Of the 120 accounts this rule warned in the last backtest (1 Dec 2025 – 30 Nov 2026), 38% were lost within 6 months."
+    [digest] = render_digests(mailing.warnings, day(1), "fw@example.com", "de")
+    assert warning.odds in digest.message.get_body(("plain",)).get_content()
+    # German, with its plural forms (CLDR through Babel).
+    row = {"outcome_known": 1, "lost_after_warning": 1, "first_night": date(2025, 12, 1), "last_night": date(2026, 11, 30)}
+    assert odds(row, "de", 30) == "Von 1 Kunden, den diese Regel im letzten Backtest (01.12.2025 – 30.11.2026) gewarnt hat, ging 100\u00a0% innerhalb von einem Monat verloren."
+    assert odds(row | {"outcome_known": 120, "lost_after_warning": 46}, "de", 180) == (
+        "Von den 120 Kunden, die diese Regel im letzten Backtest (01.12.2025 – 30.11.2026) gewarnt hat, gingen 38\u00a0% innerhalb von 6 Monaten verloren.")
+    assert odds(row | {"outcome_known": 0}, "de", 180) == ""

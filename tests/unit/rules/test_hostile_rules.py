@@ -58,7 +58,7 @@ HOSTILE_TEXTS = [
     ("'{{ orders_recent.__class__ }}'", "may only hold placeholders"),
     ("'{{ cycler.__init__.__globals__.os.popen(\"id\").read() }}'", "may only hold placeholders"),
     ("'{% for x in range(10**9) %}x{% endfor %}'", "may only hold placeholders"),
-    ("'{{ orders_recent | format }}'", "may only hold placeholders"),
+    ("'{{ orders_recent | format }}'", "unknown filter 'format'"),
 ]
 
 
