@@ -17,7 +17,7 @@ from loyalty_engine import api, store
 from loyalty_engine.config import load_settings
 from loyalty_engine.errors import RunLocked
 from tests.support.builders import NIGHT, ROOT, write_config, write_extract
-from tests.unit.rules.test_rules import Extract, baseline
+from tests.support.builders import Extract, fading
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 HOLDER = re.compile(r"PID (\d+) \((.*)\), started (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
@@ -29,7 +29,7 @@ def project(folder: Path, *, cut_off: bool = False):
     text = config.read_text(encoding="utf-8").replace("  retries: 0\n", "  retries: 0\n  ops_recipients: [ops@example.com]\n")
     config.write_text(text, encoding="utf-8")
     x = Extract()
-    x.order_on(x.account("A1"), *baseline(8))
+    x.order_on(x.account("A1"), *fading())
     x.order_on(x.account("A2"), *range(1, 400, 4))  # orders up to last night: the gate passes
     write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
     if cut_off:
