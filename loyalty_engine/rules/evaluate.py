@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -143,7 +144,10 @@ def _store(con: duckdb.DuckDBPyConnection, night: date, signals: list[Signal]) -
 
 
 def _plain(value):
-    """Whole numbers as int (12.0 months reads as 12), everything else as it is."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    """Whole numbers as int (12.0 months reads as 12); other floats to 12 significant digits:
+    DuckDB sums a trend's or a spread's terms in whatever order its threads finish, so the last
+    digits vary from run to run, and a re-run night must store the same evidence."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = float(f"{value:.12g}")
+        return int(value) if value.is_integer() else value
     return value

@@ -215,7 +215,12 @@ def _periods(reading, start: exp.Expression | None = None) -> dict[str, exp.Expr
     `yy`, and of each value times its period's number `xy`. A per-period value is the number of
     rows, or the sum of the metric's column, in the period."""
     per = reading.metric.option("per")
-    q = _n(1) if reading.metric.column is None else exp.Coalesce(this=reading.table_column(), expressions=[_n(0)])
+    # A column's values as exact decimals (to 1/10,000): the sums below multiply them by period
+    # numbers near 24,300 and subtract, so in doubles their last digits would follow the order
+    # DuckDB's threads add in, and a re-run night would store other evidence.
+    q = _n(1) if reading.metric.column is None else exp.Coalesce(
+        this=exp.cast(reading.table_column(), exp.DataType.build("decimal(38, 4)")), expressions=[_n(0)]
+    )
     q = reading.keep("q", q)
     period = reading.keep("period", _period(per, reading.event))
     so_far = reading.keep("in_period", reading.running(q.copy(), period.copy()))  # its period's rows up to this one

@@ -6,6 +6,7 @@ Message-ID. The next run completes the night exactly as an uninterrupted run wou
 
 from __future__ import annotations
 
+import csv
 import email
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from tests.support.builders import ROOT, write_config
 from tests.support.crash_child import run
-from tests.unit.test_gate import SECOND, sample  # noqa: F401  (the module-scoped sample, first night done)
+from tests.unit.test_gate import SECOND, rewrite, sample, tonight  # noqa: F401  (the module-scoped sample, first night done)
 
 KILL_POINTS = {
     # name: (function, before/after, which call)
@@ -36,7 +37,21 @@ def project(root: Path, sample: Path, smtp: str | None = None) -> Path:  # noqa:
     shutil.copytree(sample / "extracts", root / "extracts")
     (root / "data").mkdir()
     shutil.copy(sample / "loyalty.duckdb", root / "data" / "loyalty.duckdb")
+    detractors(root)
     return write_config(root, mode="smtp", smtp=smtp) if smtp else write_config(root)
+
+
+def detractors(root: Path) -> None:
+    """News for every owner on the second night (a digest goes out only for something new): two
+    of each owner's accounts answer tonight's survey with 0, too few for the flood check."""
+    with tonight(root, "accounts").open(encoding="utf-8", newline="") as handle:
+        by_owner = defaultdict(list)
+        for row in csv.DictReader(handle):
+            by_owner[row["owner_email"]].append(row["account_id"])
+    chosen = [account for accounts in by_owner.values() for account in sorted(accounts)[:2]]
+    rewrite(tonight(root, "surveys"), lambda rows: rows + [
+        {"survey_id": f"CRASH-{a}", "account_id": a, "answered_at": SECOND.isoformat(), "nps": "0"} for a in chosen
+    ])
 
 
 def night_state(root: Path) -> dict:
