@@ -20,16 +20,18 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def night_extract(root):
-    """Two owners with warnings (one with two accounts), one owner without, and one bad row."""
+    """Two owners with warnings (one with three accounts, two of them pending: their rules wait
+    `for: 3 nights`), one owner without, and one bad row."""
     x = Extract()
-    x.order_on(x.account("A1", owner="anna"), *fading())                          # falling orders
-    x.complaint_on(x.account("A2", owner="anna"), *every(30, 450, 120))           # resignation
+    x.order_on(x.account("A1", owner="anna"), *fading())                          # falling orders: pending
+    x.complaint_on(x.account("A2", owner="anna"), *every(30, 450, 120))           # resignation: pending
     x.order_on("A2", 30)
-    x.account("B1", owner="bernd")
-    x.contract("B1", "2024-10-01", "2026-09-30")                                  # 24 → 12 months, renewed
-    x.contract("B1", "2026-10-01", "2027-09-30")                                  # 53 days ago
+    for account, owner in (("A3", "anna"), ("B1", "bernd")):                      # 24 → 12 months, renewed
+        x.account(account, owner=owner)                                           # 53 days ago: fires
+        x.contract(account, "2024-10-01", "2026-09-30")
+        x.contract(account, "2026-10-01", "2027-09-30")
     x.order_on(x.account("C1", owner="carla"), *steady(30))                      # steady: quiet
-    x.accounts[1]["name"] = "<script>alert('Müller')</script> GmbH"
+    x.accounts[3]["name"] = "<script>alert('Müller')</script> GmbH"  # B1, whose warning fires tonight
     orders = x.orders + [{"order_id": "BAD", "account_id": "A1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"}]
     return write_extract(root, accounts=x.accounts, orders=orders, complaints=x.complaints, contracts=x.contracts)
 
@@ -47,15 +49,15 @@ def test_a_night_mails_one_digest_per_owner_with_warnings_and_nothing_on_a_rerun
     config, server = smtp_project
     summary = nightly(config_path=str(config), night=NIGHT)
 
-    assert {c.table: (c.rows_loaded, c.rows_quarantined) for c in summary.tables}["orders"] == (23, 1)
+    assert {c.table: (c.rows_loaded, c.rows_quarantined) for c in summary.tables}["orders"] == (57, 1)
     assert {rule: count for rule, count in summary.warnings.items() if count} == {
-        "falling_order_frequency": 1, "shorter_contracts": 1, "sudden_zero_complaints": 1,
+        "falling_order_frequency": 1, "shorter_contracts": 2, "sudden_zero_complaints": 1,
     }  # fmt: skip
     # The extract has no interactions or surveys: their rules are skipped, with the reason.
     assert summary.skipped["nps_detractor"] == "needs the optional table surveys, absent tonight"
     assert len(summary.skipped) == 6 and len(summary.warnings) == 7
-    # falling_order_frequency waits `for: 2 nights`: pending tonight, mailed only if it holds again.
-    assert summary.notices == {"new": 2, "pending": 1}
+    # falling_order_frequency and sudden_zero_complaints wait `for: 3 nights`: pending tonight.
+    assert summary.notices == {"new": 2, "pending": 2}
     assert sorted(summary.delivery.sent) == ["anna@example.com", "bernd@example.com"]
     assert sorted(server.recipients()) == ["anna@example.com", "bernd@example.com"]
 
@@ -64,8 +66,11 @@ def test_a_night_mails_one_digest_per_owner_with_warnings_and_nothing_on_a_rerun
     assert anna.get_content_type() == "multipart/alternative"
     text = anna.get_body(("plain",)).get_content()
     html = anna.get_body(("html",)).get_content()
-    assert "Beschwerden bleiben plötzlich aus" in text and "Bestellfrequenz sinkt" not in text
-    assert "Ihr Portfolio: 3 Kunden beobachtet" not in text and "Ihr Portfolio: 2 Kunden beobachtet, 1 mit offenen Warnsignalen" in text
+    assert "Kürzere Vertragslaufzeit" in text
+    assert "Bestellfrequenz sinkt" not in text and "Beschwerden bleiben plötzlich aus" not in text
+    assert "Ihr Portfolio: 4 Kunden beobachtet" not in text and "Ihr Portfolio: 3 Kunden beobachtet, 1 mit offenen Warnsignalen" in text
+    bernd = next(email.message_from_bytes(m.content, policy=policy.default) for m in server.messages if m.rcpt_tos == ["bernd@example.com"])
+    html = bernd.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
 
     again = nightly(config_path=str(config), night=NIGHT)
