@@ -20,13 +20,16 @@ from tests.support.builders import Extract, fading, steady
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
-    """Two evaluated nights of a small extract: A1's orders stopped, B1 orders as usual."""
+    """Three evaluated nights of a small extract: A1's orders fall (falling_order_frequency, a
+    shadow rule) and it renews for a shorter term tonight (shorter_contracts); B1 orders as usual."""
     folder = tmp_path_factory.mktemp("api")
     x = Extract()
     x.order_on(x.account("A1"), *fading())
+    x.contract("A1", "2024-11-23", "2026-11-22")
+    x.contract("A1", "2026-11-23", "2027-11-22")
     x.order_on(x.account("B1", owner="bernd"), *steady(30))
     x.orders.append({"order_id": "BAD", "account_id": "B1", "order_date": "2026-11-01", "amount": "-3", "currency": "EUR"})
-    write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders)
+    write_extract(folder / "extracts", accounts=x.accounts, orders=x.orders, contracts=x.contracts)
     settings = load_settings(write_config(folder))
     with store.connect(settings.database) as con:
         validate_night(con, stage_extracts(con, settings.extracts.path, NIGHT), NIGHT)
@@ -35,12 +38,16 @@ def settings(tmp_path_factory) -> Settings:
 
 
 def test_alerts_history_and_quarantine_are_rows(settings, capsys):
-    [warning] = api.alerts(settings)
-    assert (warning["night"], warning["account_id"], warning["rule_id"], warning["state"], warning["notice"], warning["recipient"]) == (
+    shadow, contract = api.alerts(settings)
+    assert (shadow["night"], shadow["account_id"], shadow["rule_id"], shadow["state"], shadow["notice"], shadow["recipient"]) == (
         NIGHT, "A1", "falling_order_frequency", "firing", "new", "anna@example.com")
-    assert warning["evidence"]["orders_recent"] == 2
-    assert [(e["night"], e["event"]) for e in api.history(settings, "A1")] == [
-        (NIGHT - timedelta(days=2), "pending (1 night held)"), (NIGHT, "fired, mailed to anna@example.com")]
+    assert shadow["evidence"]["orders_recent"] == 2
+    assert (contract["rule_id"], contract["state"], contract["notice"]) == ("shorter_contracts", "firing", "new")
+    assert [(e["night"], e["rule_id"], e["event"]) for e in api.history(settings, "A1")] == [
+        (NIGHT - timedelta(days=2), "falling_order_frequency", "pending (1 night held)"),
+        (NIGHT, "falling_order_frequency", "fired, would have been mailed to anna@example.com (shadow rule)"),
+        (NIGHT, "shorter_contracts", "fired, mailed to anna@example.com"),
+    ]
     [cell] = api.quarantine(settings, table="orders")
     assert (cell["row_key"], cell["column_name"], cell["value"], cell["row_kept_out"]) == ("BAD", "amount", "-3", True)
     with pytest.raises(UserError, match=r"^night 2026-01-01 was never evaluated \(the latest evaluated night is 2026-11-23\)$"):
@@ -86,7 +93,9 @@ def test_a_snooze_is_checked_added_listed_and_removed(settings, tmp_path):
 def test_preview_and_report_write_their_files(settings, tmp_path):
     preview = api.preview(settings, "Anna@Example.com", tmp_path / "anna.html")
     assert preview.subject.startswith("Frühwarnung 23.11.2026: 1 neues Warnsignal")
-    assert "Bestellfrequenz sinkt" in preview.html_file.read_text(encoding="utf-8") and preview.text_file == tmp_path / "anna.txt"
+    page = preview.html_file.read_text(encoding="utf-8")
+    assert "Kürzere Vertragslaufzeit" in page and "Bestellfrequenz sinkt" not in page  # a shadow rule is never mailed
+    assert preview.text_file == tmp_path / "anna.txt"
     with pytest.raises(UserError, match="bernd@example.com gets no digest on 2026-11-23"):
         api.preview(settings, "bernd@example.com", tmp_path / "bernd.html")
 
@@ -107,7 +116,8 @@ def test_a_backtest_is_stored_and_listed_beside_the_rules(settings, tmp_path):
     run = api.backtest(mine, NIGHT - timedelta(days=6), NIGHT, compare_with=orders)
     assert run.rule_paths == [mine.rules, orders] and [r.nights for r in run.results] == [7, 7]
     document = run.as_json()
-    assert document["compare"]["rules_path"] == str(orders) and document["compare"]["dropped"]["accounts"] == 0
+    # A1 is warned by shorter_contracts (contracts.yaml), which orders.yaml alone drops.
+    assert document["compare"]["rules_path"] == str(orders) and document["compare"]["dropped"]["accounts"] == 1
     listing = api.rules_list([mine.rules], mine.database)
     assert listing.backtest == (NIGHT - timedelta(days=6), NIGHT)
     flagged = {row["rule_id"]: row["flagged"] for row in listing.rows}

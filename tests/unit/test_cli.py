@@ -382,7 +382,7 @@ def test_run_with_a_broken_rule_exits_4_before_touching_data(tmp_path):
     result = loyalty("run", "--config", str(config))
     assert result.returncode == 4
     assert result.stderr.startswith(
-        f"error: {rules / 'falling.yaml'}:29:11: unknown metric 'orders_last_yaer' in when (did you mean 'orders_last_year'?)"
+        f"error: {rules / 'falling.yaml'}:33:11: unknown metric 'orders_last_yaer' in when (did you mean 'orders_last_year'?)"
     )
     assert len(result.stderr.strip().splitlines()) == 1
     # The run lock was taken first (data/loyalty.duckdb.lock, given back empty); no database was made.

@@ -64,7 +64,7 @@ def test_a_broken_rule_stops_the_preflight_before_the_database_is_touched(tmp_pa
     text = (ROOT / "rules" / "orders.yaml").read_text(encoding="utf-8")
     (rules / "orders.yaml").write_text(text.replace("orders_last_year >= min_orders", "orders_last_yaer >= min_orders", 1), encoding="utf-8")
     settings = project(tmp_path, rules=rules)
-    with pytest.raises(RuleError, match=r"orders.yaml:29:11: unknown metric 'orders_last_yaer' in when") as stop:
+    with pytest.raises(RuleError, match=r"orders.yaml:33:11: unknown metric 'orders_last_yaer' in when") as stop:
         preflight(settings)
     assert stop.value.exit_code == 4
     assert not settings.database.parent.exists()
