@@ -177,9 +177,12 @@ def test_backtest_command(history, tmp_path):
     copy_of(history, tmp_path)
     next_rules = tmp_path / "rules-next"
     shutil.copytree(ROOT / "rules", next_rules)
-    # The change under review: falling_order_frequency already at a third less than usual.
+    # The change under review: falling_order_frequency already at a quarter this thin once in five
+    # (max_chance 0.2 instead of 0.1): it can only add warnings.
     orders = next_rules / "orders.yaml"
-    orders.write_text(orders.read_text(encoding="utf-8").replace("orders_recent < 0.5 * expected_orders", "orders_recent < 0.67 * expected_orders", 1), encoding="utf-8")
+    text = orders.read_text(encoding="utf-8")
+    assert "params: {min_orders: 6, min_decline: 1, min_t: 2.5, max_chance: 0.1," in text
+    orders.write_text(text.replace("min_t: 2.5, max_chance: 0.1,", "min_t: 2.5, max_chance: 0.2,", 1), encoding="utf-8")
     config = tmp_path / "config.yaml"
     config.write_text(
         f"extracts: {{path: extracts}}\ndatabase: loyalty.duckdb\nrules: {ROOT / 'rules'}\n"
