@@ -102,7 +102,8 @@ def apply_budget(
     does (its default); the backtest, whose replay database holds no orders, passes its own.
     `voices` maps rule ids to their `labels.signal`: a new warning of an account that already has
     a firing warning of the same signal its owner was told of is not news (one voice per
-    account): it becomes 'open', counted as told tonight, and shows beside its sibling.
+    account): it becomes 'open', counted as told tonight, and shows beside its sibling. A shadow
+    rule's warning was never told, so it silences no live one.
     Returns counts: {'waiting': n, 'intro': n, 'deferred': n, 'repeat_later': n, 'same_voice': n}."""
     from loyalty_engine.mail.mailing import _account_facts
 
@@ -117,8 +118,10 @@ def apply_budget(
                WHERE w.night = ? AND w.notice = 'new' AND w.mailed AND w.severity <> 'critical' AND EXISTS (
                    SELECT 1 FROM warning_nights o JOIN night_voices a ON a.rule_id = o.rule_id JOIN night_voices b ON b.signal = a.signal
                    WHERE o.night = w.night AND o.account_id = w.account_id AND b.rule_id = w.rule_id AND o.rule_id <> w.rule_id
-                     AND o.state = 'firing' AND o.notice IN ('open', 'repeat') AND o.last_mailed IS NOT NULL)""",
-            [SAME_VOICE, night],
+                     AND o.state = 'firing' AND o.notice IN ('open', 'repeat') AND o.last_mailed IS NOT NULL
+                     -- a shadow rule's last_mailed runs as if mailed, but its owner was never told
+                     AND NOT coalesce(starts_with(o.reason, ?), false))""",
+            [SAME_VOICE, night, SHADOW_REASON],
         ).fetchall()[0][0]
     off_day = cadence == "weekly" and WEEKDAYS[night.weekday()] != weekday and not first
     repeat_later = 0

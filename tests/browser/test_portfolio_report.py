@@ -121,11 +121,25 @@ def expected(project: Path) -> dict:
                     AND NOT coalesce(reason LIKE 'shadow%', false) AND account_id IN ({active})""",
                 FIRST,
             ),
+            # Accounts whose only warnings (firing or pending) are a shadow rule's: the added
+            # trial_rule one, and those of the shipped shadow rules (order_gap_beyond_rhythm,
+            # complaint_spike, owner_contact_thinning) on accounts no live rule warns.
+            "shadow": one(
+                f"""SELECT count(*) FROM ({active}) a WHERE
+                    EXISTS (SELECT 1 FROM warning_nights w WHERE w.account_id = a.account_id AND w.night = ?
+                            AND w.state IN ('firing', 'pending') AND w.reason LIKE 'shadow%')
+                    AND NOT EXISTS (SELECT 1 FROM warning_nights w WHERE w.account_id = a.account_id AND w.night = ?
+                            AND w.state IN ('firing', 'pending') AND NOT coalesce(w.reason LIKE 'shadow%', false))""",
+                FIRST, FIRST,
+            ),
             "unsurveyed": one(
                 f"""SELECT count(*) FROM ({active}) a WHERE NOT EXISTS (SELECT 1 FROM surveys s WHERE s.account_id = a.account_id
                     AND s.answered_at <= ? AND s.answered_at > ?::DATE - INTERVAL 2 YEAR)""",
                 SECOND, SECOND,
             ),
+            # Rules with new warnings kept in shadow (the trial rule, and the shipped shadow rules that spoke).
+            "shadow_rules": {rule for (rule,) in con.execute(
+                "SELECT DISTINCT rule_id FROM warning_nights WHERE notice = 'new' AND reason LIKE 'shadow%' AND night > ?::DATE - 90", [SECOND]).fetchall()},
             "rules": one("SELECT count(DISTINCT rule_id) FROM warning_nights WHERE notice = 'new' AND night > ?::DATE - 90", SECOND),
             "owners": one("SELECT count(DISTINCT coalesce(recipient, '')) FROM warning_nights WHERE notice = 'new'"),
             # The brief's retention over the 365 days up to the date, for the whole book, written out
@@ -151,15 +165,17 @@ def expected(project: Path) -> dict:
 def test_figures_are_the_databases(project):
     with open_database(project / "data" / "loyalty.duckdb") as con:
         figures = gather(con, SECOND, load_rules(ROOT / "rules"), "de")
+        [(trial,)] = con.execute("SELECT account_id FROM warning_nights WHERE rule_id = ?", [SHADOW_ACCOUNT_RULE]).fetchall()
     want = expected(project)
     assert (figures.night, figures.warnings_night) == (SECOND, FIRST)  # the second night was stopped
     assert len(figures.accounts) == want["active"]
     assert sum(a.state == "firing" for a in figures.accounts) == want["firing"] > 0
-    assert sum(a.state == "shadow" for a in figures.accounts) == 1
+    assert sum(a.state == "shadow" for a in figures.accounts) == want["shadow"] > 1
+    assert [a.state for a in figures.accounts if a.account_id == trial] == ["shadow"]
     assert sum(a.nps is None for a in figures.accounts) == want["unsurveyed"] > 0
     assert (figures.year.at_start, figures.year.at_end, figures.year.won) == want["year"]
     assert len(figures.months) == 24 and figures.months[-1].end == SECOND and figures.months[0].start == date(2024, 11, 30)
-    assert {c.key for c in figures.rules if c.shadow_rule} == {SHADOW_ACCOUNT_RULE}
+    assert {c.key for c in figures.rules if c.shadow_rule} == want["shadow_rules"] > {SHADOW_ACCOUNT_RULE}
     assert [(g.night, g.worst) for g in figures.gate][0] == (SECOND, "fail")
     assert figures.backtest is not None and figures.backtest.ran_at == datetime(2026, 11, 18, 9, 30)
     assert [line["rule_id"] for line in figures.backtest.lines] == ["falling_order_frequency", "nps_detractor", SHADOW_ACCOUNT_RULE, None]
@@ -226,7 +242,7 @@ def test_report_in_a_browser(project, written, tmp_path):
     assert groups["width"] > 800 and groups["height"] > 300
     assert groups["marks"] == want["active"] and groups["visible"] == want["active"], "one dot per active account, each drawn"
     assert groups["inside"] == want["active"], "a dot outside its chart"
-    assert groups["firing"] == want["firing"] and groups["shadow"] == 1 and groups["unsurveyed"] == want["unsurveyed"]
+    assert groups["firing"] == want["firing"] and groups["shadow"] == want["shadow"] and groups["unsurveyed"] == want["unsurveyed"]
     retention = boxes["charts"]["retention-chart"]
     assert retention["width"] > 800 and retention["points"] == 24 and retention["lines"] >= 1
     gate = boxes["charts"]["gate-chart"]

@@ -58,9 +58,12 @@ def cut_off_line(folder: Path) -> int:
 
 
 def flood(folder: Path) -> None:
+    # Every surveyed account answers 1 tonight: 90 of 217 accounts newly warned (41.5 %, limit
+    # 25 %) on this sample. Every other surveyed account, as before the retuned catalogue, gives
+    # 46 of 217 (21.2 %): under the limit, no flood.
     rewrite(folder / "surveys.csv", lambda rows: rows + [
         {"survey_id": f"F-{a}", "account_id": a, "answered_at": SECOND.isoformat(), "nps": "1"}
-        for a in sorted({r["account_id"] for r in rows})[::2]
+        for a in sorted({r["account_id"] for r in rows})
     ])  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from loyalty_engine.config import DigestSettings, EmailSettings, ExtractSettings
 from loyalty_engine.errors import RuleError
 from loyalty_engine.gate import DigestsHeld, Outcome
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
+from loyalty_engine.mail.budget import RIDES_ALONG
 from loyalty_engine.night import run_night
 from loyalty_engine.mail.mailing import night_mailing
 from loyalty_engine.results import account_history, night_warnings
@@ -213,6 +214,8 @@ def test_a_shadow_rule_cannot_hide_a_live_warning_but_a_live_rule_hides_a_shadow
 
 
 def test_going_live_tells_the_owner_of_a_warning_that_fired_in_shadow(project):
+    # Alpha orders on N1 too, so it goes quiet (alpha_quiet, something new for Anna) only on N7.
+    project.new_orders[n(1)] = ["A"]
     for k in (1, 2):
         project.night(n(k))
     assert project.night(n(3))[("A2", "gone_quiet")] == ("open", False, SHADOW_REASON)
@@ -226,9 +229,16 @@ def test_going_live_tells_the_owner_of_a_warning_that_fired_in_shadow(project):
     # Bernd's resolves the night it goes live: he was never told of it, so no "resolved" mail.
     assert fourth[("B", "gone_quiet")] == ("resolved", False, "the owner had not been told of it")
     assert "bernd@example.com" not in project.mails(n(4))
-    # From now on it is an ordinary live warning: mailed on N4, quiet on N5, mailed again on N6.
+    # From now on it is an ordinary live warning: mailed on N4, quiet on N5, due again on N6
+    # (repeat_after_days 2); Anna has nothing new on N6, so the repeat rides along in her next
+    # digest, which goes out on N7 for Alpha's new warning.
     assert project.night(n(5))[("A2", "gone_quiet")] == ("open", False, None)
-    assert project.night(n(6))[("A2", "gone_quiet")] == ("repeat", True, None)
+    assert project.night(n(6))[("A2", "gone_quiet")] == ("open", False, RIDES_ALONG)
+    assert "anna@example.com" not in project.mails(n(6))
+    seventh = project.night(n(7))
+    assert seventh[("A", "alpha_quiet")] == ("new", True, None)
+    assert seventh[("A2", "gone_quiet")] == ("repeat", True, None)
+    assert "Alpha Zwei" in project.mails(n(7))["anna@example.com"]
 
 
 def test_a_bad_mode_is_one_line_with_its_place_and_the_allowed_values(tmp_path):

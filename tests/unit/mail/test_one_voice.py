@@ -4,6 +4,7 @@ news when the owner was told of the signal already (mail/budget.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from loyalty_engine.contract import TABLES
@@ -55,4 +56,21 @@ def test_a_related_rule_does_not_take_a_turn_as_news(tmp_path):
     book.night(5, {("A", "slow")})  # smaller resolves; slow carries on, counted as told on night 4
     apply_budget(book.con, day(5), 5, voices=related)
     assert book.con.execute("SELECT notice FROM warning_nights WHERE night = ? AND rule_id = 'slow'", [day(5)]).fetchone() == ("open",)
+    book.con.close()
+
+
+def test_a_shadow_rule_never_speaks_for_a_live_one(tmp_path):
+    # A shadow rule's rows keep last_mailed as if mailed, but its owner never heard of it: a
+    # related live rule's new warning is news and is mailed.
+    book = Book(tmp_path)
+    for name, table in TABLES.items():
+        if name != "accounts":
+            book.con.execute(table.create_sql())
+    book.ruleset.rules[:] = [dataclasses.replace(r, mode="shadow") if r.id == "smaller" else r for r in book.ruleset.rules]
+    related = {"slow": "orders", "smaller": "orders"}
+    for n, held in [(1, {("A", "smaller")}), (2, {("A", "smaller")}), (3, {("A", "smaller"), ("A", "slow")}), (4, {("A", "smaller"), ("A", "slow")})]:
+        book.night(n, held)
+        counts = apply_budget(book.con, day(n), 5, voices=related)
+    rows = dict(book.con.execute("SELECT rule_id, notice || ':' || mailed FROM warning_nights WHERE night = ?", [day(4)]).fetchall())
+    assert rows == {"smaller": "open:false", "slow": "new:true"} and counts["same_voice"] == 0
     book.con.close()
