@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -126,9 +127,18 @@ def test_known_lists_in_error_lines_name_at_most_ten(tmp_path):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
-    """A project folder whose database holds one evaluated night (built without Prefect)."""
+    """A project folder whose database holds three evaluated nights (built without Prefect), on
+    the shipped rules with falling_order_frequency live (it ships in shadow, never mailed): the
+    commands are shown on a warning that reaches its owner."""
     folder = tmp_path_factory.mktemp("cli")
+    rules = folder / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    orders = rules / "orders.yaml"
+    live = orders.read_text(encoding="utf-8").replace("  - id: falling_order_frequency\n    severity: high\n    mode: shadow\n", "  - id: falling_order_frequency\n    severity: high\n", 1)
+    assert live != orders.read_text(encoding="utf-8")
+    orders.write_text(live, encoding="utf-8")
     config = write_config(folder)
+    config.write_text(config.read_text(encoding="utf-8").replace(f"rules: {ROOT / 'rules'}", f"rules: {rules}"), encoding="utf-8")
     x = Extract()
     x.order_on(x.account("A1"), *fading())
     x.order_on(x.account("A2", owner="bernd"), *steady(30))
@@ -137,7 +147,7 @@ def evaluated(tmp_path_factory) -> Path:
     with store.connect(folder / "data" / "loyalty.duckdb") as con:
         validate_night(con, stage_extracts(con, folder / "extracts", NIGHT), NIGHT)
         # Three nights: falling_order_frequency waits `for: 3 nights`.
-        run_nights(con, load_rules(ROOT / "rules"), NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT)
+        run_nights(con, load_rules(rules), NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT)
     return config
 
 
