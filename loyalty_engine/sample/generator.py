@@ -43,13 +43,12 @@ each): apostles (frequent orders, NPS 9-10), opportunists (rare orders, satisfie
   long silence at the end, or a year's revenue halved by heavy tails, bursts or a slow year; the
   ground truth records those verdicts too, so that it agrees with `account_fates` on the data.
   Empty for the rest. A pause is never a loss: it is shorter than `no_order_days`.
-- `signals`: the ids of the shipped rules (rules/*.yaml) whose condition holds for the account on
-  the end date, space-separated in the order of `RULES`, empty for none: for `warning` accounts
-  this includes `scenario`, for drifting ones it is what their drift shows by then. The conditions
-  are the shipped thresholds, computed here over the generated rows (falling_order_frequency, with
-  `for: 2 nights`, must hold on the end date and the day before). They ignore `status`; the
-  engine warns about active accounts only, so compare its warnings with the active ones.
-- `scenario`: for `warning` accounts, the rule the account was built to trigger.
+- `signals`: the ids of the shipped rules (rules/*.yaml, live and shadow) that fire for the
+  account on the end date, space-separated in the order of `RULES`, empty for none: what the
+  engine itself says, run on the written files over as many nights as the rules' `for:` needs.
+  For drifting accounts it is what their drift shows by then. Closed accounts get none.
+- `scenario`: for `warning` accounts, the rule the account was built to trigger (most, not all,
+  show it: a rule weighs the account against its own noise).
 - `loyalty_group`: for the accounts built as one of the brief's groups, that group.
 - `traits`: the traps the account carries, space-separated in the order of `TRAITS`: seasonal,
   bursty, paused, dormant, heavy_tailed, contract_cut (a renewal worth 20 % or more less than the
