@@ -1,8 +1,8 @@
 """What each metric costs over a year of nights, as a multiple of a bare scan measured in the same run.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/own_statistics.py                 # 3,000 accounts, 365 nights, rules/ and rules-next/
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/own_statistics.py                 # 3,000 accounts, 365 nights, rules/
     PYTHONPATH=$PWD .venv/bin/python benchmarks/own_statistics.py --keep --only orders_unusual --profile
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/own_statistics.py --keep --catalogues rules-next --whole
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/own_statistics.py --keep --catalogues rules --whole
 
 The backtest, `loyalty tune` and benchmarks/signal_quality.py evaluate a year of nights in one
 query (the compiler's streamed form, more than JOINED_NIGHTS nights), as `backtest._signals`
