@@ -115,12 +115,13 @@ def test_sample_drifting_accounts_are_warned_two_months_ahead(history, tmp_path)
     assert median(leads) >= 60, sorted(leads)
     # The data-defined figures (every loss by the backtest's definition, chance losses of plain
     # accounts included) show the retuned catalogue's trade: fewer, more precise warnings, still
-    # early. Measured here (400 accounts, seed 7, 365 nights, live rules): 154 accounts warned,
-    # precision 34 %, recall 55 %, median lead 84 days, 1.3 digests per owner and week; the
-    # first-shipped catalogue warned 355 at 12 %, recall 93 %, lead 85.5 days, 5.0 digests.
-    # Recall is no longer >= 80 % by design: rules speak only while the account still orders.
-    assert result.total["recall"] >= 0.5 and result.total["median_lead_days"] >= 60
-    assert 0.3 <= result.total["precision"] <= 1 and 0 < result.total["emails_per_owner_week"] <= 2
+    # early. Measured here (400 accounts, seed 7, 365 nights, live rules, falling_order_frequency
+    # in shadow): 126 accounts warned, precision 36 %, recall 47 %, median lead 72 days, 1.2
+    # digests per owner and week; the first-shipped catalogue warned 355 at 12 %, recall 93 %,
+    # lead 85.5 days, 5.0 digests. Recall is no longer >= 80 % by design: rules speak only while
+    # the account still orders (benchmarks/README.md, "Signal quality after the retune").
+    assert result.total["recall"] >= 0.45 and result.total["median_lead_days"] >= 60
+    assert 0.33 <= result.total["precision"] <= 1 and 0 < result.total["emails_per_owner_week"] <= 2
     # The accounts behind the figures: each rule's rows by fate are what its figures count.
     rows = flagged_accounts(result)
     for figures in [*result.rules, {"rule_id": "*", **result.total}]:
@@ -182,11 +183,13 @@ def test_backtest_command(history, tmp_path):
     copy_of(history, tmp_path)
     next_rules = tmp_path / "rules-next"
     shutil.copytree(ROOT / "rules", next_rules)
-    # The change under review: falling_order_frequency already at a quarter this thin once in five
-    # (max_chance 0.2 instead of 0.1): it can only add warnings.
+    # The change under review: falling_order_frequency goes live from shadow, and already at a
+    # quarter this thin once in five (max_chance 0.2 instead of 0.1): it can only add warnings.
     orders = next_rules / "orders.yaml"
     text = orders.read_text(encoding="utf-8")
-    assert "params: {min_orders: 6, min_decline: 1, min_t: 2.5, max_chance: 0.1," in text
+    shadow = "  - id: falling_order_frequency\n    severity: high\n    mode: shadow\n"
+    assert shadow in text and "params: {min_orders: 6, min_decline: 1, min_t: 2.5, max_chance: 0.1," in text
+    text = text.replace(shadow, "  - id: falling_order_frequency\n    severity: high\n", 1)
     orders.write_text(text.replace("min_t: 2.5, max_chance: 0.1,", "min_t: 2.5, max_chance: 0.2,", 1), encoding="utf-8")
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -119,7 +119,7 @@ def month(tmp_path_factory):
     # a live rule (a shadow rule's warnings reach no one), whose sign the engine sees on the last night.
     with (root / "extracts" / "ground_truth.csv").open(encoding="utf-8") as handle:
         broken = next(r["account_id"] for r in csv.DictReader(handle)
-                      if r["pattern"] == "warning" and r["scenario"] == "falling_order_frequency" and r["scenario"] in r["signals"].split())
+                      if r["pattern"] == "warning" and r["scenario"] == "shorter_contracts" and r["scenario"] in r["signals"].split())
     for folder in summary.folders:
         path = folder / "accounts.csv"
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
