@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loyalty_engine.mail.mailing import _text
+from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.mail.digest import CHART_HEIGHT, AccountWarning, Portfolio, render_digests
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,29 +46,6 @@ LANGUAGES = {
         "currency": "EUR",
         "names": ["Müller Metallbau GmbH", "Autohaus Adler", "Bäckerei Kühn KG", "Druckerei Weiß", "Zimmerei Öztürk"],
         "segments": ["Industrie", "Handel", "Handwerk"],
-        "texts": {
-            "falling_order_frequency": ("Bestellfrequenz sinkt",
-                                        "1 Bestellungen in den letzten 90 Tagen, etwa 7 erwartet (29 im Jahr davor).",
-                                        "Entscheider anrufen und fragen, was sich geändert hat."),
-            "competitor_mentioned": ("Wettbewerber erwähnt",
-                                     "In 2 Gespräch(en) der letzten 60 Tage kamen Angebote von Wettbewerbern zur Sprache.",
-                                     "Konkretes Gegenangebot vorbereiten und den Mehrwert der Zusammenarbeit belegen."),
-            "escalation_to_supervisor": ("Eskalation an die Führungskraft",
-                                         "1 Eskalation(en) in den letzten 30 Tagen.",
-                                         "Mit der Führungskraft abstimmen und dem Kunden innerhalb von zwei Tagen einen Plan vorlegen."),
-            "nps_detractor": ("Unzufriedenheit in der Umfrage",
-                              "Letzte Bewertung (NPS) 5 von 10, davor 9.",
-                              "Innerhalb einer Woche anrufen und nach dem Grund für die Bewertung fragen."),
-            "shorter_contracts": ("Kürzere Vertragslaufzeit",
-                                  "Der aktuelle Vertrag läuft 12 Monate, der vorige 24 Monate.",
-                                  "Vor der nächsten Verlängerung ein Gespräch über Bedarf und Zufriedenheit führen."),
-            "order_gap_beyond_rhythm": ("Bestellung überfällig",
-                                        "Letzte Bestellung vor 97 Tagen, sonst etwa alle 21 Tage.",
-                                        "Noch diese Woche anrufen und nach dem nächsten Bedarf fragen."),
-            "sudden_zero_complaints": ("Beschwerden bleiben plötzlich aus",
-                                       "5 Beschwerden im Jahr vor den letzten 90 Tagen, seitdem keine.",
-                                       "Nachfragen, ob die letzten Probleme gelöst sind."),
-        },
         "headings": ["Neue Warnsignale", "Weiterhin offen", "Behoben"],
         "portfolio": "Ihr Portfolio: 42 Kunden beobachtet, 5 mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: 91",
         "since": "seit 02.11.2026",
@@ -77,34 +56,35 @@ LANGUAGES = {
         "currency": "GBP",
         "names": ["Hartley Engineering Ltd", "Northgate Motors", "Bramble Bakery Ltd", "Whitfield Print Co.", "Oakwood Joinery"],
         "segments": ["Manufacturing", "Retail", "Trades"],
-        "texts": {
-            "falling_order_frequency": ("Order frequency is falling",
-                                        "1 orders in the last 90 days, about 7 expected (29 in the year before).",
-                                        "Call the decision maker and ask what has changed."),
-            "competitor_mentioned": ("Competitor mentioned",
-                                     "Competitors' offers came up in 2 conversation(s) in the last 60 days.",
-                                     "Prepare a concrete counter-offer and show what working with us is worth."),
-            "escalation_to_supervisor": ("Escalated to the supervisor",
-                                         "1 escalation(s) in the last 30 days.",
-                                         "Agree with your supervisor and give the customer a plan within two days."),
-            "nps_detractor": ("Dissatisfaction in the survey",
-                              "Latest score (NPS) 5 out of 10, before that 9.",
-                              "Call within a week and ask what is behind the score."),
-            "shorter_contracts": ("Shorter contract term",
-                                  "The current contract runs 12 months, the one before 24 months.",
-                                  "Before the next renewal, talk about needs and satisfaction."),
-            "order_gap_beyond_rhythm": ("Order overdue",
-                                        "Last order 97 days ago, usually every 21 days.",
-                                        "Call this week and ask about the next need."),
-            "sudden_zero_complaints": ("Complaints have suddenly stopped",
-                                       "5 complaints in the year before the last 90 days, none since.",
-                                       "Ask whether the last problems were solved."),
-        },
         "headings": ["New warning signs", "Still open", "Resolved"],
         "portfolio": "Your portfolio: 42 accounts watched, 5 with open warnings. Retention rate over the last 12 months: 91",
         "since": "since 2 Nov 2026",
     },
 }
+
+# What the engine measured for each rule's warning: the texts are the shipped catalogue's, filled in
+# as a night fills them (mail/mailing.py), so the page shows what owners read.
+EVIDENCE = {
+    "falling_order_frequency": {"orders_recent": 1, "expected_orders": 7.2, "monthly_fall": 0.6},
+    "competitor_mentioned": {"competitor_mentions": 2},
+    "escalation_to_supervisor": {"escalations_recent": 1},
+    "nps_detractor": {"nps_latest": 5, "nps_previous": 9, "days_since_survey": 12},
+    "shorter_contracts": {"contract_months_latest": 12, "contract_months_previous": 24},
+    "order_gap_beyond_rhythm": {"days_since_order": 97, "usual_order_gap": 21},
+    "sudden_zero_complaints": {"complaints_baseline": 5, "orders_last_year": 24},
+}
+
+
+def rule_texts(language: str) -> dict[str, tuple[str, str, str]]:
+    """rule id -> (title, message, action) in the language, from rules/."""
+    catalogue = {rule.id: rule for rule in load_rules(ROOT / "rules").rules}
+    currency = LANGUAGES[language]["currency"]
+    texts = {}
+    for rule_id, evidence in EVIDENCE.items():
+        rule, values = catalogue[rule_id], {**catalogue[rule_id].params, **evidence}
+        texts[rule_id] = tuple(_text(part, language, values, currency) for part in (rule.title, rule.message, rule.action))
+    return texts
+
 
 # Account -> (name index or HOSTILE, segment index, group, severity per rule, monthly revenue oldest first).
 NEW = [
@@ -132,7 +112,7 @@ def owner_warnings(language: str) -> list[AccountWarning]:
     email, owner = lang["owner"]
 
     def warning(account_id, name, rule_id, severity, **more) -> AccountWarning:
-        title, message, action = lang["texts"][rule_id]
+        title, message, action = rule_texts(language)[rule_id]
         return AccountWarning(account_id, name, email, owner, rule_id, severity, title, message, action, **more)
 
     warnings = []
@@ -246,7 +226,7 @@ def test_digest_renders_in_a_browser_with_names_as_text(rendered, tmp_path):
 
     for name in rendered.names:
         assert name in dom
-    for title, _, _ in lang["texts"].values():
+    for title, _, _ in rule_texts(rendered.language).values():
         assert title in dom
     for heading in lang["headings"]:
         assert f">{heading}</td>" in dom
