@@ -22,12 +22,12 @@ from prefect.tasks import exponential_backoff
 from loyalty_engine import store
 from loyalty_engine.config import Settings, load_settings
 from loyalty_engine.mail.delivery import DeliveryReport, deliver_digests, undelivered_earlier
-from loyalty_engine.mail.digest import Digest, render_digests
+from loyalty_engine.mail.digest import Digest
 from loyalty_engine.errors import DeliveryError
 from loyalty_engine.gate import Check, GateStop
 from loyalty_engine.night import NightState, run_night
 from loyalty_engine.mail.notices import tell_ops
-from loyalty_engine.mail.mailing import night_mailing
+from loyalty_engine.mail.mailing import night_digests
 from loyalty_engine.preflight import preflight
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.lifecycle.snoozes import Snooze
@@ -54,15 +54,7 @@ def night_task(settings: Settings, ruleset: RuleSet, snoozes: list[Snooze], nigh
 @task(name="render digests", cache_policy=NO_CACHE)
 def render_task(settings: Settings, ruleset: RuleSet, night: date) -> tuple[list[Digest], int]:
     with store.connect(settings.database) as con:
-        mailing = night_mailing(
-            con, ruleset, night, settings.digest.language, settings.email.ops_recipients,
-            silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
-            currency=settings.digest.currency,
-        )
-    digests = render_digests(
-        mailing.warnings, night, settings.email.sender, settings.digest.language,
-        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency, mailing.lost,
-    )
+        mailing, digests = night_digests(con, settings, ruleset, night)
     return digests, mailing.unrouted
 
 

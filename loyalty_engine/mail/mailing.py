@@ -13,7 +13,8 @@ import pyarrow as pa
 from jinja2 import Template
 
 from loyalty_engine import i18n
-from loyalty_engine.mail.digest import AccountWarning, LostAccount, Portfolio
+from loyalty_engine.config import Settings
+from loyalty_engine.mail.digest import AccountWarning, Digest, LostAccount, Portfolio, render_digests
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 from loyalty_engine.backtest import stored_figures
 from loyalty_engine.mail.budget import DEFERRED, chance_of, rule_chances
@@ -75,6 +76,21 @@ class Mailing:
     portfolios: dict[str, Portfolio]
     unrouted: int  # warnings with neither a usable owner nor email.ops_recipients: mailed to nobody
     lost: dict[str, list[LostAccount]] = field(default_factory=dict)  # by recipient: lost accounts announced tonight
+
+
+def night_digests(con: duckdb.DuckDBPyConnection, settings: Settings, rules: RuleSet, night: date) -> tuple[Mailing, list[Digest]]:
+    """The night's mailing and its digests as config asks for them: what the nightly flow mails
+    (flows/nightly.py), in one function a test can call."""
+    mailing = night_mailing(
+        con, rules, night, settings.digest.language, settings.email.ops_recipients,
+        silent_days=settings.backtest.lost.no_order_days, horizon_days=settings.backtest.horizon_days,
+        currency=settings.digest.currency,
+    )
+    digests = render_digests(
+        mailing.warnings, night, settings.email.sender, settings.digest.language,
+        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency, mailing.lost,
+    )
+    return mailing, digests
 
 
 def night_mailing(

@@ -19,8 +19,7 @@ from pathlib import Path
 from loyalty_engine import night, store
 from loyalty_engine.mail import delivery as deliver
 from loyalty_engine.config import load_settings
-from loyalty_engine.mail.digest import render_digests
-from loyalty_engine.mail.mailing import night_mailing
+from loyalty_engine.mail.mailing import night_digests
 from loyalty_engine.rules.loader import load_rules
 
 
@@ -31,9 +30,7 @@ def run(config: Path, day: date) -> None:
         with store.connect(settings.database) as con:
             night.run_night(con, settings, ruleset, [], day)
         with store.connect(settings.database) as con:
-            mailing = night_mailing(con, ruleset, day, settings.digest.language, settings.email.ops_recipients)
-        digests = render_digests(mailing.warnings, day, settings.email.sender, settings.digest.language,
-                                 settings.digest.max_accounts, mailing.portfolios, settings.digest.currency)
+            _, digests = night_digests(con, settings, ruleset, day)
         with store.connect(settings.database) as con:
             earlier = deliver.undelivered_earlier(con, day, settings.digest.repeat_after_days)
             report = deliver.deliver_digests(con, earlier + digests, settings.email)

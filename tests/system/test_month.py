@@ -22,10 +22,9 @@ from loyalty_engine import store
 from loyalty_engine.config import DigestSettings, EmailSettings, ExtractSettings, Settings
 from loyalty_engine.mail.budget import DEFERRED, SAME_VOICE
 from loyalty_engine.mail.delivery import deliver_digests
-from loyalty_engine.mail.digest import render_digests
 from loyalty_engine.gate import GateFailed
 from loyalty_engine.night import run_night
-from loyalty_engine.mail.mailing import night_mailing
+from loyalty_engine.mail.mailing import night_digests
 from loyalty_engine.rules.loader import load_rules
 from loyalty_engine.sample.generator import generate_sample
 from loyalty_engine.lifecycle.snoozes import Snooze
@@ -153,8 +152,7 @@ def month(tmp_path_factory):
             # The whole night as the flow runs it, gate included: a normal month never stops at it.
             outcome = run_night(con, night_settings, ruleset, snoozes, night).outcome
             unknown = set(con.execute("SELECT account_id, rule_id FROM night_unknown").fetchall())
-            mailing = night_mailing(con, ruleset, night, "de", [OPS])
-            deliver_digests(con, render_digests(mailing.warnings, night, settings.sender, "de", 15, mailing.portfolios), settings)
+            deliver_digests(con, night_digests(con, night_settings, ruleset, night)[1], settings)
 
             accounts = dict(con.execute("SELECT account_id, status FROM accounts").fetchall())
             held = {(s.account_id, s.rule_id) for s in outcome.signals}
@@ -276,8 +274,8 @@ def quarter(tmp_path_factory):
                 ).fetchall()
                 snoozes = [Snooze(1, account, None, night + timedelta(days=30), "Werksferien") for (account,) in waiting]
             run_night(con, settings, ruleset, snoozes, night)
-            mailing = night_mailing(con, ruleset, night, "de", [OPS])
-            deliver_digests(con, render_digests(mailing.warnings, night, mail.sender, "de", 15, mailing.portfolios), mail)
+            mailing, digests = night_digests(con, settings, ruleset, night)
+            deliver_digests(con, digests, mail)
             rows[night] = con.execute(
                 "SELECT account_id, rule_id, notice, mailed, state, coalesce(recipient, ?), severity, reason FROM warning_nights WHERE night = ?",
                 [OPS, night],
@@ -408,3 +406,37 @@ def test_a_night_with_nothing_but_resolutions_sends_nothing_and_the_next_digest_
                 if later is not None:
                     assert any(w.account_id == account and w.rule_id == rule and w.notice == "resolved" for w in mailings[later] if w.recipient == to)
     # Whether the sample's quarter has such a night depends on the data; tests/unit/mail/test_budget.py makes one.
+
+
+def test_lost_accounts_are_announced_once_and_their_warnings_no_longer_mailed(quarter):
+    root, nights, rows, _, _ = quarter
+    with store.connect(root / "loyalty.duckdb", read_only=True) as con:
+        spells = con.execute(
+            """SELECT n.account_id, n.last_order, count(DISTINCT n.announced), min(n.announced), min(n.night),
+                      any_value(lower(a.owner_email)), any_value(a.name)
+               FROM lost_nights n JOIN accounts a USING (account_id) GROUP BY 1, 2"""
+        ).fetchall()
+        lost_on = {(night, account) for night, account in con.execute("SELECT night, account_id FROM lost_nights").fetchall()}
+    became_lost = [s for s in spells if s[4] > nights[0]]
+    assert became_lost, "no account became lost during the quarter"
+    for account, _, times, announced, first_lost, owner, name in spells:
+        assert times <= 1, account
+        # The section names each lost account once, in exactly the digest that announced it.
+        announcing = [n for n in nights if (path := root / "outbox" / n.isoformat() / f"{owner}.eml").exists()
+                      and f"{name} ({account})" in _lost_section(_parse(path).get_body(("plain",)).get_content())]
+        if announced == nights[0]:  # the starting state: past MAX_LOST a digest counts them instead of naming them
+            assert announcing in ([], [announced]), account
+        else:
+            assert announcing == ([announced] if announced else []), account
+        if announced is None:  # still waiting: its owner has had no digest since it became lost
+            assert not any((root / "outbox" / n.isoformat() / f"{owner}.eml").exists() for n in nights if n >= first_lost), account
+    mailed_while_lost = [(n, r[0], r[1]) for n in nights for r in rows[n] if (n, r[0]) in lost_on and r[3] and r[2] != "resolved"]
+    assert mailed_while_lost == []
+
+
+def _lost_section(text: str) -> str:
+    """The plain-text part's section of lost accounts (its heading in either language), or ''."""
+    for heading in ("== Verlorene Kunden ==", "== Lost accounts =="):
+        if heading in text:
+            return text.split(heading, 1)[1].split("\n== ", 1)[0]
+    return ""
