@@ -322,7 +322,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
             )
             SELECT * FROM chain"""
         )
-        return replay.execute(
+        return replay.sql(
             f"""WITH firing_notices AS (
                 SELECT f.account_id, f.rule_id, f.n,
                     CASE
@@ -358,7 +358,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
             SELECT ($first::DATE + w.n::INTEGER) AS night, w.account_id, w.rule_id, w.notice, w.would_mail, a.owner_email,
                 {recipient.replace('r.rule_id', 'w.rule_id')} AS recipient
             FROM rows w JOIN accounts a USING (account_id)""",
-            {"first": first},
+            params={"first": first},
         ).to_arrow_table()
     finally:
         replay.unregister("told_runs")
