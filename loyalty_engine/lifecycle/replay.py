@@ -90,23 +90,32 @@ def _load(replay, con, held: pa.Table, ruleset: RuleSet, first: date, lost: Lost
     replay.execute("CREATE TABLE inhibitions (source VARCHAR, target VARCHAR)")
     if pairs:
         replay.executemany("INSERT INTO inhibitions VALUES (?, ?)", pairs)
-    replay.register("known_spells", con.sql(LOST_SPELLS, params=spell_params(lost, data_end)).to_arrow_table())
-    replay.execute(
-        "CREATE TABLE spells AS SELECT account_id, date_diff('day', $first, lost_from) AS lost_from, date_diff('day', $first, lost_until) AS lost_until FROM known_spells",
-        {"first": first},
-    )
     replay.register("known_accounts", con.sql("SELECT account_id, owner_email FROM accounts").to_arrow_table())
     replay.execute("CREATE TABLE accounts AS SELECT * FROM known_accounts")
     replay.register("replay_held", held)
+    # Whole numbers for accounts and pairs: every window below is partitioned by pair, ordered by night.
+    replay.execute(
+        """CREATE TABLE pairs AS
+           SELECT row_number() OVER ()::INTEGER AS pair, dense_rank() OVER (ORDER BY account_id)::INTEGER AS acct, account_id, rule_id
+           FROM (SELECT DISTINCT account_id, rule_id FROM replay_held)"""
+    )
+    replay.register("known_spells", con.sql(LOST_SPELLS, params=spell_params(lost, data_end)).to_arrow_table())
+    replay.execute(
+        """CREATE TABLE spells AS
+           SELECT a.acct, date_diff('day', $first, s.lost_from)::INTEGER AS lost_from, date_diff('day', $first, s.lost_until)::INTEGER AS lost_until
+           FROM known_spells s JOIN (SELECT DISTINCT acct, account_id FROM pairs) a USING (account_id)""",
+        {"first": first},
+    )
     # Night n is first + n. A pending warning's classes: held (ph) or unknown (pu), else a break;
     # a firing one's: keep (fk) or unknown (fu), else calm (warnings.py, ADVANCE's `unknown` and `sustained`).
     replay.execute(
         """CREATE TABLE cls AS
-           SELECT h.account_id, h.rule_id, date_diff('day', $first, h.night)::INTEGER AS n,
+           SELECT p.pair, date_diff('day', $first, h.night)::INTEGER AS n,
                h.holds IS TRUE AS ph, h.holds IS NULL AS pu,
                h.holds IS TRUE OR (r.resolves AND h.resolves IS FALSE) AS fk,
                CASE WHEN r.resolves THEN h.holds IS NOT TRUE AND h.resolves IS NULL ELSE h.holds IS NULL END AS fu
-           FROM replay_held h JOIN rules r USING (rule_id)""",
+           FROM replay_held h JOIN pairs p USING (account_id, rule_id) JOIN rules r USING (rule_id)
+           ORDER BY p.pair, n""",
         {"first": first},
     )
     for name in ("rule_list", "known_spells", "known_accounts", "replay_held"):
@@ -114,38 +123,34 @@ def _load(replay, con, held: pa.Table, ruleset: RuleSet, first: date, lost: Lost
 
 
 def _states(replay, nights: int) -> None:
-    """TABLE episodes (account_id, rule_id, f, resolved_n): each firing from night f to the night
-    before resolved_n (NULL: still firing on the last night), resolved on resolved_n; TABLE
-    pending_rows (account_id, rule_id, n, notice) of the pending warnings; TABLE firing (…, n, fu,
-    hidden) of every firing night."""
+    """TABLE episodes (pair, f, resolved_n): each firing from night f to the night before
+    resolved_n (NULL: still firing on the last night), resolved on resolved_n; TABLE
+    pending_rows (pair, n, notice) of the pending warnings; TABLE firing_runs (pair, f, n, fu,
+    inhibited, visible, run) of every firing night; TABLE runs, one row per run of them."""
     # The calm end after each keep night L, if it comes before the next keep night: the
     # (keep+1)-th calm night after L. The unknown nights u_j (j = 1, 2, … after L) before it are
     # those with u_j - j <= L + keep (fewer than keep+1 calm nights before them).
     replay.execute(
         """CREATE TABLE calm_ends AS
-        WITH keeps AS (
-            SELECT account_id, rule_id, n, lead(n) OVER (PARTITION BY account_id, rule_id ORDER BY n) AS next_keep
-            FROM cls WHERE fk
-        ),
-        marked AS (
-            SELECT account_id, rule_id, n, fu,
-                max(CASE WHEN fk THEN n END) OVER (PARTITION BY account_id, rule_id ORDER BY n ROWS UNBOUNDED PRECEDING) AS keep_n
+        WITH marked AS (
+            SELECT pair, n, fk, fu,
+                max(CASE WHEN fk THEN n END) OVER (PARTITION BY pair ORDER BY n ROWS UNBOUNDED PRECEDING) AS keep_n,
+                CASE WHEN fk THEN min(CASE WHEN fk THEN n END) OVER (PARTITION BY pair ORDER BY n ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) END AS next_keep
             FROM cls WHERE fk OR fu
         ),
-        unknown AS (
-            SELECT account_id, rule_id, keep_n, n, row_number() OVER (PARTITION BY account_id, rule_id, keep_n ORDER BY n) AS j
-            FROM marked WHERE fu AND keep_n IS NOT NULL
-        ),
         before_end AS (
-            SELECT u.account_id, u.rule_id, u.keep_n, count(*) FILTER (WHERE u.n - u.j <= u.keep_n + r.keep) AS unknowns
-            FROM unknown u JOIN rules r USING (rule_id) GROUP BY ALL
+            SELECT pair, keep_n, count(*) AS unknowns FROM (
+                SELECT m.pair, m.keep_n, m.n - row_number() OVER (PARTITION BY m.pair, m.keep_n ORDER BY m.n) AS calm_before, r.keep
+                FROM marked m JOIN pairs USING (pair) JOIN rules r USING (rule_id) WHERE m.fu AND m.keep_n IS NOT NULL
+            ) WHERE calm_before <= keep_n + keep GROUP BY ALL
         ),
         ends AS (
-            SELECT k.account_id, k.rule_id, k.n + r.keep + 1 + coalesce(b.unknowns, 0) AS n, k.next_keep
-            FROM keeps k JOIN rules r USING (rule_id)
-            LEFT JOIN before_end b ON b.account_id = k.account_id AND b.rule_id = k.rule_id AND b.keep_n = k.n
+            SELECT m.pair, m.n + r.keep + 1 + coalesce(b.unknowns, 0) AS n, m.next_keep
+            FROM marked m JOIN pairs USING (pair) JOIN rules r USING (rule_id)
+            LEFT JOIN before_end b ON b.pair = m.pair AND b.keep_n = m.n
+            WHERE m.fk
         )
-        SELECT account_id, rule_id, n::INTEGER AS n, (row_number() OVER (PARTITION BY account_id, rule_id ORDER BY n) - 1)::INTEGER AS seg
+        SELECT pair, n::INTEGER AS n, (row_number() OVER (PARTITION BY pair ORDER BY n) - 1)::INTEGER AS seg
         FROM ends WHERE n < coalesce(next_keep, $nights) AND n < $nights""",
         {"nights": nights},
     )
@@ -153,92 +158,99 @@ def _states(replay, nights: int) -> None:
     replay.execute(
         """CREATE TABLE pend AS
         WITH stream AS (
-            SELECT account_id, rule_id, n, ph, pu, false AS calm_end FROM cls WHERE ph OR pu
+            SELECT pair, n, ph, pu, false AS calm_end FROM cls WHERE ph OR pu
             UNION ALL
-            SELECT account_id, rule_id, n, false, false, true FROM calm_ends
+            SELECT pair, n, false, false, true FROM calm_ends
         ),
         counted AS (
-            SELECT *, sum(calm_end::INTEGER) OVER (PARTITION BY account_id, rule_id ORDER BY n, calm_end ROWS UNBOUNDED PRECEDING) AS seg
+            SELECT *, sum(calm_end::INTEGER) OVER (PARTITION BY pair ORDER BY n, calm_end ROWS UNBOUNDED PRECEDING) AS seg,
+                sum((NOT calm_end)::INTEGER) OVER (PARTITION BY pair ORDER BY n, calm_end ROWS UNBOUNDED PRECEDING) AS place
             FROM stream
         )
-        SELECT account_id, rule_id, n, ph, pu, seg::INTEGER AS seg,
-            n - row_number() OVER (PARTITION BY account_id, rule_id ORDER BY n) AS island
+        SELECT pair, n, ph, pu, seg::INTEGER AS seg, (n - place)::INTEGER AS island
         FROM counted WHERE NOT calm_end"""
     )
     # Calm ends that are unknown nights for `when`: a pending run goes on through them unless the
     # warning was firing there (resolved: the run starts again). First assume it was everywhere.
     replay.execute(
         """CREATE TABLE unknown_ends AS
-           SELECT e.account_id, e.rule_id, e.n, e.seg FROM calm_ends e JOIN pend p USING (account_id, rule_id, n) WHERE p.pu"""
+           SELECT e.pair, e.n, e.seg FROM calm_ends e JOIN pend p USING (pair, n) WHERE p.pu"""
     )
-    replay.execute("CREATE TABLE restarts AS SELECT account_id, rule_id, n FROM unknown_ends")
+    replay.execute("CREATE TABLE restarts AS SELECT pair, n FROM unknown_ends")
     for _ in range(MAX_ROUNDS):
+        restarts = replay.execute("SELECT count(*) FROM restarts").fetchall()[0][0]
+        # Without restarts (the usual case) a run is an island.
         replay.execute(
-            """CREATE OR REPLACE TABLE pend_counted AS
+            f"""CREATE OR REPLACE TABLE pend_counted AS
             WITH parted AS (
-                SELECT p.*, sum((z.n IS NOT NULL)::INTEGER) OVER (PARTITION BY p.account_id, p.rule_id, p.island ORDER BY p.n ROWS UNBOUNDED PRECEDING) AS part
-                FROM pend p LEFT JOIN restarts z USING (account_id, rule_id, n)
+                SELECT p.*, {'sum((z.n IS NOT NULL)::INTEGER) OVER (PARTITION BY p.pair, p.island ORDER BY p.n ROWS UNBOUNDED PRECEDING)' if restarts else '0'} AS part
+                FROM pend p {'LEFT JOIN restarts z USING (pair, n)' if restarts else ''}
             )
-            SELECT *, sum(ph::INTEGER) OVER (PARTITION BY account_id, rule_id, island, part ORDER BY n ROWS UNBOUNDED PRECEDING) AS held_nights
+            SELECT *, sum(ph::INTEGER) OVER (PARTITION BY pair, island, part ORDER BY n ROWS UNBOUNDED PRECEDING) AS held_nights
             FROM parted"""
         )
         replay.execute(
             """CREATE OR REPLACE TABLE starts AS
-               SELECT account_id, rule_id, seg, min(n) AS f FROM pend_counted JOIN rules USING (rule_id)
-               WHERE ph AND held_nights = for_nights GROUP BY ALL"""
+               SELECT c.pair, c.seg, min(c.n) AS f FROM pend_counted c JOIN pairs USING (pair) JOIN rules r USING (rule_id)
+               WHERE c.ph AND c.held_nights = r.for_nights GROUP BY ALL"""
         )
         changed = replay.execute(
-            """WITH fired AS (SELECT u.account_id, u.rule_id, u.n FROM unknown_ends u JOIN starts s USING (account_id, rule_id, seg))
+            """WITH fired AS (SELECT u.pair, u.n FROM unknown_ends u JOIN starts s USING (pair, seg))
                SELECT count(*) FROM ((SELECT * FROM fired EXCEPT SELECT * FROM restarts) UNION ALL (SELECT * FROM restarts EXCEPT SELECT * FROM fired))"""
         ).fetchall()[0][0]
         if not changed:
             break
-        replay.execute(
-            """CREATE OR REPLACE TABLE restarts AS
-               SELECT u.account_id, u.rule_id, u.n FROM unknown_ends u JOIN starts s USING (account_id, rule_id, seg)"""
-        )
+        replay.execute("CREATE OR REPLACE TABLE restarts AS SELECT u.pair, u.n FROM unknown_ends u JOIN starts s USING (pair, seg)")
     else:
         raise RuntimeError("the replay's pending runs did not settle")
     replay.execute(
         """CREATE TABLE episodes AS
-           SELECT s.account_id, s.rule_id, s.f, e.n AS resolved_n
-           FROM starts s LEFT JOIN calm_ends e ON e.account_id = s.account_id AND e.rule_id = s.rule_id AND e.seg = s.seg"""
+           SELECT s.pair, p.acct, p.rule_id, s.f, e.n AS resolved_n
+           FROM starts s JOIN pairs p USING (pair) LEFT JOIN calm_ends e ON e.pair = s.pair AND e.seg = s.seg"""
     )
     replay.execute(
         """CREATE TABLE pending_rows AS
-           SELECT p.account_id, p.rule_id, p.n, CASE WHEN p.ph THEN 'pending' ELSE 'kept' END AS notice
-           FROM pend_counted p LEFT JOIN starts s USING (account_id, rule_id, seg)
+           SELECT p.pair, p.n, CASE WHEN p.ph THEN 'pending' ELSE 'kept' END AS notice
+           FROM pend_counted p LEFT JOIN starts s USING (pair, seg)
            WHERE p.held_nights >= 1 AND (s.f IS NULL OR p.n < s.f)"""
     )
-    # Every firing night; hidden: an inhibiting rule fires for the account, or the account is lost.
+    # Every firing night; hidden while an inhibiting rule fires for the account, or the account
+    # is lost (as intervals: the few of each account, joined to its nights).
+    replay.execute(
+        """CREATE TABLE hiding AS
+           SELECT e.acct, i.target AS rule_id, e.f AS hide_from, coalesce(e.resolved_n, $nights) AS hide_until
+           FROM episodes e JOIN inhibitions i ON i.source = e.rule_id
+           UNION ALL
+           SELECT DISTINCT s.acct, e.rule_id, s.lost_from, coalesce(s.lost_until, $nights)
+           FROM spells s JOIN episodes e USING (acct)""",
+        {"nights": nights},
+    )
     replay.execute(
         """CREATE TABLE firing AS
         WITH nights AS (
-            SELECT account_id, rule_id, f, unnest(range(f, coalesce(resolved_n, $nights))) AS n FROM episodes
+            SELECT pair, acct, rule_id, f, unnest(range(f, coalesce(resolved_n, $nights)))::INTEGER AS n FROM episodes
         ),
-        hiding AS (
-            SELECT i.target AS rule_id, e.account_id, e.f, coalesce(e.resolved_n, $nights) AS stop
-            FROM episodes e JOIN inhibitions i ON i.source = e.rule_id
+        hidden AS (
+            SELECT DISTINCT x.pair, x.n FROM nights x JOIN hiding h ON h.acct = x.acct AND h.rule_id = x.rule_id AND h.hide_from <= x.n AND h.hide_until > x.n
         )
-        SELECT x.account_id, x.rule_id, x.f, x.n::INTEGER AS n, coalesce(c.fu, false) AS fu,
-            EXISTS (SELECT 1 FROM spells s WHERE s.account_id = x.account_id AND s.lost_from <= x.n AND (s.lost_until IS NULL OR s.lost_until > x.n))
-            OR EXISTS (SELECT 1 FROM hiding h WHERE h.account_id = x.account_id AND h.rule_id = x.rule_id AND h.f <= x.n AND h.stop > x.n) AS hidden
-        FROM nights x LEFT JOIN cls c USING (account_id, rule_id, n)""",
+        SELECT x.pair, x.f, x.n, coalesce(c.fu, false) AS fu, h.pair IS NOT NULL AS hidden
+        FROM nights x LEFT JOIN cls c USING (pair, n) LEFT JOIN hidden h USING (pair, n)""",
         {"nights": nights},
     )
     # Runs: an episode's nights between hidden ones (an unknown night neither shows nor hides).
     replay.execute(
         """CREATE TABLE firing_runs AS
            SELECT *, NOT fu AND hidden AS inhibited, NOT fu AND NOT hidden AS visible,
-               sum((NOT fu AND hidden)::INTEGER) OVER (PARTITION BY account_id, rule_id, f ORDER BY n ROWS UNBOUNDED PRECEDING) AS run
+               sum((NOT fu AND hidden)::INTEGER) OVER (PARTITION BY pair, f ORDER BY n ROWS UNBOUNDED PRECEDING)::INTEGER AS run
            FROM firing"""
     )
     replay.execute(
         """CREATE TABLE runs AS
-           SELECT row_number() OVER (ORDER BY account_id, rule_id, f, run)::INTEGER AS run_id, account_id, rule_id, f, run,
-               min(n) FILTER (WHERE visible) AS first_visible, max(n) AS last_n,
-               coalesce(list(n ORDER BY n) FILTER (WHERE fu), []) AS unknown_nights
-           FROM firing_runs WHERE NOT inhibited GROUP BY account_id, rule_id, f, run"""
+           SELECT row_number() OVER (ORDER BY r.pair, r.f, r.run)::INTEGER AS run_id, r.*, p.account_id, p.rule_id
+           FROM (SELECT pair, f, run, min(n) FILTER (WHERE visible) AS first_visible, max(n) AS last_n,
+                     coalesce(list(n ORDER BY n) FILTER (WHERE fu), []) AS unknown_nights
+                 FROM firing_runs WHERE NOT inhibited GROUP BY pair, f, run) r
+           JOIN pairs p USING (pair)"""
     )
 
 
@@ -297,7 +309,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
         # recipient gets a digest that may carry it (weekly: not on another day below immediate_severity).
         replay.execute(
             """CREATE OR REPLACE TEMP TABLE repeat_nights AS
-            SELECT t.run_id, f.n FROM firing_runs f JOIN runs x USING (account_id, rule_id, f, run) JOIN telling t USING (run_id)
+            SELECT t.run_id, f.n FROM firing_runs f JOIN runs x USING (pair, f, run) JOIN telling t USING (run_id)
             WHERE f.visible AND f.n > t.told_n AND (t.shadow OR (
                 EXISTS (SELECT 1 FROM digest_nights d WHERE d.recipient = coalesce(t.recipient, '') AND d.n = f.n)
                 AND NOT ($weekly AND f.n > 0 AND isodow(($first::DATE + f.n)::DATE) <> $weekday
@@ -324,7 +336,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
         )
         return replay.sql(
             f"""WITH firing_notices AS (
-                SELECT f.account_id, f.rule_id, f.n,
+                SELECT f.pair, f.n,
                     CASE
                         WHEN f.fu THEN 'kept'
                         WHEN f.inhibited THEN 'inhibited'
@@ -335,29 +347,29 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
                     END AS notice,
                     coalesce(f.visible AND NOT t.shadow AND ((f.n = t.told_n AND t.how = 'new') OR p.n IS NOT NULL), false) AS would_mail
                 FROM firing_runs f
-                LEFT JOIN runs x ON NOT f.inhibited AND x.account_id = f.account_id AND x.rule_id = f.rule_id AND x.f = f.f AND x.run = f.run
+                LEFT JOIN runs x ON NOT f.inhibited AND x.pair = f.pair AND x.f = f.f AND x.run = f.run
                 LEFT JOIN telling t USING (run_id)
                 LEFT JOIN repeats p ON p.run_id = x.run_id AND p.n = f.n
             ),
             resolutions AS (
                 -- Mailed if the owner had been told (the night before it was in a told run) and gets a digest tonight.
-                SELECT e.account_id, e.rule_id, e.resolved_n AS n, 'resolved' AS notice,
+                SELECT e.pair, e.resolved_n AS n, 'resolved' AS notice,
                     coalesce(NOT r.shadow AND NOT f.inhibited AND t.told_n <= f.n
                         AND EXISTS (SELECT 1 FROM digest_nights d WHERE d.recipient = coalesce({recipient}, '') AND d.n = e.resolved_n), false) AS would_mail
-                FROM episodes e JOIN rules r USING (rule_id) LEFT JOIN accounts a USING (account_id)
-                JOIN firing_runs f ON f.account_id = e.account_id AND f.rule_id = e.rule_id AND f.f = e.f AND f.n = e.resolved_n - 1
-                LEFT JOIN runs x ON NOT f.inhibited AND x.account_id = f.account_id AND x.rule_id = f.rule_id AND x.f = f.f AND x.run = f.run
+                FROM episodes e JOIN pairs USING (pair) JOIN rules r ON r.rule_id = pairs.rule_id LEFT JOIN accounts a ON a.account_id = pairs.account_id
+                JOIN firing_runs f ON f.pair = e.pair AND f.f = e.f AND f.n = e.resolved_n - 1
+                LEFT JOIN runs x ON NOT f.inhibited AND x.pair = f.pair AND x.f = f.f AND x.run = f.run
                 LEFT JOIN telling t USING (run_id)
                 WHERE e.resolved_n IS NOT NULL
             ),
             rows AS (
-                SELECT account_id, rule_id, n, notice, false AS would_mail FROM pending_rows
+                SELECT pair, n, notice, false AS would_mail FROM pending_rows
                 UNION ALL SELECT * FROM firing_notices
                 UNION ALL SELECT * FROM resolutions
             )
-            SELECT ($first::DATE + w.n::INTEGER) AS night, w.account_id, w.rule_id, w.notice, w.would_mail, a.owner_email,
-                {recipient.replace('r.rule_id', 'w.rule_id')} AS recipient
-            FROM rows w JOIN accounts a USING (account_id)""",
+            SELECT ($first::DATE + w.n::INTEGER) AS night, p.account_id, p.rule_id, w.notice, w.would_mail, a.owner_email,
+                {recipient.replace('r.rule_id', 'p.rule_id')} AS recipient
+            FROM rows w JOIN pairs p USING (pair) JOIN accounts a ON a.account_id = p.account_id""",
             params={"first": first},
         ).to_arrow_table()
     finally:
