@@ -217,6 +217,7 @@ def replay(database: Path, nights: int, probes_per_chunk: int | None, sample_eve
 
     from loyalty_engine import backtest
     from loyalty_engine.config import BacktestSettings
+    from loyalty_engine.lifecycle import replay as lifecycle_replay
     from loyalty_engine.rules.loader import load_rules
 
     if probes_per_chunk:
@@ -258,6 +259,7 @@ def replay(database: Path, nights: int, probes_per_chunk: int | None, sample_eve
             return replay_con
 
     backtest.duckdb = DuckDB()
+    lifecycle_replay.duckdb = DuckDB()
     try:
         data_end = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
         first = data_end - timedelta(days=nights - 1)

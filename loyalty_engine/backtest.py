@@ -7,9 +7,10 @@ it was: the compiler counts only rows dated up to each night. The replay has thr
    streamed form: one sort of rows and per-night probes), in chunks of accounts so that
    memory stays bounded. Only what the lifecycle needs is kept: the nights a condition held,
    and the nights it could not be judged for pairs that held at some point.
-2. **Warnings** from the real lifecycle (`lifecycle.advance_warnings`: `for:`, repeats,
-   resolution, inhibition; snoozes off), night after night, in an in-memory database of its
-   own. Each night is one statement over that night's signals, not over orders.
+2. **Warnings** from the lifecycle and the digest policy (`for:`, hysteresis, repeats,
+   resolution, inhibition, lost accounts, the budget; snoozes off), for all nights at once in
+   an in-memory database of its own (lifecycle/replay.py: window arithmetic over each pair's
+   nights, the same rows as advancing night after night; tests/unit/lifecycle/test_replay.py).
 3. **Figures** per rule and for all live rules together: nights fired, accounts flagged, the
    emails each owner would have had per week, and against the accounts that were lost
    (`account_fates`): precision, the warnings that came too late (after the loss), recall and
