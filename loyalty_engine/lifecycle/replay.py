@@ -66,8 +66,9 @@ def replay_warnings(
     with duckdb.connect() as replay:
         _load(replay, con, held, ruleset, first, lost, data_end)
         _states(replay, nights)
-        per_rule = _told(replay, con, ruleset, first, nights, digest, per_rule=True)
-        together = _told(replay, con, ruleset, first, nights, digest, per_rule=False)
+        revenue = _Revenue(con, first)  # the same accounts and nights rank both ways
+        per_rule = _told(replay, revenue, ruleset, first, nights, digest, per_rule=True)
+        together = _told(replay, revenue, ruleset, first, nights, digest, per_rule=False)
         return per_rule, together
 
 
@@ -271,7 +272,7 @@ class _Run:
         return n <= self.last_n and n not in self.unknown_nights
 
 
-def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: DigestSettings, per_rule: bool) -> pa.Table:
+def _told(replay, revenue: _Revenue, ruleset: RuleSet, first: date, nights: int, digest: DigestSettings, per_rule: bool) -> pa.Table:
     """The digest policy over the runs, then every night's notice (the budget's queue is decided
     night after night over the runs not yet told; the rest is SQL)."""
     recipient = "lower(a.owner_email) || chr(31) || r.rule_id" if per_rule else "lower(a.owner_email)"
@@ -281,7 +282,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
             WHERE NOT r.shadow AND x.first_visible IS NOT NULL ORDER BY x.run_id"""
     ).fetchall()
     runs = [_Run(*row[:8], frozenset(row[8])) for row in rows]
-    told, digests = _budget(con, runs, first, nights, digest, per_rule)
+    told, digests = _budget(revenue, runs, first, nights, digest, per_rule)
     replay.register("told_runs", pa.table({
         "run_id": pa.array([r.run_id for r in told], pa.int32()),
         "told_n": pa.array([r.told for r in told], pa.int32()),
@@ -377,7 +378,7 @@ def _told(replay, con, ruleset: RuleSet, first: date, nights: int, digest: Diges
         replay.unregister("digest_nights")
 
 
-def _budget(con, runs: list[_Run], first: date, nights: int, digest: DigestSettings, per_rule: bool) -> tuple[dict, set]:
+def _budget(revenue: _Revenue, runs: list[_Run], first: date, nights: int, digest: DigestSettings, per_rule: bool) -> tuple[dict, set]:
     """Who is told of which run when, as mail/budget.apply_budget decides night after night: the
     runs told ({run: how}, how 'new' (mailed), 'intro' (the first night's over the budget) or
     'voice' (a related rule already spoke), run.told the night), and the (recipient, night) pairs
@@ -390,7 +391,6 @@ def _budget(con, runs: list[_Run], first: date, nights: int, digest: DigestSetti
         for run in runs:
             if run.signal:
                 siblings[run.account_id].append(run)
-    revenue = _Revenue(con, first)
     revenue.fetch({(run.account_id, run.first_visible) for run in runs})
     told: dict[_Run, str] = {}
     digests: set[tuple[str, int]] = set()
@@ -442,14 +442,15 @@ class _Revenue:
         self.con, self.first, self.known = con, first, {}
 
     def of(self, n: int, runs: list[_Run]) -> dict:
-        self.fetch({(run.account_id, n) for run in runs} - self.known.keys())
+        self.fetch({(run.account_id, n) for run in runs})
         return self.known
 
     def ahead(self, n: int, runs: list[_Run]) -> None:
         short = [run for run in runs if (run.account_id, n + 1) not in self.known and run.last_n > n]
-        self.fetch({(run.account_id, m) for run in short for m in range(n + 1, min(n + REVENUE_AHEAD, run.last_n) + 1)} - self.known.keys())
+        self.fetch({(run.account_id, m) for run in short for m in range(n + 1, min(n + REVENUE_AHEAD, run.last_n) + 1)})
 
     def fetch(self, probes: set[tuple[str, int]]) -> None:
+        probes = probes - self.known.keys()
         if not probes:
             return
         table = pa.table({"account_id": pa.array([p[0] for p in probes], pa.string()), "n": pa.array([p[1] for p in probes], pa.int32())})
