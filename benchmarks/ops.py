@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": [LOYALTY, "explain", account],
     }
     machine = describe_machine()
-    print(f"machine: {machine_line(machine, ('duckdb', 'typer', 'pydantic'))}; commit {machine['commit']}; load {os.getloadavg()[0]:.2f}")
+    print(f"machine: {machine_line(machine, ('duckdb',))}; commit {machine['commit']}; load {os.getloadavg()[0]:.2f}")
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeat):  # interleaved: every command sees the same stretch of load
         for name, command in commands.items():
