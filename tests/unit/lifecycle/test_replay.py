@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
-from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
