@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/backtest.py --accounts 100000 --keep --probes-per-chunk 2000000
 
 `loyalty backtest` (loyalty_engine.backtest.run_backtest) replays the rules over a range of
-nights: one streamed signal query per chunk of accounts, the real lifecycle night after night in
-an in-memory database, then the figures. A loop of nightly runs would evaluate the rules once per
+nights: one streamed signal query per chunk of accounts, the real lifecycle for all nights at once
+in an in-memory database (lifecycle/replay.py; night after night until issue 17), then the figures. A loop of nightly runs would evaluate the rules once per
 night, 365 times for a year. This script measures what the replay costs instead:
 
 1. **Sample (not timed as part of anything).** `generate_sample` (seed 7, one night, last night
