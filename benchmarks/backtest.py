@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/backtest.py --accounts 100000 --keep --probes-per-chunk 2000000
 
 `loyalty backtest` (loyalty_engine.backtest.run_backtest) replays the rules over a range of
-nights: one streamed signal query per chunk of accounts, the real lifecycle night after night in
-an in-memory database, then the figures. A loop of nightly runs would evaluate the rules once per
+nights: one streamed signal query per chunk of accounts, the real lifecycle for all nights at once
+in an in-memory database (lifecycle/replay.py; night after night until issue 17), then the figures. A loop of nightly runs would evaluate the rules once per
 night, 365 times for a year. This script measures what the replay costs instead:
 
 1. **Sample (not timed as part of anything).** `generate_sample` (seed 7, one night, last night
@@ -217,6 +217,7 @@ def replay(database: Path, nights: int, probes_per_chunk: int | None, sample_eve
 
     from loyalty_engine import backtest
     from loyalty_engine.config import BacktestSettings
+    from loyalty_engine.lifecycle import replay as lifecycle_replay
     from loyalty_engine.rules.loader import load_rules
 
     if probes_per_chunk:
@@ -258,6 +259,7 @@ def replay(database: Path, nights: int, probes_per_chunk: int | None, sample_eve
             return replay_con
 
     backtest.duckdb = DuckDB()
+    lifecycle_replay.duckdb = DuckDB()
     try:
         data_end = con.execute("SELECT max(night) FROM loads").fetchall()[0][0]
         first = data_end - timedelta(days=nights - 1)

@@ -32,10 +32,10 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic (the config) loads only once a command reads its settings: `loyalty --help` stays fast
+    from loyalty_engine.config import Settings
     from loyalty_engine.backtest import Backtest, Tune
     from loyalty_engine.errors import RuleError
     from loyalty_engine.gate import Check

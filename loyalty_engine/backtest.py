@@ -7,9 +7,10 @@ it was: the compiler counts only rows dated up to each night. The replay has thr
    streamed form: one sort of rows and per-night probes), in chunks of accounts so that
    memory stays bounded. Only what the lifecycle needs is kept: the nights a condition held,
    and the nights it could not be judged for pairs that held at some point.
-2. **Warnings** from the real lifecycle (`lifecycle.advance_warnings`: `for:`, repeats,
-   resolution, inhibition; snoozes off), night after night, in an in-memory database of its
-   own. Each night is one statement over that night's signals, not over orders.
+2. **Warnings** from the lifecycle and the digest policy (`for:`, hysteresis, repeats,
+   resolution, inhibition, lost accounts, the budget; snoozes off), for all nights at once in
+   an in-memory database of its own (lifecycle/replay.py: window arithmetic over each pair's
+   nights, the same rows as advancing night after night; tests/unit/lifecycle/test_replay.py).
 3. **Figures** per rule and for all live rules together: nights fired, accounts flagged, the
    emails each owner would have had per week, and against the accounts that were lost
    (`account_fates`): precision, the warnings that came too late (after the loss), recall and
@@ -39,11 +40,10 @@ from sqlglot import exp
 from loyalty_engine import store
 from loyalty_engine.config import BacktestSettings, DigestSettings, LostSettings
 from loyalty_engine.errors import UserError
-from loyalty_engine.lifecycle.lost import LOST_SPELLS, spell_params
-from loyalty_engine.lifecycle.warnings import advance_warnings
-from loyalty_engine.mail.budget import apply_budget, voices
+from loyalty_engine.lifecycle.lost import LOST_SPELLS
+from loyalty_engine.lifecycle.replay import replay_warnings
 from loyalty_engine.rules.compiler import compile_rules
-from loyalty_engine.rules.evaluate import NightOutcome, runnable
+from loyalty_engine.rules.evaluate import runnable
 from loyalty_engine.rules.loader import RuleSet
 
 # Account x night probes per chunk of the signal query: about 4 GB of DuckDB memory each.
@@ -113,13 +113,10 @@ def run_backtest(
     ruleset, _ = runnable(ruleset, absent)
     held = _signals(con, ruleset, nights, progress)
     progress(f"replaying the lifecycle over {len(nights)} nights")
-    # Two replays of the real lifecycle and digest policy: one with each rule as if it were alone
-    # (its own digests per owner: the per-rule figures, which tune compares), one with the owner's
-    # real digests, all live rules together (the total's digests).
-    with duckdb.connect() as replay:
-        warnings = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=True)
-    with duckdb.connect() as replay:
-        together = _lifecycle(replay, con, held, ruleset, nights, digest, settings.lost, data_end, per_rule=False)
+    # The real lifecycle and digest policy, two ways: each rule as if it were alone (its own
+    # digests per owner: the per-rule figures, which tune compares), and the owners' real
+    # digests, all live rules together (the total's digests).
+    warnings, together = _lifecycle(con, held, ruleset, first, last, digest, settings.lost, data_end)
     con.register("replayed_warnings", warnings)
     con.register("replayed_digests", together)
     try:
@@ -162,70 +159,10 @@ def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date
     return con.sql("SELECT * FROM replay_signals ORDER BY night").to_arrow_table()
 
 
-def _lifecycle(
-    replay, con, held, ruleset: RuleSet, nights: list[date], digest: DigestSettings, lost: LostSettings, data_end: date, per_rule: bool
-) -> pa.Table:
-    """The warnings night by night, as the nightly job would have kept and mailed them (snoozes
-    off): the real lifecycle, then the real digest policy (mail/budget.py: cadence, max_new with
-    the rest waiting, repeats riding along, resolution-only nights sending nothing). Every
-    warning goes to its account's owner; with `per_rule`, each rule's warnings as a digest stream
-    of their own (recipient owner + rule), as if the rule were the only one. A lost account's
-    warnings are held back while it is lost (lifecycle/lost.py), by the same spells."""
-    replay.execute(store.SCHEMA)
-    replay.register("known_spells", con.sql(LOST_SPELLS, params=spell_params(lost, data_end)).to_arrow_table())
-    replay.execute("CREATE TABLE lost_spells AS SELECT * FROM known_spells")
-    # Every account as open: whether one was closed on a past night is not known.
-    accounts = con.sql("SELECT account_id, owner_email FROM accounts").to_arrow_table()
-    replay.register("known_accounts", accounts)
-    replay.execute("CREATE TABLE accounts AS SELECT account_id, owner_email, NULL::VARCHAR AS status FROM known_accounts")
-    replay.register("replay_held", held)
-    replay.execute("CREATE TABLE held AS SELECT * FROM replay_held ORDER BY night")
-    severity = {rule.id: rule.severity for rule in ruleset.rules}
-    replay.execute("CREATE TABLE severities (rule_id VARCHAR, severity VARCHAR)")
-    replay.executemany("INSERT INTO severities VALUES (?, ?)", list(severity.items()))
-    recipient = "lower(a.owner_email) || chr(31) || w.rule_id" if per_rule else "lower(a.owner_email)"
-    facts = _revenue_facts(con)
-    # One voice per account among related rules, in the owners' stream only: alone, a rule has no relatives.
-    related = {} if per_rule else voices(ruleset)
-    for night in nights:
-        replay.execute(
-            """INSERT INTO signals SELECT h.night, h.account_id, h.rule_id, s.severity, '{}'
-               FROM held h JOIN severities s USING (rule_id) WHERE h.night = ? AND h.holds""",
-            [night],
-        )
-        replay.execute("CREATE OR REPLACE TEMP TABLE night_unknown AS SELECT account_id, rule_id FROM held WHERE night = ? AND holds IS NULL", [night])
-        # Read only for rules with resolve_when, as the nightly evaluation writes it.
-        replay.execute(
-            "CREATE OR REPLACE TEMP TABLE night_resolve AS SELECT account_id, rule_id, resolves FROM held WHERE night = ? AND holds IS NOT TRUE AND resolves IS NOT TRUE",
-            [night],
-        )
-        replay.execute(
-            """CREATE OR REPLACE TEMP TABLE night_lost AS SELECT account_id, last_order FROM lost_spells
-               WHERE lost_from <= $night AND (lost_until IS NULL OR lost_until > $night)""",
-            {"night": night},
-        )
-        advance_warnings(replay, ruleset, night, NightOutcome(), [], digest.repeat_after_days)
-        replay.execute(f"UPDATE warning_nights w SET recipient = {recipient} FROM accounts a WHERE w.night = ? AND a.account_id = w.account_id", [night])
-        apply_budget(replay, night, digest.max_new, digest.cadence, digest.weekday, digest.immediate_severity, facts=facts, voices=related)
-    return replay.sql(
-        """SELECT w.night, w.account_id, w.rule_id, w.notice, w.mailed AS would_mail, a.owner_email, w.recipient
-           FROM warning_nights w JOIN accounts a USING (account_id)"""
-    ).to_arrow_table()
-
-
-def _revenue_facts(con: duckdb.DuckDBPyConnection) -> Callable[[date, list[str]], tuple[dict, dict]]:
-    """The budget's ranking facts in a replay: each account's revenue over the 365 days up to the
-    night, from the real orders (the loyalty group's tie-break is left out: one query a night)."""
-
-    def facts(night: date, accounts: list[str]) -> tuple[dict, dict]:
-        rows = con.execute(
-            """SELECT account_id, sum(amount) FROM orders
-               WHERE order_date <= $night AND order_date > $night::DATE - 365 AND list_contains($accounts, account_id) GROUP BY ALL""",
-            {"night": night, "accounts": accounts},
-        ).fetchall()
-        return {}, {account: (float(revenue), ()) for account, revenue in rows}
-
-    return facts
+def _lifecycle(con, held: pa.Table, ruleset: RuleSet, first: date, last: date, digest: DigestSettings, lost: LostSettings, data_end: date):
+    """The warnings every night first … last, per rule alone and all rules together
+    (lifecycle/replay.py: set-based, the same as advancing night after night)."""
+    return replay_warnings(con, held, ruleset, first, last, digest, lost, data_end)
 
 
 def account_fates(con: duckdb.DuckDBPyConnection, lost: LostSettings, data_end: date) -> None:

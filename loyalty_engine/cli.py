@@ -18,14 +18,16 @@ import os
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from loyalty_engine import api, console
-from loyalty_engine.config import Settings, config_path, load_settings
 from loyalty_engine.console import BacktestFormat, Format, GateFormat
 from loyalty_engine.errors import DeliveryError, UserError
+
+if TYPE_CHECKING:
+    from loyalty_engine.config import Settings
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 EXIT_CODES = {
@@ -102,6 +104,8 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", case_sensitive=F
 
 
 def _settings(path: Path | None) -> Settings:
+    from loyalty_engine.config import config_path, load_settings  # pydantic: not for --help
+
     return load_settings(config_path(path))
 
 
