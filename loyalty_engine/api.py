@@ -304,8 +304,10 @@ def preview(settings: Settings, owner: str, out_file: Path, night: date | None =
     if not mine:
         hint = "" if all_open else "; --all-open shows every firing warning"
         raise UserError(f"{owner} gets no digest on {chosen} (nothing new, due again or resolved){hint}")
+    from loyalty_engine.feedback.links import with_links
+
     [digest] = render_digests(
-        mine, chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios,
+        with_links(mine, chosen, settings.feedback), chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios,
         settings.digest.currency, mailing.lost,
     )
     text_file = out_file.with_suffix(".txt")
