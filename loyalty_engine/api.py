@@ -401,15 +401,28 @@ def _newest_night(settings: Settings) -> date:
 
 
 def snooze_list(settings: Settings) -> list[dict]:
-    """The snoozes in the file, each active (its end date on or after the newest evaluated night) or ended."""
+    """The snoozes in the file and the owners' "already known" verdicts (ids V<n>), each active (its
+    end date on or after the newest evaluated night) or ended."""
     from loyalty_engine.lifecycle.snoozes import load_snoozes
 
     newest = _newest_night(settings)
     return [
         {"id": z.id, "account_id": z.account_id, "rule": z.rule_id or "every rule", "until": z.until,
-         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created}
-        for z in load_snoozes(settings.snoozes)
+         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created, "source": source}
+        for source, snoozes in (("snoozes file", load_snoozes(settings.snoozes)), ("owner's verdict", _owner_snoozes(settings)))
+        for z in snoozes
     ]
+
+
+def _owner_snoozes(settings: Settings) -> list[Snooze]:
+    """The owners' "already known" answers that count (feedback/verdicts.py), from the database if any."""
+    if not settings.database.exists():
+        return []
+    from loyalty_engine import results
+    from loyalty_engine.feedback.verdicts import all_owner_snoozes, has_verdicts
+
+    with results.open_database(settings.database) as con:
+        return all_owner_snoozes(con) if has_verdicts(con) else []
 
 
 def snooze_remove(settings: Settings, snooze_id: int) -> Snooze:
@@ -417,6 +430,38 @@ def snooze_remove(settings: Settings, snooze_id: int) -> Snooze:
     from loyalty_engine.lifecycle.snoozes import remove_snooze
 
     return remove_snooze(settings.snoozes, snooze_id)
+
+
+# --- The owners' verdicts -----------------------------------------------------------------------
+
+
+def feedback_serve(settings: Settings, host: str, port: int, say: Progress = _quiet) -> None:
+    """Serve the verdict pages (`loyalty_engine/feedback/pages.py`) with uvicorn until stopped.
+
+    Refuses to start (ConfigError, exit 2) without the signing secret, and (UserError) without a
+    database: the pages show warnings the night stored. No Prefect.
+    """
+    from loyalty_engine.feedback.pages import serve
+    from loyalty_engine.rules.loader import load_rules
+
+    secret = settings.feedback.secret()
+    if not settings.database.exists():
+        raise UserError(f"{settings.database}: no database yet; run `loyalty run` first")
+    ruleset = load_rules(settings.rules)
+    if not settings.feedback.base_url:
+        say("note: feedback.base_url is not set, so digests carry no verdict links yet")
+    say(f"Verdict pages on http://{host}:{port}/v/… for {settings.database}; Ctrl-C stops")
+    serve(settings, ruleset, secret, host, port)
+
+
+def feedback_list(settings: Settings, rule: str | None = None, since: date | None = None) -> list[dict]:
+    """Every verdict the owners gave, newest first (`counts`: it is the latest on its warning).
+    Reads the database only."""
+    from loyalty_engine import results
+    from loyalty_engine.feedback.verdicts import has_verdicts, verdict_rows
+
+    with results.open_database(settings.database) as con:
+        return verdict_rows(con, rule, since) if has_verdicts(con) else []
 
 
 # --- Backtest ------------------------------------------------------------------------------------

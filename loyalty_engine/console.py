@@ -285,7 +285,15 @@ def print_summary(summary: NightSummary, database: Path) -> None:
 
 
 def show_snoozes(rows: list[dict]) -> None:
-    print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by"), "snoozes")
+    print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by", "source"), "snoozes", drop=("source",), keys=("id", "account_id"))
+
+
+def show_verdicts(rows: list[dict], format: Format) -> None:
+    """The owners' verdicts, newest first; `counts` no: a later answer on the same warning replaced it."""
+    print_rows(
+        rows, format, ("recorded_at", "night", "account_id", "rule_id", "owner", "verdict", "snooze_until", "counts"), "verdicts",
+        drop=("snooze_until", "owner"), keys=("account_id", "rule_id"),
+    )
 
 
 def snooze_added(snooze: Snooze, path: Path) -> None:

@@ -127,7 +127,7 @@ def verdict_rows(con: duckdb.DuckDBPyConnection, rule: str | None = None, since:
     """Every answer, newest first: the warning it is about, who gave it, when, and whether it
     still counts (`counts`: False when a later answer on the same warning replaced it)."""
     rows = con.execute(
-        """SELECT v.recorded_at, v.night, v.account_id, v.rule_id, v.owner, v.verdict, v.snooze_until,
+        """SELECT date_trunc('second', v.recorded_at) AS recorded_at, v.night, v.account_id, v.rule_id, v.owner, v.verdict, v.snooze_until,
                   v.id = max(v.id) OVER (PARTITION BY v.owner, v.account_id, v.rule_id, v.night) AS counts
            FROM verdicts v
            WHERE ($rule IS NULL OR v.rule_id = $rule) AND ($since IS NULL OR v.recorded_at >= $since)
@@ -138,11 +138,15 @@ def verdict_rows(con: duckdb.DuckDBPyConnection, rule: str | None = None, since:
     return [dict(zip(names, row)) for row in rows]
 
 
+def has_verdicts(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the file has the verdicts table: a database from before verdicts, opened read-only, has not."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'verdicts' AND NOT temporary").fetchone()[0])
+
+
 def rule_figures(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """Per rule, the verdicts that count: useful, false alarms, already known, and the owners'
     precision, useful / (useful + false alarm); None while nobody has said either."""
-    has_table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'verdicts' AND NOT temporary").fetchone()[0]
-    if not has_table:  # a database from before verdicts, opened read-only
+    if not has_verdicts(con):
         return {}
     figures = {}
     for rule_id, useful, false_alarm, known in con.execute(

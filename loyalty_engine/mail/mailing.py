@@ -256,8 +256,13 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
     return portfolios
 
 
-def _text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+def rule_text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+    """A rule's text (title, message, action) in the reader's language with the warning's numbers
+    filled in, as the digest says it; the verdict pages show the same words."""
     return render_text(_compiled(i18n.in_language(texts, language)), language, values, currency)
+
+
+_text = rule_text
 
 
 @lru_cache(maxsize=1024)
