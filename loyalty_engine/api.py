@@ -675,6 +675,7 @@ def _file_order(problem: Exception) -> tuple:
 class RuleListing:
     rows: list[dict]  # one per rule: what it is, where, and its figures from the last backtest
     backtest: tuple[date, date] | None = None  # the nights the last backtest replayed; None: none ran
+    verdicts: bool = False  # some owner has answered a warning: the rows carry the owners' figures
 
 
 def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
@@ -682,10 +683,11 @@ def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
     from loyalty_engine.rules.loader import load_rules
 
     ruleset = load_rules(paths)
-    figures = _last_backtest(database)
+    figures, verdicts = _last_backtest(database), _verdict_figures(database)
     rows = []
     for rule in ruleset.rules:
         found = figures.get(rule.id, {})
+        said = verdicts.get(rule.id, {})
         rows.append(
             {
                 "rule_id": rule.id,
@@ -702,10 +704,28 @@ def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
                 "too_late": found.get("too_late"),
                 "recall": found.get("recall"),
                 "lead_days": found.get("median_lead_days"),
+                # The owners' verdicts that count (feedback/verdicts.py). A shadow rule is never
+                # mailed, so nobody can answer it: no figures, and the listing says why.
+                "useful": said.get("useful", 0),
+                "false_alarm": said.get("false_alarm", 0),
+                "already_known": said.get("already_known", 0),
+                "owners_precision": said.get("owners_precision"),
+                "owners_note": "shadow: never mailed, no verdicts" if rule.mode == "shadow" else "",
             }
         )
     period = next(iter(figures.values()), None)
-    return RuleListing(rows, (period["first_night"], period["last_night"]) if period else None)
+    return RuleListing(rows, (period["first_night"], period["last_night"]) if period else None, bool(verdicts))
+
+
+def _verdict_figures(database: Path | None) -> dict:
+    """The owners' verdicts per rule, or {} (none yet, or no database)."""
+    from loyalty_engine import store
+    from loyalty_engine.feedback.verdicts import rule_figures
+
+    if database is None or not database.exists():
+        return {}
+    with store.connect(database, read_only=True) as con:
+        return rule_figures(con)
 
 
 def _last_backtest(database: Path | None) -> dict:
