@@ -63,7 +63,9 @@ Every command has its own help with examples: loyalty COMMAND --help.
 \b
 Environment:
   LOYALTY_CONFIG   the settings file when --config is not given
-  PREFECT_API_URL  a Prefect server for run/serve (else a local one starts)"""
+  PREFECT_API_URL  a Prefect server for run/serve (else a local one starts)
+  LOYALTY_FEEDBACK_SECRET  the secret signing the digests' verdict links
+                   (the variable feedback.secret_env names)"""
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 from datetime import datetime
 from email.utils import getaddresses, parseaddr
@@ -196,7 +197,7 @@ class FeedbackSettings(_Section):
     base_url: str | None = None
     # The signing secret itself never sits in the config file (nor in the database or the mail
     # log), only the name of the variable holding it.
-    secret_env: str = Field(default="LOYALTY_FEEDBACK_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret_env: str = "LOYALTY_FEEDBACK_SECRET"
     link_days: int = Field(default=30, ge=1, le=366)  # a link works this many days after its night
 
     @field_validator("base_url")
@@ -208,6 +209,13 @@ class FeedbackSettings(_Section):
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment or escaped(value) != value or " " in value:
             raise ValueError("not a web address such as 'https://fruehwarnung.example.com'")
         return value.rstrip("/")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("not the name of an environment variable such as LOYALTY_FEEDBACK_SECRET")
+        return value
 
     def secret(self) -> bytes:
         """The signing secret from the environment; a ConfigError naming the variable when it is missing or short."""
