@@ -608,7 +608,7 @@ def tune(
 
 
 feedback_app = typer.Typer(
-    help="The owners' verdicts on warnings: the pages their digest links lead to, and the answers.\n\n"
+    help="Serve and list the owners' verdicts.\n\nThe pages their digests' verdict links lead to, and the answers.\n"
     "Each warning in a digest carries three links (useful, false alarm, already known: rest 30 days)\n"
     "when feedback.base_url is set; see the README, \"The owner's verdict\".",
     no_args_is_help=True,
