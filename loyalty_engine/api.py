@@ -425,11 +425,20 @@ def _owner_snoozes(settings: Settings) -> list[Snooze]:
         return all_owner_snoozes(con) if has_verdicts(con) else []
 
 
-def snooze_remove(settings: Settings, snooze_id: int) -> Snooze:
-    """Delete the snooze from the file; the removed one."""
+def snooze_remove(settings: Settings, snooze_id: int | str) -> Snooze:
+    """Delete the snooze from the file; the removed one. An owner's "already known" answer (V<n>)
+    is not in the file: refused, saying how it ends."""
     from loyalty_engine.lifecycle.snoozes import remove_snooze
 
-    return remove_snooze(settings.snoozes, snooze_id)
+    text = str(snooze_id).strip()
+    if text[:1] in ("V", "v") and text[1:].isdigit():
+        raise UserError(
+            f"snooze {text.upper()} is an owner's \"already known\" answer, not in {settings.snoozes}: it ends on its date, "
+            f"or when the owner answers that warning otherwise (`loyalty feedback list`)"
+        )
+    if not text.isdigit():
+        raise UserError(f"--remove: {text!r} is not a snooze id (a number from `loyalty snooze --list`)")
+    return remove_snooze(settings.snoozes, int(text))
 
 
 # --- The owners' verdicts -----------------------------------------------------------------------

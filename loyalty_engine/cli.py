@@ -294,7 +294,7 @@ def snooze(
     reason: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Why; shown in history and alerts.", show_default=False)] = None,
     by: Annotated[Optional[str], typer.Option(metavar="NAME", help="Who decided [default: $USER].", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the snoozes instead.")] = False,
-    remove: Annotated[Optional[int], typer.Option(metavar="ID", help="Remove the snooze with this id.", show_default=False)] = None,
+    remove: Annotated[Optional[str], typer.Option(metavar="ID", help="Remove the snooze with this id (from the snoozes file).", show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Stop mailing an account's warnings until a date.

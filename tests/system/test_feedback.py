@@ -20,7 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from typer.testing import CliRunner
+
 from loyalty_engine import api, store
+from loyalty_engine.cli import app
+from loyalty_engine.errors import UserError
 from loyalty_engine.config import load_settings
 from loyalty_engine.feedback.links import Verdict, sign
 from loyalty_engine.feedback.verdicts import verdict_rows
@@ -230,6 +234,10 @@ def test_already_known_rests_the_warning_on_the_next_night(project, server, link
     [snooze] = [row for row in api.snooze_list(project) if row["source"] == "owner's verdict"]
     assert (snooze["id"], snooze["account_id"], snooze["rule"], snooze["status"], snooze["by"]) == ("V1", "A1", RULE, "active", "anna@example.com")
     assert snooze["until"] == NIGHT + timedelta(days=1 + 30)  # 30 days from the answer (the server's day)
+    with pytest.raises(UserError, match=r"^snooze V1 is an owner's \"already known\" answer, not in .*snoozes\.yaml: it ends on its date"):
+        api.snooze_remove(project, "v1")
+    listed = CliRunner().invoke(app, ["snooze", "--list", "--config", str(project.source)], terminal_width=200)
+    assert listed.exit_code == 0 and "V1" in listed.stdout and "owner's verdict" in listed.stdout
 
 
 def test_rules_list_and_the_report_show_the_owners_precision(project, server, links, tmp_path):
@@ -241,6 +249,16 @@ def test_rules_list_and_the_report_show_the_owners_precision(project, server, li
     assert (rows[RULE]["useful"], rows[RULE]["false_alarm"], rows[RULE]["owners_precision"]) == (1, 0, 1.0)
     shadow = [row for row in listing.rows if row["mode"] == "shadow"]
     assert shadow and all(row["owners_note"].startswith("shadow") and row["owners_precision"] is None for row in shadow)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["rules", "list", "--config", str(project.source)], terminal_width=250)
+    assert shown.exit_code == 0, shown.output
+    [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith(RULE)]
+    assert "100%" in line.split()
+    as_json = json.loads(runner.invoke(app, ["rules", "list", "--config", str(project.source), "--format", "json"]).stdout)
+    assert [r["owners_precision"] for r in as_json if r["rule_id"] == RULE] == [1.0]
+    answers = json.loads(runner.invoke(app, ["feedback", "list", "--config", str(project.source), "--rule", RULE, "--format", "json"]).stdout)
+    assert [(a["account_id"], a["verdict"], a["counts"]) for a in answers] == [("A1", "useful", True)]
+    assert json.loads(runner.invoke(app, ["feedback", "list", "--config", str(project.source), "--since", "2099-01-01", "--format", "json"]).stdout) == []
     out = tmp_path / "report.html"
     api.report(project, out)
     page = out.read_text(encoding="utf-8")
