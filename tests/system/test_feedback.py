@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from email import policy
 from pathlib import Path
@@ -264,3 +265,41 @@ def test_rules_list_and_the_report_show_the_owners_precision(project, server, li
     page = out.read_text(encoding="utf-8")
     assert 'id="verdict-figures"' in page and "Das Urteil der Betreuer" in page and "100" in page.split('id="verdict-figures"')[1].split("</table>")[0]
     assert "Schattenregel: wird nie gemailt" in page
+
+
+def test_the_command_serves_the_pages_without_prefect(project):
+    """`loyalty feedback serve` as ops start it: its own process, uvicorn with the options it sets."""
+    port = free_port()
+    stop = Path(str(project.source) + ".stop")
+    code = (
+        "import sys, threading, time, os, signal\n"
+        "from loyalty_engine.cli import main\n"
+        "def watch():\n"
+        "    while True:\n"
+        "        time.sleep(0.2)\n"
+        f"        if os.path.exists({str(stop)!r}):\n"
+        "            print('prefect imported:', 'prefect' in sys.modules, flush=True); os.kill(os.getpid(), signal.SIGINT); return\n"
+        "threading.Thread(target=watch, daemon=True).start()\n"
+        f"sys.argv = ['loyalty', 'feedback', 'serve', '--config', {str(project.source)!r}, '--port', '{port}']\n"
+        "main()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # A link valid for a century: the child's clock is the machine's.
+        token = sign(SECRET.encode(), NIGHT, "A1", RULE, "anna@example.com", Verdict.USEFUL, 36500, "en")
+        answer = None
+        for _ in range(200):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v/{token}")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer is not None and answer.status_code == 200 and "Your answer: Useful" in answer.text
+        assert "server" not in answer.headers
+        stop.touch()
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "prefect imported: False" in out
+    assert token not in err and f"GET 200 confirm {NIGHT} A1 {RULE} useful" in err  # the log names ids, never the token
