@@ -104,8 +104,12 @@ def verdict_app(
     writing = threading.Lock()  # one answer at a time in this process: check-then-insert stays whole
     default_language = settings.digest.language
 
+    def words_of(code: str) -> i18n.Language:
+        """The words of the token's language; a language dropped since the night falls back to the default."""
+        return i18n.language(code if code in i18n.LANGUAGES else default_language)
+
     def page(outcome: Outcome, language: str, **context) -> HTMLResponse:
-        words = i18n.language(language if language in i18n.LANGUAGES else default_language)
+        words = words_of(language)
         text = dict(words.feedback)
         body = render("feedback.html.j2", {"lang": words.code, "ui": text, "page": outcome.page, "colours": SEVERITY_COLOURS, **context})
         headers = dict(HEADERS)
@@ -135,7 +139,7 @@ def verdict_app(
 
     def shown(warning: Warning, ticket: Ticket) -> dict:
         """The warning as the digest said it, in the owner's language."""
-        words = i18n.language(ticket.language if ticket.language in i18n.LANGUAGES else default_language)
+        words = words_of(ticket.language)
         rule = rules.get(warning.rule_id)
         currency = settings.digest.currency
         return {
@@ -155,7 +159,7 @@ def verdict_app(
     async def verdict_page(request: Request) -> Response:
         token = request.path_params["token"]
         client = request.client.host if request.client else "-"
-        outcome, response = await _handle(request, token, client)
+        outcome, response = await handle(request, token, client)
         ticket = outcome.ticket
         # The log names the warning by its ids, never the token: a token in a log is a working link.
         log.info(
@@ -164,7 +168,7 @@ def verdict_app(
         )
         return response
 
-    async def _handle(request: Request, token: str, client: str) -> tuple[Outcome, Response]:
+    async def handle(request: Request, token: str, client: str) -> tuple[Outcome, Response]:
         if not limit.allow(client):
             outcome = Outcome(429, "too_many")
             return outcome, refused(outcome)
@@ -184,7 +188,7 @@ def verdict_app(
             return outcome, refused(outcome)
         except Expired as expired:
             outcome = Outcome(410, "expired", expired.ticket)
-            words = i18n.language(expired.ticket.language if expired.ticket.language in i18n.LANGUAGES else default_language)
+            words = words_of(expired.ticket.language)
             return outcome, page(outcome, words.code, expired_on=words.date(expired.ticket.expires), days=settings.feedback.link_days)
         try:
             if request.method == "POST":
@@ -198,8 +202,8 @@ def verdict_app(
             outcome = Outcome(404, "invalid", ticket)
             return outcome, refused(outcome)
         context = shown(warning, ticket)
-        context_language = ticket.language if ticket.language in i18n.LANGUAGES else default_language
-        words = i18n.language(context_language)
+        words = words_of(ticket.language)
+        context_language = words.code
         if request.method != "POST":
             answered = ""
             if before is not None:
