@@ -102,7 +102,7 @@ NOTICES = {
 # The portfolio report (`loyalty report`): the template reads these as ``ui.<key>``.
 REPORT = {
     "verdicts_title": "Das Urteil der Betreuer",
-    "verdicts_intro": "Was die Betreuer unter den Warnsignalen ihrer Frühwarnungen geantwortet haben (je Warnsignal zählt die letzte Antwort). Präzision der Betreuer: hilfreich / (hilfreich + Fehlalarm); daneben die Präzision des letzten Backtests.",
+    "verdicts_intro": "Die Antworten der Betreuer unter den Warnsignalen ihrer Frühwarnungen; je Warnsignal zählt die letzte Antwort. Präzision der Betreuer: hilfreich / (hilfreich + Fehlalarm); daneben die Präzision des letzten Backtests.",
     "verdicts_none": "Noch hat kein Betreuer ein Warnsignal beurteilt.",
     "verdict_rule": "Regel",
     "verdict_useful": "Hilfreich",
