@@ -40,6 +40,7 @@ from loyalty_engine.feedback.verdicts import Answer, Warning, latest_answer, rec
 from loyalty_engine.mail.digest import SEVERITY_COLOURS
 from loyalty_engine.mail.mailing import rule_text
 from loyalty_engine.rules.loader import RuleSet
+from loyalty_engine.safe_text import printable
 from loyalty_engine.templating import render
 
 log = logging.getLogger("loyalty.feedback")
@@ -142,14 +143,16 @@ def verdict_app(
         words = words_of(ticket.language)
         rule = rules.get(warning.rule_id)
         currency = settings.digest.currency
+        # As in the digest (mail/digest.py): names and texts from the extract or a rule file on one
+        # line, control characters as U+FFFD; markup is escaped by the template.
         return {
             "night": words.feedback["night"].format(night=words.date(warning.night)),
-            "account": words.feedback["account"].format(name=warning.account_name, id=warning.account_id),
+            "account": printable(words.feedback["account"].format(name=warning.account_name, id=warning.account_id), one_line=True),
             "severity": warning.severity,
             "severity_label": words.digest.get(warning.severity, warning.severity),
-            "title": rule_text(rule.title, words.code, warning.evidence, currency) if rule else warning.rule_id,
-            "message": rule_text(rule.message, words.code, warning.evidence, currency) if rule else "",
-            "action": rule_text(rule.action, words.code, warning.evidence, currency) if rule else "",
+            "title": printable(rule_text(rule.title, words.code, warning.evidence, currency) if rule else warning.rule_id, one_line=True),
+            "message": printable(rule_text(rule.message, words.code, warning.evidence, currency)) if rule else "",
+            "action": printable(rule_text(rule.action, words.code, warning.evidence, currency)) if rule else "",
             "evidence_label": words.digest["evidence"],
             "action_label": words.digest["action"],
             "verdict": ticket.verdict.value,
