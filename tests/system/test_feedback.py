@@ -303,3 +303,10 @@ def test_the_command_serves_the_pages_without_prefect(project):
             child.kill()
     assert "prefect imported: False" in out
     assert token not in err and f"GET 200 confirm {NIGHT} A1 {RULE} useful" in err  # the log names ids, never the token
+
+
+def test_a_hostile_account_name_shows_as_text(project, server, links):
+    with store.connect(project.database) as con:
+        con.execute("UPDATE accounts SET name = ? WHERE account_id = 'A1'", ["<script>alert(1)</script>Böse\r\nBcc: x & Söhne"])
+    page = httpx.get(links["useful"]).text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;Böse Bcc: x &amp; Söhne" in page
