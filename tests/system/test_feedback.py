@@ -310,3 +310,25 @@ def test_a_hostile_account_name_shows_as_text(project, server, links):
         con.execute("UPDATE accounts SET name = ? WHERE account_id = 'A1'", ["<script>alert(1)</script>Böse\r\nBcc: x & Söhne"])
     page = httpx.get(links["useful"]).text
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;Böse Bcc: x &amp; Söhne" in page
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_nightly_flow_mails_the_links_and_needs_the_secret(tmp_path, monkeypatch):
+    """The flow as Prefect runs it: with feedback.base_url set its digests carry the links; without
+    the secret the night stops in its pre-flight, one line, before anything is loaded."""
+    from flows.nightly import nightly
+
+    from loyalty_engine.errors import ConfigError
+
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = feedback_project(tmp_path / "flow", PORT, language="en", evaluate=False)
+    for night in (NIGHT - timedelta(days=2), NIGHT - timedelta(days=1), NIGHT):
+        nightly(config_path=str(config), night=night)
+    [eml] = [p for p in (tmp_path / "flow" / "outbox" / NIGHT.isoformat()).glob("*.eml")]
+    text = email.message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+    assert "Your verdict:" in text and len(links_in(text)) == 3
+    monkeypatch.delenv(SECRET_ENV)
+    with pytest.raises(ConfigError, match=r"^feedback\.secret_env: the environment variable LOYALTY_FEEDBACK_SECRET is not set"):
+        nightly(config_path=str(config), night=NIGHT + timedelta(days=1))
+    with store.connect(load_settings(config).database, read_only=True) as con:
+        assert con.execute("SELECT max(night) FROM nights").fetchone()[0] == NIGHT
