@@ -36,7 +36,7 @@ from loyalty_engine import i18n, store
 from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
 from loyalty_engine.feedback.links import BadToken, Expired, Ticket, Verdict, read
-from loyalty_engine.feedback.verdicts import Answer, Warning, latest_answer, record, warning_of
+from loyalty_engine.feedback.verdicts import Answer, MailedWarning, latest_answer, record, warning_of
 from loyalty_engine.mail.digest import SEVERITY_COLOURS
 from loyalty_engine.mail.mailing import rule_text
 from loyalty_engine.rules.loader import RuleSet
@@ -125,12 +125,12 @@ def verdict_app(
     def open_file():
         return store.connect(settings.database, wait=busy_wait)
 
-    def look(ticket: Ticket) -> tuple[Warning | None, Answer | None]:
+    def look(ticket: Ticket) -> tuple[MailedWarning | None, Answer | None]:
         with open_file() as con:
             warning = warning_of(con, ticket, secret)
             return warning, (latest_answer(con, warning) if warning else None)
 
-    def answer(ticket: Ticket) -> tuple[Warning | None, Answer | None, Answer | None]:
+    def answer(ticket: Ticket) -> tuple[MailedWarning | None, Answer | None, Answer | None]:
         with writing, open_file() as con:
             warning = warning_of(con, ticket, secret)
             if warning is None:
@@ -138,7 +138,7 @@ def verdict_app(
             before = latest_answer(con, warning)
             return warning, before, record(con, warning, ticket.verdict, clock())
 
-    def shown(warning: Warning, ticket: Ticket) -> dict:
+    def shown(warning: MailedWarning, ticket: Ticket) -> dict:
         """The warning as the digest said it, in the owner's language."""
         words = words_of(ticket.language)
         rule = rules.get(warning.rule_id)

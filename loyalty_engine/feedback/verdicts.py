@@ -27,7 +27,7 @@ QUALIFY id = max(id) OVER (PARTITION BY owner, account_id, rule_id, night)
 
 
 @dataclass(frozen=True)
-class Warning:
+class MailedWarning:
     """The warning a verdict link is about, as the night stored it."""
 
     night: date
@@ -48,7 +48,7 @@ class Answer:
     snooze_until: date | None
 
 
-def warning_of(con: duckdb.DuckDBPyConnection, ticket: Ticket, secret: bytes) -> Warning | None:
+def warning_of(con: duckdb.DuckDBPyConnection, ticket: Ticket, secret: bytes) -> MailedWarning | None:
     """The warning a genuine ticket is about, if that night mailed it to the ticket's owner; else None
     (a warning of another owner, of a shadow rule, or one the file does not know)."""
     row = con.execute(
@@ -61,10 +61,10 @@ def warning_of(con: duckdb.DuckDBPyConnection, ticket: Ticket, secret: bytes) ->
     if row is None or owner_tag(secret, row[6]) != ticket.owner_tag:
         return None
     night, account_id, name, rule_id, severity, evidence, owner = row
-    return Warning(night, account_id, name, rule_id, severity, json.loads(evidence), owner.strip().lower())
+    return MailedWarning(night, account_id, name, rule_id, severity, json.loads(evidence), owner.strip().lower())
 
 
-def latest_answer(con: duckdb.DuckDBPyConnection, warning: Warning) -> Answer | None:
+def latest_answer(con: duckdb.DuckDBPyConnection, warning: MailedWarning) -> Answer | None:
     """The verdict that counts for the warning now, if the owner gave one."""
     row = con.execute(
         "SELECT verdict, recorded_at, snooze_until FROM verdicts WHERE owner = ? AND account_id = ? AND rule_id = ? AND night = ? ORDER BY id DESC LIMIT 1",
@@ -79,7 +79,7 @@ def rest_until(night: date, answered_on: date) -> date:
     return max(night, answered_on) + timedelta(days=REST_DAYS)
 
 
-def record(con: duckdb.DuckDBPyConnection, warning: Warning, verdict: Verdict, now: datetime | None = None) -> Answer | None:
+def record(con: duckdb.DuckDBPyConnection, warning: MailedWarning, verdict: Verdict, now: datetime | None = None) -> Answer | None:
     """Record the owner's verdict on the warning; None when it is already the verdict that counts
     (a second press of the same button, a replayed request: nothing new is written)."""
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)

@@ -8,14 +8,14 @@ from datetime import date, datetime, timedelta
 from loyalty_engine import store
 from loyalty_engine.feedback.links import Verdict
 from loyalty_engine.feedback.pages import RateLimit
-from loyalty_engine.feedback.verdicts import Warning, latest_answer, owner_snoozes, record, rest_until, rule_figures, verdict_rows
+from loyalty_engine.feedback.verdicts import MailedWarning, latest_answer, owner_snoozes, record, rest_until, rule_figures, verdict_rows
 
 NIGHT = date(2026, 11, 23)
 AT = datetime(2026, 11, 24, 9, 0)
 
 
-def warning(account_id="K-1", rule_id="falling_order_frequency", owner="anna@example.com", night=NIGHT) -> Warning:
-    return Warning(night, account_id, f"Kunde {account_id}", rule_id, "high", {}, owner)
+def warning(account_id="K-1", rule_id="falling_order_frequency", owner="anna@example.com", night=NIGHT) -> MailedWarning:
+    return MailedWarning(night, account_id, f"Kunde {account_id}", rule_id, "high", {}, owner)
 
 
 def test_the_latest_answer_counts_and_every_answer_stays(tmp_path):
