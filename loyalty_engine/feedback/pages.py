@@ -102,7 +102,9 @@ def verdict_app(
     """The verdict pages as an ASGI app, for uvicorn (`serve`) or a test. `clock` gives UTC now."""
     rules = {rule.id: rule for rule in ruleset.rules}
     limit = RateLimit(rate_per_minute)
-    writing = threading.Lock()  # one answer at a time in this process: check-then-insert stays whole
+    # One request at a time in the file: an answer's check-then-insert stays whole, and opening the
+    # file (which runs store.SCHEMA's CREATE … IF NOT EXISTS) never races itself. A few clicks a day.
+    one_at_a_time = threading.Lock()
     default_language = settings.digest.language
 
     def words_of(code: str) -> i18n.Language:
@@ -126,12 +128,12 @@ def verdict_app(
         return store.connect(settings.database, wait=busy_wait)
 
     def look(ticket: Ticket) -> tuple[MailedWarning | None, Answer | None]:
-        with open_file() as con:
+        with one_at_a_time, open_file() as con:
             warning = warning_of(con, ticket, secret)
             return warning, (latest_answer(con, warning) if warning else None)
 
     def answer(ticket: Ticket) -> tuple[MailedWarning | None, Answer | None, Answer | None]:
-        with writing, open_file() as con:
+        with one_at_a_time, open_file() as con:
             warning = warning_of(con, ticket, secret)
             if warning is None:
                 return None, None, None

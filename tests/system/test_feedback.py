@@ -332,3 +332,18 @@ def test_the_nightly_flow_mails_the_links_and_needs_the_secret(tmp_path, monkeyp
         nightly(config_path=str(config), night=NIGHT + timedelta(days=1))
     with store.connect(load_settings(config).database, read_only=True) as con:
         assert con.execute("SELECT max(night) FROM nights").fetchone()[0] == NIGHT
+
+
+def test_the_same_answer_pressed_at_once_from_many_tabs_is_recorded_once(project, server, links):
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = links["false_alarm"].rsplit("/", 1)[1]
+
+    def press(_):
+        with httpx.Client(timeout=60) as client:
+            return client.post(links["false_alarm"], data={"token": token}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(press, range(8)))
+    assert codes == [200] + [409] * 7
+    assert verdict_count(project) == 1
