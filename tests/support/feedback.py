@@ -20,10 +20,9 @@ import uvicorn
 
 from loyalty_engine import store
 from loyalty_engine.config import Settings, load_settings
-from loyalty_engine.feedback.links import with_links
 from loyalty_engine.feedback.pages import verdict_app
-from loyalty_engine.mail.digest import Digest, render_digests
-from loyalty_engine.mail.mailing import night_mailing
+from loyalty_engine.mail import mailing
+from loyalty_engine.mail.digest import Digest
 from loyalty_engine.night import run_night
 from loyalty_engine.rules.loader import load_rules
 from tests.support.builders import NIGHT, ROOT, Extract, fading, steady, write_config, write_extract, write_table
@@ -75,14 +74,10 @@ def evaluate_night(settings: Settings, night: date):
 
 
 def night_digests(settings: Settings, night: date = NIGHT) -> list[Digest]:
-    """The night's digests as the flow renders them: the mailing, the verdict links, the templates."""
-    ruleset = load_rules(settings.rules)
+    """The night's digests as the flow renders them (mail/mailing.night_digests: the mailing, the
+    verdict links, the templates)."""
     with store.connect(settings.database) as con:
-        mailing = night_mailing(con, ruleset, night, settings.digest.language, settings.email.ops_recipients, currency=settings.digest.currency)
-    return render_digests(
-        with_links(mailing.warnings, night, settings.feedback), night, settings.email.sender, settings.digest.language,
-        settings.digest.max_accounts, mailing.portfolios, settings.digest.currency, mailing.lost,
-    )
+        return mailing.night_digests(con, settings, load_rules(settings.rules), night)[1]
 
 
 def links_in(text: str) -> list[str]:
