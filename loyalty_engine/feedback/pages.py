@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ from starlette.routing import Route
 from loyalty_engine import i18n, store
 from loyalty_engine.config import Settings
 from loyalty_engine.errors import UserError
-from loyalty_engine.feedback.links import BadToken, Expired, Ticket, Verdict, read
+from loyalty_engine.feedback.links import BadToken, Expired, Ticket, read
 from loyalty_engine.feedback.verdicts import Answer, MailedWarning, latest_answer, record, warning_of
 from loyalty_engine.mail.digest import SEVERITY_COLOURS
 from loyalty_engine.mail.mailing import rule_text

@@ -26,7 +26,7 @@ from loyalty_engine.mail.digest import Digest
 from loyalty_engine.night import run_night
 from loyalty_engine.rules.loader import load_rules
 from tests.support.builders import NIGHT, ROOT, Extract, fading, steady, write_config, write_extract, write_table
-from tests.support.smtp import HOST, free_port
+from tests.support.smtp import HOST
 
 SECRET_ENV = "LOYALTY_FEEDBACK_SECRET"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
