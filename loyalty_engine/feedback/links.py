@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # Bumped if the token's layout changes: old links are then refused like forged ones.
 VERSION = 1
-# Far longer than any real token (about 190 characters); longer ones are refused before decoding.
+# Far longer than any real token (about 160 characters); longer ones are refused before decoding.
 MAX_TOKEN_CHARS = 600
 PATH = "/v/"  # the verdict pages' path under feedback.base_url
 
@@ -56,7 +56,7 @@ class Ticket:
     owner_tag: str  # owner_tag(secret, owner address)
     verdict: Verdict
     expires: date  # the last day the link works
-    language: str  # the digest's language: the page answers in it
+    language: str  # the digest's language: the page answers in it ("": digest.language)
 
 
 class BadToken(Exception):
@@ -140,7 +140,7 @@ def with_links(warnings: Iterable["AccountWarning"], night: date, feedback: "Fee
     for w in warnings:
         owner = w.owner_email.strip().lower()
         if w.notice in ANSWERABLE and owner and (w.recipient or owner).strip().lower() == owner and not w.route_reason:
-            links = verdict_links(feedback.base_url, secret, night, w.account_id, w.rule_id, owner, feedback.link_days, w.language or "de")
+            links = verdict_links(feedback.base_url, secret, night, w.account_id, w.rule_id, owner, feedback.link_days, w.language or "")
             w = replace(w, verdicts=tuple(links.items()))
         linked.append(w)
     return linked
