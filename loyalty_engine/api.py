@@ -304,8 +304,10 @@ def preview(settings: Settings, owner: str, out_file: Path, night: date | None =
     if not mine:
         hint = "" if all_open else "; --all-open shows every firing warning"
         raise UserError(f"{owner} gets no digest on {chosen} (nothing new, due again or resolved){hint}")
+    from loyalty_engine.feedback.links import with_links
+
     [digest] = render_digests(
-        mine, chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios,
+        with_links(mine, chosen, settings.feedback), chosen, settings.email.sender, settings.digest.language, settings.digest.max_accounts, mailing.portfolios,
         settings.digest.currency, mailing.lost,
     )
     text_file = out_file.with_suffix(".txt")
@@ -399,22 +401,76 @@ def _newest_night(settings: Settings) -> date:
 
 
 def snooze_list(settings: Settings) -> list[dict]:
-    """The snoozes in the file, each active (its end date on or after the newest evaluated night) or ended."""
+    """The snoozes in the file and the owners' "already known" verdicts (ids V<n>), each active (its
+    end date on or after the newest evaluated night) or ended."""
     from loyalty_engine.lifecycle.snoozes import load_snoozes
 
     newest = _newest_night(settings)
     return [
         {"id": z.id, "account_id": z.account_id, "rule": z.rule_id or "every rule", "until": z.until,
-         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created}
-        for z in load_snoozes(settings.snoozes)
+         "status": "active" if z.until >= newest else "ended", "reason": z.reason, "by": z.by, "created": z.created, "source": source}
+        for source, snoozes in (("snoozes file", load_snoozes(settings.snoozes)), ("owner's verdict", _owner_snoozes(settings)))
+        for z in snoozes
     ]
 
 
-def snooze_remove(settings: Settings, snooze_id: int) -> Snooze:
-    """Delete the snooze from the file; the removed one."""
+def _owner_snoozes(settings: Settings) -> list[Snooze]:
+    """The owners' "already known" answers that count (feedback/verdicts.py), from the database if any."""
+    if not settings.database.exists():
+        return []
+    from loyalty_engine import results
+    from loyalty_engine.feedback.verdicts import all_owner_snoozes, has_verdicts
+
+    with results.open_database(settings.database) as con:
+        return all_owner_snoozes(con) if has_verdicts(con) else []
+
+
+def snooze_remove(settings: Settings, snooze_id: int | str) -> Snooze:
+    """Delete the snooze from the file; the removed one. An owner's "already known" answer (V<n>)
+    is not in the file: refused, saying how it ends."""
     from loyalty_engine.lifecycle.snoozes import remove_snooze
 
-    return remove_snooze(settings.snoozes, snooze_id)
+    text = str(snooze_id).strip()
+    if text[:1] in ("V", "v") and text[1:].isdigit():
+        raise UserError(
+            f"snooze {text.upper()} is an owner's \"already known\" answer, not in {settings.snoozes}: it ends on its date, "
+            f"or when the owner answers that warning otherwise (`loyalty feedback list`)"
+        )
+    if not text.isdigit():
+        raise UserError(f"--remove: {text!r} is not a snooze id (a number from `loyalty snooze --list`)")
+    return remove_snooze(settings.snoozes, int(text))
+
+
+# --- The owners' verdicts -----------------------------------------------------------------------
+
+
+def feedback_serve(settings: Settings, host: str, port: int, say: Progress = _quiet) -> None:
+    """Serve the verdict pages (`loyalty_engine/feedback/pages.py`) with uvicorn until stopped.
+
+    Refuses to start (ConfigError, exit 2) without the signing secret, and (UserError) without a
+    database: the pages show warnings the night stored. No Prefect.
+    """
+    from loyalty_engine.feedback.pages import serve
+    from loyalty_engine.rules.loader import load_rules
+
+    secret = settings.feedback.secret()
+    if not settings.database.exists():
+        raise UserError(f"{settings.database}: no database yet; run `loyalty run` first")
+    ruleset = load_rules(settings.rules)
+    if not settings.feedback.base_url:
+        say("note: feedback.base_url is not set, so digests carry no verdict links yet")
+    say(f"Verdict pages on http://{host}:{port}/v/… for {settings.database}; Ctrl-C stops")
+    serve(settings, ruleset, secret, host, port)
+
+
+def feedback_list(settings: Settings, rule: str | None = None, since: date | None = None) -> list[dict]:
+    """Every verdict the owners gave, newest first (`counts`: it is the latest on its warning).
+    Reads the database only."""
+    from loyalty_engine import results
+    from loyalty_engine.feedback.verdicts import has_verdicts, verdict_rows
+
+    with results.open_database(settings.database) as con:
+        return verdict_rows(con, rule, since) if has_verdicts(con) else []
 
 
 # --- Backtest ------------------------------------------------------------------------------------
@@ -628,6 +684,7 @@ def _file_order(problem: Exception) -> tuple:
 class RuleListing:
     rows: list[dict]  # one per rule: what it is, where, and its figures from the last backtest
     backtest: tuple[date, date] | None = None  # the nights the last backtest replayed; None: none ran
+    verdicts: bool = False  # some owner has answered a warning: the rows carry the owners' figures
 
 
 def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
@@ -635,10 +692,11 @@ def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
     from loyalty_engine.rules.loader import load_rules
 
     ruleset = load_rules(paths)
-    figures = _last_backtest(database)
+    figures, verdicts = _last_backtest(database), _verdict_figures(database)
     rows = []
     for rule in ruleset.rules:
         found = figures.get(rule.id, {})
+        said = verdicts.get(rule.id, {})
         rows.append(
             {
                 "rule_id": rule.id,
@@ -655,10 +713,28 @@ def rules_list(paths: list[Path], database: Path | None = None) -> RuleListing:
                 "too_late": found.get("too_late"),
                 "recall": found.get("recall"),
                 "lead_days": found.get("median_lead_days"),
+                # The owners' verdicts that count (feedback/verdicts.py). A shadow rule is never
+                # mailed, so nobody can answer it: no figures, and the listing says why.
+                "useful": said.get("useful", 0),
+                "false_alarm": said.get("false_alarm", 0),
+                "already_known": said.get("already_known", 0),
+                "owners_precision": said.get("owners_precision"),
+                "owners_note": "shadow: never mailed, no verdicts" if rule.mode == "shadow" else "",
             }
         )
     period = next(iter(figures.values()), None)
-    return RuleListing(rows, (period["first_night"], period["last_night"]) if period else None)
+    return RuleListing(rows, (period["first_night"], period["last_night"]) if period else None, bool(verdicts))
+
+
+def _verdict_figures(database: Path | None) -> dict:
+    """The owners' verdicts per rule, or {} (none yet, or no database)."""
+    from loyalty_engine import store
+    from loyalty_engine.feedback.verdicts import rule_figures
+
+    if database is None or not database.exists():
+        return {}
+    with store.connect(database, read_only=True) as con:
+        return rule_figures(con)
 
 
 def _last_backtest(database: Path | None) -> dict:

@@ -63,7 +63,9 @@ Every command has its own help with examples: loyalty COMMAND --help.
 \b
 Environment:
   LOYALTY_CONFIG   the settings file when --config is not given
-  PREFECT_API_URL  a Prefect server for run/serve (else a local one starts)"""
+  PREFECT_API_URL  a Prefect server for run/serve (else a local one starts)
+  LOYALTY_FEEDBACK_SECRET  the secret signing the digests' verdict links
+                   (the variable feedback.secret_env names)"""
 app = typer.Typer(
     name="loyalty",
     help="Nightly early warning for B2B accounts that are drifting away.",
@@ -292,7 +294,7 @@ def snooze(
     reason: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Why; shown in history and alerts.", show_default=False)] = None,
     by: Annotated[Optional[str], typer.Option(metavar="NAME", help="Who decided [default: $USER].", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the snoozes instead.")] = False,
-    remove: Annotated[Optional[int], typer.Option(metavar="ID", help="Remove the snooze with this id.", show_default=False)] = None,
+    remove: Annotated[Optional[str], typer.Option(metavar="ID", help="Remove the snooze with this id (from the snoozes file).", show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Stop mailing an account's warnings until a date.
@@ -603,6 +605,68 @@ def tune(
     settings = _settings(config)
     result = api.tune(settings, rule, vary or [], first.date(), last.date(), rules, progress=console.note)
     console.show_tune(result, rules or settings.rules, format, output, settings.digest.language)
+
+
+feedback_app = typer.Typer(
+    help="Serve and list the owners' verdicts.\n\nThe pages their digests' verdict links lead to, and the answers.\n"
+    "Each warning in a digest carries three links (useful, false alarm, already known: rest 30 days)\n"
+    "when feedback.base_url is set; see the README, \"The owner's verdict\".",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
+)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("serve", epilog=exits(0, 2))
+def feedback_serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option("--host", metavar="H", help="Address to listen on; put a TLS reverse proxy in front for the public address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="P", min=1, max=65535, help="Port to listen on.")] = 8470,
+) -> None:
+    """Serve the pages the digests' verdict links lead to.
+
+    A small web service (Starlette under uvicorn, no Prefect) with one kind of page,
+    /v/TOKEN: opening a link shows the warning with its evidence and one button; only
+    pressing the button records the answer in the database (mail scanners open every
+    link, so opening records nothing). One answer counts per owner, account, rule and
+    night, the latest replacing the earlier; every answer is kept. "Already known" rests
+    the warning 30 days, as a snooze by the owner. The signing secret comes from the
+    environment variable named by feedback.secret_env; without it the service does not
+    start. While a night writes the database, an answer waits briefly, then the owner
+    is asked to try again in a minute (503). Runs until stopped (Ctrl-C, SIGTERM).
+
+    Example:
+
+    \b
+        LOYALTY_FEEDBACK_SECRET=$(cat /etc/loyalty/feedback.secret) loyalty feedback serve --host 127.0.0.1 --port 8470
+    """
+    api.feedback_serve(_settings(config), host, port, say=console.note)
+
+
+@feedback_app.command("list", epilog=READ_EXITS)
+def feedback_list(
+    config: ConfigOption = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", metavar="R", help="Only the verdicts on this rule's warnings.", show_default=False)] = None,
+    since: Annotated[
+        Optional[datetime], typer.Option("--since", metavar="D", formats=["%Y-%m-%d"], help="Only verdicts given on or after this day (UTC).", show_default=False)
+    ] = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """List the verdicts the owners gave.
+
+    Newest first: when it was given (UTC), the night whose digest carried the link, the
+    account, the rule, the owner, the verdict (useful, false_alarm, already_known), the
+    night an "already known" warning rests until, and whether it counts (no: the owner
+    answered the same warning again later). Reads the database only.
+
+    Examples:
+
+    \b
+        loyalty feedback list --rule falling_order_frequency --since 2026-11-01
+        loyalty feedback list --format csv > verdicts.csv
+    """
+    console.show_verdicts(api.feedback_list(_settings(config), rule, _day(since)), format)
 
 
 @app.command("generate-sample", epilog=exits(0, 2))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 from datetime import datetime
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal, Union, get_args, get_origin
 
@@ -188,6 +190,49 @@ class BacktestSettings(_Section):
     min_lead_days: int = Field(default=30, ge=0)  # a lost account counts as caught if warned this long before
 
 
+class FeedbackSettings(_Section):
+    """The owners' verdicts on warnings (loyalty_engine/feedback/): links in the digest, `loyalty feedback serve`."""
+
+    # The public address of the verdict pages; digests carry verdict links only when it is set.
+    base_url: str | None = None
+    # The signing secret itself never sits in the config file (nor in the database or the mail
+    # log), only the name of the variable holding it.
+    secret_env: str = "LOYALTY_FEEDBACK_SECRET"
+    link_days: int = Field(default=30, ge=1, le=366)  # a link works this many days after its night
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment or escaped(value) != value or " " in value:
+            raise ValueError("not a web address such as 'https://fruehwarnung.example.com'")
+        return value.rstrip("/")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("not the name of an environment variable such as LOYALTY_FEEDBACK_SECRET")
+        return value
+
+    def secret(self) -> bytes:
+        """The signing secret from the environment; a ConfigError naming the variable when it is missing or short."""
+        value = os.environ.get(self.secret_env, "")
+        if len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+            state = "is not set" if not value else f"holds fewer than {MIN_SECRET_BYTES} bytes"
+            raise ConfigError(
+                f"feedback.secret_env: the environment variable {self.secret_env} {state}; "
+                f"it must hold the secret that signs verdict links (e.g. `openssl rand -hex 32`)"
+            )
+        return value.encode("utf-8")
+
+
+# A secret shorter than this is guessable; 32 random hex digits are 16 bytes of entropy.
+MIN_SECRET_BYTES = 32
+
+
 class Settings(_Section):
     extracts: ExtractSettings
     database: Path
@@ -198,6 +243,7 @@ class Settings(_Section):
     gate: GateSettings = GateSettings()
     validation: ValidationSettings = ValidationSettings()
     backtest: BacktestSettings = BacktestSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     snoozes: Path = Path("snoozes.yaml")  # ops' snoozes; a missing file means none
     # Where the file came from; relative paths above are already resolved against its folder.
     source: Path = Field(default=Path("config.yaml"), exclude=True)

@@ -285,7 +285,15 @@ def print_summary(summary: NightSummary, database: Path) -> None:
 
 
 def show_snoozes(rows: list[dict]) -> None:
-    print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by"), "snoozes")
+    print_rows(rows, Format.table, ("id", "account_id", "rule", "until", "status", "reason", "by", "source"), "snoozes", drop=("source",), keys=("id", "account_id"))
+
+
+def show_verdicts(rows: list[dict], format: Format) -> None:
+    """The owners' verdicts, newest first; `counts` no: a later answer on the same warning replaced it."""
+    print_rows(
+        rows, format, ("recorded_at", "night", "account_id", "rule_id", "owner", "verdict", "snooze_until", "counts"), "verdicts",
+        drop=("snooze_until", "owner"), keys=("account_id", "rule_id"),
+    )
 
 
 def snooze_added(snooze: Snooze, path: Path) -> None:
@@ -497,7 +505,12 @@ def show_rule_list(listing: RuleListing, format: Format) -> None:
                 }
                 for row in rows
             ]
-    print_rows(rows, format, shown, "rules", drop=("file", "for", "enabled", "mode", "too_late", "lead_days"), keys=("rule_id",))
+    if listing.verdicts:
+        say("Owners' verdicts (the latest answer per warning): owners' precision = useful / (useful + false alarm)")
+        shown += ("useful", "false_alarm", "already_known", "owners_precision", "owners_note")
+        if format is Format.table:
+            rows = [row | {"owners_precision": None if row["owners_precision"] is None else f"{row['owners_precision']:.0%}"} for row in rows]
+    print_rows(rows, format, shown, "rules", drop=("file", "for", "enabled", "mode", "too_late", "lead_days", "already_known", "owners_note"), keys=("rule_id",))
 
 
 def show_sample(summary: SampleSummary, out_dir: Path, nights: int) -> None:

@@ -26,6 +26,7 @@ from loyalty_engine.mail.budget import apply_budget, voices
 from loyalty_engine.rules.evaluate import NightOutcome, evaluate_rules
 from loyalty_engine.rules.loader import RuleSet
 from loyalty_engine.lifecycle.snoozes import Snooze
+from loyalty_engine.feedback.verdicts import owner_snoozes
 from loyalty_engine.extracts.validate import TableCheck, validate_night
 
 
@@ -95,6 +96,8 @@ def _load_and_evaluate(
         raise gate.GateFailed(night, state.checks)
     state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
     state.lost = mark_lost(con, night, settings.backtest.lost)
+    # The owners' "already known" answers rest their warnings through the same snoozes as ops' file.
+    snoozes = [*snoozes, *owner_snoozes(con, night)]
     state.notices = dict(advance_warnings(con, ruleset, night, state.outcome, snoozes, settings.digest.repeat_after_days))
     route_warnings(con, night)
     state.checks.append(gate.flood_check(con, night, settings))

@@ -58,9 +58,11 @@ def preflight(settings: Settings, given: date | None = None) -> Preflight:
     """Tonight, its rule set loaded and proven, the snoozes loaded, the extracts' files and headers looked at.
 
     Raises RuleError (exit 4) for a rule that cannot be read or evaluated on that night or a bad
-    snoozes file. No data is touched. The caller holds the run lock.
+    snoozes file, ConfigError (exit 2) when digests should carry verdict links and their secret is missing. No data is touched. The caller holds the run lock.
     """
     night = tonight(settings, given)
+    if settings.feedback.base_url:  # verdict links need their secret: better now than after the night's work
+        settings.feedback.secret()
     ruleset = load_rules(settings.rules)
     prove_rules(ruleset, night)
     snoozes = load_snoozes(settings.snoozes, {rule.id for rule in ruleset.rules})

@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -117,18 +118,44 @@ CREATE TABLE IF NOT EXISTS backtest_figures (
     precision DOUBLE,               -- shares 0..1; NULL: no account whose outcome is known
     recall DOUBLE,
     median_lead_days DOUBLE
-);"""
+);
+CREATE SEQUENCE IF NOT EXISTS verdict_ids;
+CREATE TABLE IF NOT EXISTS verdicts (
+    id BIGINT PRIMARY KEY DEFAULT nextval('verdict_ids'),  -- the later of two verdicts on one warning has the higher id
+    night DATE NOT NULL,            -- the night whose digest carried the link
+    account_id VARCHAR NOT NULL,
+    rule_id VARCHAR NOT NULL,
+    owner VARCHAR NOT NULL,         -- the address the warning was mailed to (lower case)
+    verdict VARCHAR NOT NULL,       -- useful | false_alarm | already_known (feedback.Verdict)
+    recorded_at TIMESTAMP NOT NULL, -- UTC
+    snooze_until DATE               -- already_known: the warning is not mailed up to and including this night
+);                                  -- every answer is kept; the latest per (owner, account, rule, night) counts"""
 
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database file, creating it and the shared tables when writing."""
+# How long opening the file waits out another process's lock before giving up. The verdict
+# pages (`loyalty feedback serve`) hold the file for milliseconds per answer; a night or a
+# command that meets one of those moments waits instead of failing.
+LOCK_WAIT_SECONDS = 3.0
+
+
+def connect(path: Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open the database file, creating it and the shared tables when writing. Another process
+    holding the file is waited out for up to `wait` seconds, then a UserError names it."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as error:
-        # One writer per file: another run, `loyalty serve` or a DuckDB shell has it open.
-        raise UserError(f"{path}: cannot open the database: {str(error).splitlines()[0]}") from None
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower() and time.monotonic() + pause < deadline:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+                continue
+            # One writer per file: another run, `loyalty serve` or a DuckDB shell has it open.
+            raise UserError(f"{path}: cannot open the database: {str(error).splitlines()[0]}") from None
     if read_only:
         _show_later_columns(con)
     else:

@@ -2,7 +2,7 @@
 
 A reader is an account owner reading a digest, ops reading a notice, management reading the
 portfolio report or a backtest page. Their words live in ``<code>.py`` (``de.py``, ``en.py``):
-the sections DIGEST, ROUTE_REASONS, NOTICES, REPORT and BACKTEST, and the module's Babel LOCALE.
+the sections DIGEST, ROUTE_REASONS, NOTICES, REPORT, BACKTEST and FEEDBACK, and the module's Babel LOCALE.
 `LANGUAGES` is the modules present, so config.yaml (`digest.language`), the extract contract
 (`accounts.language`) and rule files (`title: {de: …, en: …}`) accept exactly these, and
 `language(code)` gives one language's words with its locale's formats (Babel, CLDR data).
@@ -23,7 +23,7 @@ import datetime as dt
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 from babel import Locale
@@ -36,7 +36,7 @@ from loyalty_engine.errors import ConfigError
 LANGUAGES: tuple[str, ...] = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
 
 # The sections every language module defines, each a mapping of key to text (or to plural forms).
-SECTIONS = ("DIGEST", "ROUTE_REASONS", "NOTICES", "REPORT", "BACKTEST")
+SECTIONS = ("DIGEST", "ROUTE_REASONS", "NOTICES", "REPORT", "BACKTEST", "FEEDBACK")
 
 Texts = Mapping[str, "str | Mapping[str, str]"]
 
@@ -59,6 +59,7 @@ class Language:
     notices: Texts
     report: Texts
     backtest: Texts
+    feedback: Texts = field(default_factory=dict)  # the verdict pages (feedback/pages.py)
 
     @cached_property
     def _babel(self) -> Locale:

@@ -47,6 +47,10 @@ DIGEST = {
         "Diese Nachricht wurde automatisch vom Loyalty-Frühwarnsystem erstellt "
         "und berücksichtigt Daten bis einschließlich {night}."
     ),
+    "verdict_prompt": "Ihre Einschätzung:",
+    "verdict_useful": "Hilfreich",
+    "verdict_false_alarm": "Fehlalarm",
+    "verdict_already_known": "Schon bekannt: 30 Tage ruhen lassen",
     "unknown": "unbekannt",
     "critical": "kritisch",
     "high": "hoch",
@@ -97,6 +101,16 @@ NOTICES = {
 
 # The portfolio report (`loyalty report`): the template reads these as ``ui.<key>``.
 REPORT = {
+    "verdicts_title": "Das Urteil der Betreuer",
+    "verdicts_intro": "Die Antworten der Betreuer unter den Warnsignalen ihrer Frühwarnungen; je Warnsignal zählt die letzte Antwort. Präzision der Betreuer: hilfreich / (hilfreich + Fehlalarm); daneben die Präzision des letzten Backtests.",
+    "verdicts_none": "Noch hat kein Betreuer ein Warnsignal beurteilt.",
+    "verdict_rule": "Regel",
+    "verdict_useful": "Hilfreich",
+    "verdict_false_alarm": "Fehlalarm",
+    "verdict_already_known": "Schon bekannt",
+    "owners_precision": "Präzision (Betreuer)",
+    "backtest_precision": "Präzision (Backtest)",
+    "verdicts_shadow": "Schattenregel: wird nie gemailt, Betreuer können sie also nicht beurteilen",
     "title": "Portfolio-Bericht",
     "subtitle": "Daten bis {date}",
     "warnings_as_of": "Warnsignale: Stand der Nacht vom {date}",
@@ -245,4 +259,30 @@ BACKTEST = {
     "tune_current": "aktuell",
     "tune_front_means": "Keine andere Kombination ist bei Präzision, Trefferquote und Digests je Betreuer und Woche (weniger ist besser) überall mindestens so gut und bei einer Zahl besser: die sinnvollen Wahlen. Eine Kombination, die keinen Kunden meldet, wird nicht markiert.",
     "tune_current_means": "Die Werte in der Regeldatei.",
+}
+
+# The verdict pages (`loyalty feedback serve`), where a digest's verdict links lead.
+FEEDBACK = {
+    "title": "Frühwarnung: Ihre Einschätzung",
+    "night": "Warnsignal aus der Frühwarnung vom {night}",
+    "account": "{name} (Kundennummer {id})",
+    "your_answer": "Ihre Antwort: {verdict}",
+    "explain_useful": "Das Warnsignal hat Ihnen etwas gesagt, das Sie noch nicht wussten. Es zählt für diese Regel.",
+    "explain_false_alarm": "Mit diesem Kunden ist alles in Ordnung. Es zählt gegen diese Regel, damit sie verbessert werden kann.",
+    "explain_already_known": "Das Warnsignal stimmt, aber Sie wussten es schon. Es wird Ihnen 30 Tage lang nicht mehr gemailt.",
+    "button": "Antwort senden",
+    "answered": "Sie haben am {date} geantwortet: {verdict}.",
+    "thanks": "Vielen Dank: Ihre Antwort „{verdict}“ ist gespeichert.",
+    "thanks_replaced": "Vielen Dank: Ihre Antwort „{verdict}“ ersetzt Ihre frühere („{previous}“).",
+    "rests": "Dieses Warnsignal ruht bis zum {date}: bis dahin bekommen Sie es nicht per E-Mail. Gilt es danach noch, kommt es als neu wieder.",
+    "already": "Diese Antwort wurde bereits am {date} gespeichert; es hat sich nichts geändert.",
+    "invalid": "Dieser Link ist ungültig. Bitte verwenden Sie den Link aus Ihrer Frühwarnung unverändert.",
+    "expired": "Dieser Link ist am {date} abgelaufen: Links gelten {days} Tage nach ihrer Frühwarnung.",
+    "busy": "Das Frühwarnsystem schreibt gerade die Ergebnisse der Nacht. Bitte versuchen Sie es in einer Minute noch einmal.",
+    "too_many": "Zu viele Anfragen von Ihrer Adresse. Bitte versuchen Sie es in einer Minute noch einmal.",
+    "too_large": "Diese Anfrage ist zu groß.",
+    "not_found": "Unter dieser Adresse gibt es nichts.",
+    "useful": "Hilfreich",
+    "false_alarm": "Fehlalarm",
+    "already_known": "Schon bekannt: 30 Tage ruhen lassen",
 }

@@ -47,6 +47,10 @@ DIGEST = {
         "This message was generated automatically by the loyalty early-warning system "
         "and covers data up to and including {night}."
     ),
+    "verdict_prompt": "Your verdict:",
+    "verdict_useful": "Useful",
+    "verdict_false_alarm": "False alarm",
+    "verdict_already_known": "Already known: rest 30 days",
     "unknown": "unknown",
     "critical": "critical",
     "high": "high",
@@ -97,6 +101,16 @@ NOTICES = {
 
 # The portfolio report (`loyalty report`): the template reads these as ``ui.<key>``.
 REPORT = {
+    "verdicts_title": "The owners' verdicts",
+    "verdicts_intro": "What the account owners answered under the warnings of their digests (the latest answer per warning counts). Owners' precision: useful / (useful + false alarm); beside it the last backtest's precision.",
+    "verdicts_none": "No owner has answered a warning yet.",
+    "verdict_rule": "Rule",
+    "verdict_useful": "Useful",
+    "verdict_false_alarm": "False alarm",
+    "verdict_already_known": "Already known",
+    "owners_precision": "Owners' precision",
+    "backtest_precision": "Backtest precision",
+    "verdicts_shadow": "shadow rule: never mailed, so its owners cannot vote",
     "title": "Portfolio report",
     "subtitle": "Data up to {date}",
     "warnings_as_of": "Warnings as of the night of {date}",
@@ -245,4 +259,30 @@ BACKTEST = {
     "tune_current": "current",
     "tune_front_means": "No other combination is at least as good on precision, recall and digests per owner and week (fewer is better) and better on one: the sensible choices. A combination that warns no account is not marked.",
     "tune_current_means": "The values in the rule file.",
+}
+
+# The verdict pages (`loyalty feedback serve`), where a digest's verdict links lead.
+FEEDBACK = {
+    "title": "Early warning: your verdict",
+    "night": "Warning from the digest of {night}",
+    "account": "{name} (account ID {id})",
+    "your_answer": "Your answer: {verdict}",
+    "explain_useful": "The warning told you something you did not know. It counts for this rule.",
+    "explain_false_alarm": "Nothing is wrong with this account. It counts against this rule, so that it can be improved.",
+    "explain_already_known": "The warning is right, but you knew. It will not be mailed to you again for 30 days.",
+    "button": "Send answer",
+    "answered": "You answered on {date}: {verdict}.",
+    "thanks": "Thank you: your answer “{verdict}” is recorded.",
+    "thanks_replaced": "Thank you: your answer “{verdict}” replaces your earlier one (“{previous}”).",
+    "rests": "This warning rests until {date}: you will not get it by email before then. If it still holds after that, it comes back as new.",
+    "already": "This answer was already recorded on {date}; nothing changed.",
+    "invalid": "This link is not valid. Please use the link from your digest exactly as it came.",
+    "expired": "This link expired on {date}: links work for {days} days after their digest.",
+    "busy": "The early-warning system is writing tonight's results right now. Please try again in a minute.",
+    "too_many": "Too many requests from your address. Please try again in a minute.",
+    "too_large": "This request is too large.",
+    "not_found": "There is nothing at this address.",
+    "useful": "Useful",
+    "false_alarm": "False alarm",
+    "already_known": "Already known: rest 30 days",
 }

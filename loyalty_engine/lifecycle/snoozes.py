@@ -35,12 +35,12 @@ KEYS = {"id", "account", "rule", "until", "reason", "by", "created"}
 
 @dataclass(frozen=True)
 class Snooze:
-    id: int
+    id: int | str  # a number in snoozes.yaml; "V<n>" for an owner's "already known" verdict (feedback/verdicts.py)
     account_id: str
     rule_id: str | None  # None: every rule of the account
     until: date
     reason: str
-    by: str | None = None
+    by: str | None = None  # who decided: ops' name, or the owner's address
     created: date | None = None
 
 

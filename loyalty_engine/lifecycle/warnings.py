@@ -232,7 +232,7 @@ def advance_warnings(
     inhibitions = pa.table({"source": [p[0] for p in pairs], "target": [p[1] for p in pairs]}, schema=pa.schema([("source", pa.string()), ("target", pa.string())]))
     night_snoozes = pa.table(
         {
-            "snooze_id": pa.array([s.id for s in snoozes], pa.int64()),
+            "snooze_id": pa.array([str(s.id) for s in snoozes], pa.string()),
             "account_id": pa.array([s.account_id for s in snoozes], pa.string()),
             "rule_id": pa.array([s.rule_id for s in snoozes], pa.string()),
             "until": pa.array([s.until for s in snoozes], pa.date32()),

@@ -77,6 +77,9 @@ class AccountWarning:
     chance: float | None = None  # the chance that it means a loss (mail/budget.py); stake = chance x revenue_12m
     signal: str | None = None  # the rule's labels.signal: related rules speak once per account
     odds: str = ""  # the odds behind the warning from the last backtest, in the reader's words; "" before one
+    # The owner's three verdict links (feedback/links.py), as (verdict, url): useful, false_alarm,
+    # already_known; () when feedback.base_url is unset or the warning went to ops.
+    verdicts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -333,6 +336,7 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
                         "since": ui["since"].format(date=words.date(w.since)) if w.since else "",
                         "odds": w.odds,
                         "also": ui["also"].format(titles=", ".join(o.title for o in others)) if others else "",
+                        "verdicts": _verdicts(w, ui),
                     }
                     for w, *others in spoken
                 ],
@@ -342,6 +346,11 @@ def _accounts(warnings: list[AccountWarning], words: Language, night: date, curr
         )
     accounts.sort(key=lambda a: (a["key"], a["name"].casefold(), a["name"], a["id"]))
     return accounts
+
+
+def _verdicts(warning: AccountWarning, ui) -> list[dict]:
+    """The warning's verdict links with their words; the url as it is (a signed token, ids only)."""
+    return [{"verdict": verdict, "label": ui[f"verdict_{verdict}"], "url": url} for verdict, url in warning.verdicts]
 
 
 def _month_back(night: date, months: int) -> date:

@@ -14,6 +14,7 @@ from jinja2 import Template
 
 from loyalty_engine import i18n
 from loyalty_engine.config import Settings
+from loyalty_engine.feedback.links import with_links
 from loyalty_engine.mail.digest import AccountWarning, Digest, LostAccount, Portfolio, render_digests
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 from loyalty_engine.backtest import stored_figures
@@ -87,7 +88,8 @@ def night_digests(con: duckdb.DuckDBPyConnection, settings: Settings, rules: Rul
         currency=settings.digest.currency,
     )
     digests = render_digests(
-        mailing.warnings, night, settings.email.sender, settings.digest.language,
+        # Each warning told to its own owner carries the three verdict links (when feedback.base_url is set).
+        with_links(mailing.warnings, night, settings.feedback), night, settings.email.sender, settings.digest.language,
         settings.digest.max_accounts, mailing.portfolios, settings.digest.currency, mailing.lost,
     )
     return mailing, digests
@@ -254,8 +256,13 @@ def _portfolios(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, Portfo
     return portfolios
 
 
-def _text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+def rule_text(texts: dict[str, str], language: str, values: dict, currency: str = "EUR") -> str:
+    """A rule's text (title, message, action) in the reader's language with the warning's numbers
+    filled in, as the digest says it; the verdict pages show the same words."""
     return render_text(_compiled(i18n.in_language(texts, language)), language, values, currency)
+
+
+_text = rule_text
 
 
 @lru_cache(maxsize=1024)

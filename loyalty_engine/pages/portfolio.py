@@ -27,6 +27,7 @@ import duckdb
 
 from loyalty_engine import i18n
 from loyalty_engine.backtest import stored_figures
+from loyalty_engine.feedback.verdicts import rule_figures
 from loyalty_engine.errors import UserError
 from loyalty_engine.i18n import Language
 from loyalty_engine.retention import CUSTOMERS, retention_rate
@@ -133,6 +134,8 @@ class Figures:
     backtest: Backtest | None
     titles: dict[str, str] = field(default_factory=dict)  # rule id -> title in the report's language
     database: str = ""
+    verdicts: dict[str, dict] = field(default_factory=dict)  # rule id -> the owners' verdicts (feedback/verdicts.py)
+    shadow_rules: list[str] = field(default_factory=list)  # never mailed: owners cannot vote on them
 
 
 def report_night(con: duckdb.DuckDBPyConnection, night: date | None) -> tuple[date, date]:
@@ -174,6 +177,8 @@ def gather(con: duckdb.DuckDBPyConnection, night: date | None = None, ruleset: R
         gate=_gate(con, night),
         backtest=_backtest(con),
         titles=titles,
+        verdicts=rule_figures(con),
+        shadow_rules=sorted(rule.id for rule in ruleset.rules if rule.mode == "shadow") if ruleset is not None else [],
     )
 
 
@@ -388,6 +393,7 @@ def render(figures: Figures, language: str) -> str:
         "warnings": _warnings_tables(figures, words),
         "gate": _gate_view(figures, words),
         "backtest": _backtest_view(figures, words),
+        "verdicts": _verdicts_view(figures, words),
         "state_colours": STATE_COLOURS,
         "outcome_colours": OUTCOME_COLOURS,
         # No file or folder names: the page is read by management, and mailed on.
@@ -735,6 +741,32 @@ def _backtest_view(figures: Figures, words: Language) -> dict | None:
         "missing": ui["counts_missing"] if missing else "",
         "lines": lines,
     }
+
+
+def _verdicts_view(figures: Figures, words: Language) -> dict:
+    """The owners' verdicts per rule beside the last backtest's precision; shadow rules named apart."""
+    ui = words.report
+    measured = {line["rule_id"]: line["precision"] for line in (figures.backtest.lines if figures.backtest else []) if line["rule_id"]}
+    lines = []
+    for rule_id, said in sorted(figures.verdicts.items(), key=lambda item: (-(item[1]["useful"] + item[1]["false_alarm"] + item[1]["already_known"]), item[0])):
+        precision = said["owners_precision"]
+        lines.append(
+            {
+                "label": figures.titles.get(rule_id, rule_id),
+                "tip": rule_id,
+                "useful": words.number(said["useful"]),
+                "false_alarm": words.number(said["false_alarm"]),
+                "already_known": words.number(said["already_known"]),
+                "owners_precision": words.percent(precision) if precision is not None else "–",
+                "backtest_precision": words.percent(measured[rule_id]) if measured.get(rule_id) is not None else "–",
+            }
+        )
+    shadow = [
+        {"label": figures.titles.get(rule_id, rule_id), "tip": rule_id, "note": ui["verdicts_shadow"]}
+        for rule_id in figures.shadow_rules
+        if rule_id not in figures.verdicts
+    ]
+    return {"intro": ui["verdicts_intro"], "lines": lines, "shadow": shadow}
 
 
 def portfolio_report(

@@ -38,7 +38,7 @@ def loyalty(*args: str, cwd: Path | None = None, columns: int | None = None) -> 
 
 COMMANDS = [
     "run", "gate", "release", "serve", "alerts", "history", "snooze", "preview", "report", "quarantine", "explain", "generate-sample",
-    "backtest", "tune", "rules check", "rules list", "rules test",
+    "backtest", "tune", "rules check", "rules list", "rules test", "feedback serve", "feedback list",
 ]
 
 
@@ -70,7 +70,7 @@ def test_top_level_help_lists_commands_and_exit_codes():
     for code in range(8):
         assert re.search(rf"^    {code}  \S", result.stdout, re.MULTILINE), code
     commands = result.stdout.split("Commands:\n")[1].split("\n\n")[0].splitlines()
-    assert len(commands) == 15 and not [line for line in commands if line.endswith("...")]  # each summary whole
+    assert len(commands) == 16 and not [line for line in commands if line.endswith("...")]  # each summary whole
 
 
 @pytest.mark.slow  # several CLI processes or a replay: seconds
