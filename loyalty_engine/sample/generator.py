@@ -636,15 +636,14 @@ def _scenarios(rng: np.random.Generator, book: _Book, calendar: _Calendar) -> No
     book.trend = np.where(is_, -np.log(6), book.trend)
     book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
     # falling_order_value: orders keep coming as often (>= 4 a month, steady), each worth less
-    # month by month over the last year, down to 2-8 % of the value (a straight fall to s loses
-    # 2(1-s)/(1+s) of the year's level: above the rule's min_decline of 1.5 for s below 1/7).
+    # month by month over the last year, down to 10-20 % of the value.
     is_ = role == "falling_order_value"
     book.orders_per_month = np.where(is_, np.maximum(book.orders_per_month, uniform(4, 10)), book.orders_per_month)
     book.regularity = np.where(is_, np.maximum(book.regularity, uniform(3, 5)), book.regularity)
     book.trend = np.where(is_, 0.0, book.trend)
     book.order_spread = np.where(is_, np.minimum(book.order_spread, 0.3), book.order_spread)
     book.smaller_from = np.where(is_, night - 365, book.smaller_from)
-    book.smaller = np.where(is_, uniform(0.02, 0.08), book.smaller)
+    book.smaller = np.where(is_, uniform(0.1, 0.2), book.smaller)
     # order_gap_beyond_rhythm: a customer ordering twice a week or more, silent for 48-56 days.
     is_ = role == "order_gap_beyond_rhythm"
     silence = rng.integers(48, 56, n, endpoint=True)
