@@ -637,32 +637,37 @@ class _Bounds:
         return select
 
 
+def _timestamp(day: exp.Expression) -> exp.Expression:
+    # Without a time zone: Spark's TIMESTAMP is the session's local time, whose DST days are not 24 h.
+    return exp.cast(day, exp.DataType.build("timestamp_ntz"))
+
+
 def _frame(metric: Metric) -> exp.WindowSpec:
-    """The metric's window as a RANGE frame ending on the probe's day: a window of N ending at E
-    covers E-N+1 … E, as `window_bounds` says."""
+    """The metric's window as a RANGE frame ending at the probe: a window of N ending at E covers
+    E-N+1 … E, as `window_bounds` says (rows at midday before their day, so `N DAY` before the
+    probe at midnight of E reaches exactly to E-N+1)."""
     if metric.window is None:
         return exp.WindowSpec(kind="RANGE", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW")
-    span = metric.window
-    if span.unit in ("d", "w"):
-        reach = exp.Interval(this=exp.Literal.string(str(span.amount * (7 if span.unit == "w" else 1) - 1)), unit=exp.var("DAY"))
-    else:
-        reach = exp.Interval(this=exp.Literal.string(f"{span.amount * (12 if span.unit == 'y' else 1)} months -1 day"))
-    return exp.WindowSpec(kind="RANGE", start=reach, start_side="PRECEDING", end="CURRENT ROW")
+    return exp.WindowSpec(kind="RANGE", start=_interval([metric.window]), start_side="PRECEDING", end="CURRENT ROW")
 
 
 def _earlier_frame(window: Span, earlier: Span) -> exp.WindowSpec:
     """The RANGE frame, from a probe on a window's end, of the span `earlier` before that window:
-    from `window + earlier - 1 day` to `window` PRECEDING (months are taken before days, as the
-    nights' edges are)."""
+    from `window + earlier` to `window` PRECEDING (months are taken before days, as the nights'
+    edges are)."""
+    return exp.WindowSpec(kind="RANGE", start=_interval([window, earlier]), start_side="PRECEDING", end=_interval([window]), end_side="PRECEDING")
 
-    def interval(spans: list[Span], less_days: int) -> exp.Interval:
-        months = sum(s.amount * (12 if s.unit == "y" else 1) for s in spans if s.unit in ("m", "y"))
-        days = sum(s.amount * (7 if s.unit == "w" else 1) for s in spans if s.unit in ("d", "w")) - less_days
-        if not months:
-            return exp.Interval(this=exp.Literal.string(str(days)), unit=exp.var("DAY"))
-        return exp.Interval(this=exp.Literal.string(f"{months} months {days} days" if days else f"{months} months"))
 
-    return exp.WindowSpec(kind="RANGE", start=interval([window, earlier], 1), start_side="PRECEDING", end=interval([window], 0), end_side="PRECEDING")
+def _interval(spans: list[Span]) -> exp.Interval:
+    """The spans summed as one whole interval: `N DAY` or `M MONTH`. Months and days together
+    (a window in months with a baseline in days) only DuckDB runs; the Spark pass refuses it."""
+    months = sum(s.amount * (12 if s.unit == "y" else 1) for s in spans if s.unit in ("m", "y"))
+    days = sum(s.amount * (7 if s.unit == "w" else 1) for s in spans if s.unit in ("d", "w"))
+    if not months:
+        return exp.Interval(this=exp.Literal.string(str(days)), unit=exp.var("DAY"))
+    if not days:
+        return exp.Interval(this=exp.Literal.string(str(months)), unit=exp.var("MONTH"))
+    return exp.Interval(this=exp.Literal.string(f"{months} months {days} days"))
 
 
 @dataclass(frozen=True)
@@ -753,7 +758,8 @@ class _RowsReading(_Reading):
         return type(self)(self.rows, self.metric, f"{self.index}b", self.bounds, _Span((*self.span.ending, self.span.window), window))
 
     def earliest(self, value: exp.Expression) -> exp.Expression:
-        return self.over(exp.ArgMin(this=value, expression=self.rows.place.copy()))
+        # NULL values filtered here: DuckDB's arg_min skips them, Spark's min_by returns them.
+        return self.over(exp.ArgMin(this=value, expression=self.rows.place.copy()), also=_not_null(value))
 
     def running(self, value: exp.Expression, within: exp.Expression) -> exp.Expression:
         """Per row: the sum of `value` over the account's matching rows with the same `within`
@@ -775,7 +781,7 @@ class _RowsReading(_Reading):
         raise NotImplementedError
 
     def latest(self, value: exp.Expression) -> exp.Expression:
-        return self.over(exp.ArgMax(this=value, expression=self.rows.place.copy()))
+        return self.over(exp.ArgMax(this=value, expression=self.rows.place.copy()), also=_not_null(value))
 
     def column(self) -> exp.Column:
         return self.rows.carry(self.metric.column, self.table_column())
@@ -836,7 +842,7 @@ class _Streamed(_RowsReading):
         return exp.Window(
             this=_filtered(aggregate, self._counting(also)),
             partition_by=[exp.column("account_id")],
-            order=exp.Order(expressions=[exp.Ordered(this=exp.column("day"))]),
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("at"))]),
             spec=spec,
         )
 
@@ -928,6 +934,7 @@ def _streamed(
     probes = exp.select(
         exp.column("account_id", "a"),
         exp.alias_(window_end, "day"),
+        exp.alias_(_timestamp(window_end.copy()), "at"),
         exp.column("night", "n"),
         exp.column("ending", "k"),
         *[exp.alias_(exp.null(), c) for c in columns],
@@ -935,7 +942,11 @@ def _streamed(
     )
     with_rows = exp.select("account_id").distinct().from_(f"{table}_rows")
     probes = probes.from_(exp.alias_(exp.paren(with_rows), "a")).join(exp.alias_(exp.to_table("nights"), "n"), join_type="cross").join(ends, join_type="cross")
-    real = exp.select("account_id", "day", exp.alias_(exp.null(), "night"), exp.alias_(exp.null(), "ending"), *columns, *[exp.alias_(exp.null(), c) for c in carried])
+    # Rows sit at midday of the day before (the frames' key is a timestamp), probes at midnight: a
+    # frame of a whole `INTERVAL 'N' DAY` or `'M' MONTH` before the probe then holds exactly the
+    # days of the window, with no interval mixing months and days, which Spark rejects.
+    row_at = exp.Sub(this=_timestamp(exp.column("day")), expression=exp.Interval(this=exp.Literal.string("12"), unit=exp.var("HOUR")))
+    real = exp.select("account_id", "day", exp.alias_(row_at, "at"), exp.alias_(exp.null(), "night"), exp.alias_(exp.null(), "ending"), *columns, *[exp.alias_(exp.null(), c) for c in carried])
     stream = exp.union(real.from_(f"{table}_rows"), probes, distinct=False)
     windowed = exp.select("account_id", "night", "ending", *[exp.alias_(v, f"value_{i}") for i, (_, _, v) in enumerate(values)])
     windowed = windowed.from_(exp.alias_(exp.paren(stream), "s"))
@@ -945,6 +956,10 @@ def _streamed(
     ]
     per_night = exp.select("account_id", "night", *picked).from_(exp.alias_(exp.paren(windowed), "w"))
     return per_night.where(exp.column("night").is_(exp.null()).not_()).group_by("account_id", "night")
+
+
+def _not_null(value: exp.Expression) -> exp.Expression:
+    return exp.Is(this=value.copy(), expression=exp.null()).not_()
 
 
 def _filtered(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expression:
