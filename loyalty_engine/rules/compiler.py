@@ -41,6 +41,7 @@ from sqlglot import exp
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules import groups, kinds
+from loyalty_engine.rules.dialects import for_dialect
 from loyalty_engine.rules.kinds import BUILTINS, KINDS
 from loyalty_engine.rules.loader import Metric, Rule, RuleProblems, RuleSet, Span, Where, did_you_mean, placeholders
 
@@ -387,6 +388,7 @@ def compile_rules(
     accounts: exp.Expression | None = None,
     replay: bool = False,
     fired: bool = True,
+    dialect: str = DIALECT,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
@@ -395,7 +397,8 @@ def compile_rules(
     `replay` (the backtest) keeps closed accounts, which were open on past nights as far as
     anyone can tell, and leaves out accounts on nights before their customer_since. Without
     `fired` (the backtest, whose lifecycle decides that), no `fired` columns, and for rules with
-    hysteresis none of the window functions they need."""
+    hysteresis none of the window functions they need. `dialect` is the engine's ("duckdb" or
+    "spark"): the one tree, with the engine's differences applied (dialects.py)."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -461,7 +464,7 @@ def compile_rules(
     for name, cte in ctes:
         query = query.with_(name, as_=cte)
     query = query.order_by("account_id", "night")
-    return CompiledRules(query.sql(DIALECT, pretty=True), rules, evidence, [m.name for m in metrics], parts)
+    return CompiledRules(for_dialect(query, dialect).sql(dialect, pretty=True), rules, evidence, [m.name for m in metrics], parts)
 
 
 def with_variants(ruleset: RuleSet, rule_id: str, combinations: list[dict[str, float]]) -> RuleSet:
