@@ -25,7 +25,7 @@ from loyalty_engine.errors import ExtractError
 from loyalty_engine.extracts.schemas import EMAIL
 from loyalty_engine.extracts.staging import extract_folder, find_table_file, is_required
 from loyalty_engine.i18n import LANGUAGES
-from loyalty_engine.rules.compiler import compile_rules
+from loyalty_engine.rules.compiler import CompiledRules, compile_rules
 from loyalty_engine.rules.loader import RuleSet
 
 # Settings a night needs whatever the cluster says: dates and the frames' timestamps without a
@@ -65,11 +65,11 @@ def read_extracts(session, extracts: ExtractSettings, night: date) -> set[str]:
     return absent
 
 
-def evaluate_on_spark(session, ruleset: RuleSet, nights: date | list[date], **options) -> pa.Table:
+def evaluate_on_spark(session, ruleset: RuleSet, nights: date | list[date], **options) -> tuple[CompiledRules, pa.Table]:
     """compile_rules' query for Spark, run on the views `read_extracts` made: one row per
     account and night, as Arrow (small: per account, not per order)."""
     compiled = compile_rules(ruleset, nights, dialect="spark", **options)
-    return session.sql(compiled.sql).toArrow()
+    return compiled, session.sql(compiled.sql).toArrow()
 
 
 def _decimal(extracts: ExtractSettings, name: str) -> str:
