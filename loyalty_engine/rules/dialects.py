@@ -57,10 +57,12 @@ def _distinct_as_set(node: exp.Expression) -> exp.Expression:
     counted = node.find(exp.Count)
     if counted is None or not isinstance(counted.this, exp.Distinct):
         return node
-    node = node.copy()
-    counted = node.find(exp.Count)
     [value] = counted.this.expressions
-    counted.replace(exp.ArrayUniqueAgg(this=value))
+    as_set = exp.ArrayUniqueAgg(this=value.copy())
+    if counted is node:
+        return exp.ArraySize(this=as_set)
+    node = node.copy()
+    node.find(exp.Count).replace(as_set)
     return exp.ArraySize(this=node)
 
 
