@@ -389,6 +389,7 @@ def compile_rules(
     replay: bool = False,
     fired: bool = True,
     dialect: str = DIALECT,
+    streamed: bool | None = None,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
@@ -398,7 +399,8 @@ def compile_rules(
     anyone can tell, and leaves out accounts on nights before their customer_since. Without
     `fired` (the backtest, whose lifecycle decides that), no `fired` columns, and for rules with
     hysteresis none of the window functions they need. `dialect` is the engine's ("duckdb" or
-    "spark"): the one tree, with the engine's differences applied (dialects.py)."""
+    "spark"): the one tree, with the engine's differences applied (dialects.py). `streamed`
+    chooses the compile form (None: streamed from JOINED_NIGHTS nights on, on DuckDB only)."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -409,12 +411,14 @@ def compile_rules(
         check_filter(metric)
     if account is not None:
         accounts = exp.column("account_id").eq(exp.Literal.string(account))
+    if streamed is None:
+        streamed = len(nights) > JOINED_NIGHTS and dialect not in JOINED_ONLY
     bounds = _Bounds()
     ctes: list[tuple[str, exp.Expression]] = []
     tables = sorted({m.table for m in metrics if KINDS[m.kind].reads_rows})
     for table in tables:
         table_metrics = [m for m in metrics if m.table == table and KINDS[m.kind].reads_rows]
-        ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=len(nights) > JOINED_NIGHTS)
+        ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=streamed)
     ctes.insert(0, ("nights", bounds.nights_query(nights)))
     ctes.append(("metrics", _account_metrics(metrics, tables, accounts, replay)))
 
@@ -686,6 +690,11 @@ class _Span:
 # it (benchmarks/README.md: one night 0.6 s joined against 3.5 s streamed at 10k accounts, a
 # year 46 s streamed against 220 s for 365 single nights).
 JOINED_NIGHTS = 7
+# Spark's moving frames have no way to take a row out of an aggregate: percentile, collect_set and
+# max_by are recomputed over the whole frame for every row, so the streamed form costs rows x
+# frame there (30 nights of 65 accounts: 790 s on local[1], against 41 s joined). Spark scales
+# the joined form out instead; the streamed form's Spark SQL is still generated and checked.
+JOINED_ONLY = ("spark",)
 
 
 class _Rows:

@@ -100,6 +100,9 @@ def book(tmp_path_factory, spark):
     con.close()
 
 
+ROUNDED = {"falling_order_value.monthly_revenue"}  # values written round(…) over a sum
+
+
 def same(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -123,7 +126,9 @@ def test_every_outcome_is_the_same_on_spark(book, spark, count):
         for name in on_duckdb.column_names
         if not same(row[name], other[name])
     ]
-    assert differ == []
+    # Known (docs/spark.md): a sum of doubles added in another order can land a hair below a
+    # half, and a value rounded to a whole number is then 1 lower. Only such values may differ.
+    assert [d for d in differ if not (d[2] in ROUNDED and abs(d[3] - d[4]) == 1)] == []
 
 
 def test_a_night_with_engine_spark_stores_the_same_signals_and_warnings(book, spark, tmp_path):
