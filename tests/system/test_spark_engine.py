@@ -39,7 +39,7 @@ def _append(path, rows: list[dict]) -> None:
     with path.open(encoding="utf-8") as handle:
         columns = next(csv.reader(handle))
     with path.open("a", newline="", encoding="utf-8") as handle:
-        csv.DictWriter(handle, fieldnames=columns).writerows({c: row.get(c, EMPTY) for c in columns} for row in rows)
+        csv.DictWriter(handle, fieldnames=columns, lineterminator="\n").writerows({c: row.get(c, EMPTY) for c in columns} for row in rows)
 
 
 def add_edge_accounts(folder) -> None:
