@@ -23,8 +23,10 @@ The query's shape, for the nights N (one night, or a year of them for a backtest
     (final)        per rule `fired`: held on each of the last `for` nights of the set, or, with
                    hysteresis, started so and not resolved since (rule tests and explain)
 
-Only portable constructs are used (FILTER, window functions, NULLIF, CASE), so the same trees
-can later be generated for another engine.
+Only portable constructs are used (FILTER, window functions, NULLIF, CASE, frames keyed on a
+timestamp with whole DAY or MONTH intervals, NULLs filtered before arg_max), so the same tree is
+generated for DuckDB and for Spark (`dialect=`); where a function differs, rules/dialects.py
+rewrites it for Spark just before generating (docs/spark.md).
 """
 
 from __future__ import annotations
@@ -692,7 +694,7 @@ class _Span:
 JOINED_NIGHTS = 7
 # Spark's moving frames have no way to take a row out of an aggregate: percentile, collect_set and
 # max_by are recomputed over the whole frame for every row, so the streamed form costs rows x
-# frame there (30 nights of 65 accounts: 790 s on local[1], against 41 s joined). Spark scales
+# frame there (30 nights of 65 accounts: 790 s on local[1], against 45 s joined). Spark scales
 # the joined form out instead; the streamed form's Spark SQL is still generated and checked.
 JOINED_ONLY = ("spark",)
 
