@@ -61,7 +61,7 @@ def read_extracts(session, extracts: ExtractSettings, night: date) -> set[str]:
         if extracts.table(name).mode == "append":
             raise ExtractError(f"extracts.tables.{name}.mode: append is not read by the Spark engine yet; give it the whole table")
         _read_file(session, table, path, extracts).createOrReplaceTempView(f"raw_{name}")
-        session.sql(checked_sql(table, night, extracts.csv_for(name).decimal or _decimal(extracts, name))).createOrReplaceTempView(name)
+        session.sql(checked_sql(table, night, _decimal(extracts, name, path))).createOrReplaceTempView(name)
     return absent
 
 
@@ -72,8 +72,12 @@ def evaluate_on_spark(session, ruleset: RuleSet, nights: date | list[date], **op
     return compiled, session.sql(compiled.sql).toArrow()
 
 
-def _decimal(extracts: ExtractSettings, name: str) -> str:
-    return "," if extracts.csv_for(name).delimiter == ";" else "."
+def _decimal(extracts: ExtractSettings, name: str, path: Path) -> str:
+    """The decimal mark as DuckDB's staging takes it: configured, else ',' in a ';' file."""
+    csv = extracts.csv_for(name)
+    if csv.decimal or path.suffix == ".parquet":
+        return csv.decimal or "."
+    return "," if (csv.delimiter or _sniffed_delimiter(path)) == ";" else "."
 
 
 def _read_file(session, table: Table, path: Path, extracts: ExtractSettings):
