@@ -157,3 +157,36 @@ def test_a_night_with_engine_spark_stores_the_same_signals_and_warnings(book, sp
         assert other[:3] == (account, rule, severity)
         assert other[3].keys() == evidence.keys() and all(same(evidence[k], other[3][k]) for k in evidence), (account, rule)
 
+
+
+def test_spark_keeps_out_the_rows_duckdbs_checks_keep_out(spark, tmp_path):
+    """The contract's checks as Spark SQL: the same rows kept out, the same values cleared."""
+    from tests.support.builders import write_extract
+
+    good = {"name": "A", "owner_email": "anna@example.com", "owner_name": "Anna", "status": "active"}
+    folder = write_extract(
+        tmp_path / "extracts",
+        NIGHT,
+        accounts=[{"account_id": "A1", **good}, {"account_id": "A2", **good, "owner_email": "not an address", "status": "Closed"}],
+        orders=[
+            {"order_id": "O1", "account_id": "A1", "order_date": "2028-02-29", "amount": "10.5", "currency": "EUR"},
+            {"order_id": "O2", "account_id": "A1", "order_date": "29.02.2028", "amount": "0", "currency": "EUR"},
+            {"order_id": "O3", "account_id": "A1", "order_date": "2028-03-01", "amount": "1", "currency": "EUR"},  # after the night
+            {"order_id": "O4", "account_id": "A1", "order_date": "2028-02-01", "amount": "-1", "currency": "EUR"},  # negative
+            {"order_id": "O5", "account_id": "NOPE", "order_date": "2028-02-01", "amount": "1", "currency": "EUR"},  # no such account
+            {"order_id": "O6", "account_id": "A2", "order_date": "2028-02-30", "amount": "1", "currency": "EUR"},  # no such day
+            {"order_id": "O7", "account_id": "A2", "order_date": "2028-02-01", "amount": "1", "currency": "EUR"},
+            {"order_id": "O7", "account_id": "A2", "order_date": "2028-02-02", "amount": "2", "currency": "EUR"},  # duplicate id
+            {"order_id": "O8", "account_id": "A2", "order_date": "2028-02-02", "amount": "", "currency": "eur"},
+        ],
+        complaints=[{"complaint_id": "B1", "account_id": "A1", "opened_at": "2028-02-10", "closed_at": "2028-02-01"}],  # closed before opened
+        contracts=[{"contract_id": "V1", "account_id": "A1", "start_date": "2028-01-01", "end_date": "2029-01-01", "annual_value": "-5"}],
+    )
+    extracts = ExtractSettings(path=folder.parent)
+    with store.connect(tmp_path / "loyalty.duckdb") as con:
+        validate_night(con, stage_extracts(con, extracts, NIGHT), NIGHT)
+        read_extracts(spark, extracts, NIGHT)
+        for table in ("accounts", "orders", "complaints", "contracts"):
+            on_duckdb = con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            on_spark = [tuple(row) for row in spark.sql(f"SELECT * FROM {table} ORDER BY 1").collect()]
+            assert on_spark == on_duckdb, table
