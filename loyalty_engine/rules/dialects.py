@@ -10,6 +10,8 @@ node by node, just before the SQL is generated: DuckDB needs nothing, Spark thes
 - `count(DISTINCT x)` over a frame is rejected: `size(collect_set(x))`;
 - `a / b` divides decimals as decimals with 6 to 12 places; DuckDB divides as doubles: the
   dividend is cast to DOUBLE, so both divide the same doubles;
+- a value named earlier in a table's rows SELECT and read by name inside a window function
+  (a lateral alias) is rejected: the name is replaced by its expression;
 - `unusual`'s sum over k: DuckDB's `list_sum(list_transform(range(…), lambda k: …))` becomes
   `aggregate(sequence(…), 0D, (acc, k) -> acc + …)`, and `lgamma`, which Spark lacks, Stirling's
   series shifted by ten (below);
