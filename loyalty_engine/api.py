@@ -524,12 +524,16 @@ def backtest(
     with store.night_lock(settings.database), store.connect(settings.database) as con:
         if results.latest_loaded_night(con) is None:
             raise UserError(f"{settings.database}: no night loaded yet; run `loyalty run` first")
+        # engine: spark reads the newest loaded night's extracts, the tables the replay reads in DuckDB.
+        from loyalty_engine.night import spark_for_night
+
+        spark = spark_for_night(settings, results.latest_loaded_night(con))
         for path, ruleset in rule_sets:
             progress(f"Replaying {path} …")
             replayed.append(
                 replay.run_backtest(
                     con, ruleset, settings.backtest, first, last, settings.digest.repeat_after_days,
-                    progress=lambda message: progress(f"  {message}"), digest=settings.digest,
+                    progress=lambda message: progress(f"  {message}"), digest=settings.digest, spark=spark,
                 )
             )
         replay.store_figures(con, replayed[0], rules_path)

@@ -97,8 +97,12 @@ def run_backtest(
     repeat_after_days: int = 7,
     progress: Callable[[str], None] = lambda _: None,
     digest: DigestSettings | None = None,
+    spark=None,
 ) -> Backtest:
     """Replay the enabled rules (live and shadow) on every night from first to last.
+
+    With `spark` (a session holding the newest night's extracts, `spark_engine.read_extracts`),
+    the rules are evaluated there; the lifecycle's replay and the figures stay in DuckDB.
 
     `digest` (config.yaml's digest settings) is the policy the mail volume is counted by:
     repeat_after_days, max_new, cadence, weekday and immediate_severity; without it, the
@@ -111,7 +115,7 @@ def run_backtest(
     nights = replay_nights(first, last)
     absent = store.absent_tables(con, data_end)
     ruleset, _ = runnable(ruleset, absent)
-    held = _signals(con, ruleset, nights, progress)
+    held = _signals(con, ruleset, nights, progress, spark)
     progress(f"replaying the lifecycle over {len(nights)} nights")
     # The real lifecycle and digest policy, two ways: each rule as if it were alone (its own
     # digests per owner: the per-rule figures, which tune compares), and the owners' real
@@ -130,20 +134,31 @@ def run_backtest(
         con.unregister("replayed_digests")
 
 
-def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date], progress) -> pa.Table:
+def _signals(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, nights: list[date], progress, spark=None) -> pa.Table:
     """(night, account_id, rule_id, holds, resolves) where a condition held (true) or could not be
     judged (null), or a rule's resolve_when did not hold (resolves false or null), for an
     (account, rule) pair that held on some night: what the lifecycle needs."""
     accounts = con.execute("SELECT count(*) FROM accounts").fetchall()[0][0]
-    chunks = max(1, math.ceil(accounts * len(nights) / PROBES_PER_CHUNK))
+    # Spark spreads one query over its executors itself (and hashes ids otherwise than DuckDB).
+    chunks = max(1, math.ceil(accounts * len(nights) / PROBES_PER_CHUNK)) if spark is None else 1
     con.execute("CREATE OR REPLACE TEMP TABLE replay_signals (night DATE, account_id VARCHAR, rule_id VARCHAR, holds BOOLEAN, resolves BOOLEAN)")
     for chunk in range(chunks):
         progress(f"evaluating {len(ruleset.rules)} rules on {len(nights)} nights, accounts part {chunk + 1} of {chunks}")
         part = exp.EQ(this=exp.Mod(this=exp.func("hash", exp.column("account_id")), expression=exp.Literal.number(chunks)), expression=exp.Literal.number(chunk))
-        compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True, fired=False)
-        holds = ", ".join(f'"{r.id}.holds"' + (f', "{r.id}.resolves"' if r.resolve_when is not None else "") for r in compiled.rules)
         started = time.perf_counter()
-        con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM ({compiled.sql})")
+        if spark is None:
+            compiled = compile_rules(ruleset, nights, accounts=part if chunks > 1 else None, replay=True, fired=False)
+            source = f"({compiled.sql})"
+        else:
+            from loyalty_engine.spark_engine import evaluate_on_spark
+
+            compiled, outcomes = evaluate_on_spark(spark, ruleset, nights, replay=True, fired=False)
+            con.register("spark_outcomes", outcomes)
+            source = "spark_outcomes"
+        holds = ", ".join(f'"{r.id}.holds"' + (f', "{r.id}.resolves"' if r.resolve_when is not None else "") for r in compiled.rules)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE replay_part AS SELECT account_id, night, {holds} FROM {source}")
+        if spark is not None:
+            con.unregister("spark_outcomes")
         progress(f"evaluated in {time.perf_counter() - started:.1f} s")
         for rule in compiled.rules:
             column = f'"{rule.id}.holds"'

@@ -233,6 +233,28 @@ class FeedbackSettings(_Section):
 MIN_SECRET_BYTES = 32
 
 
+class SparkSettings(_Section):
+    """Where Spark runs: a master URL (local[N], spark://host:7077, yarn, …) and its conf."""
+
+    master: str = Field(default="local[2]", min_length=1)
+    conf: dict[str, str | int | float | bool] = {}  # spark.* keys, e.g. {spark.driver.memory: 4g}
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, value: dict) -> dict:
+        for key in value:
+            if not key.startswith("spark."):
+                raise ValueError(f"'{key}' is not a Spark setting (they start with 'spark.')")
+        return value
+
+
+class EngineSettings(_Section):
+    """Where the rules are evaluated (docs/spark.md): DuckDB in the store's file, or Spark."""
+
+    kind: Literal["duckdb", "spark"] = "duckdb"
+    spark: SparkSettings = SparkSettings()
+
+
 class Settings(_Section):
     extracts: ExtractSettings
     database: Path
@@ -244,6 +266,7 @@ class Settings(_Section):
     validation: ValidationSettings = ValidationSettings()
     backtest: BacktestSettings = BacktestSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    engine: EngineSettings = EngineSettings()
     snoozes: Path = Path("snoozes.yaml")  # ops' snoozes; a missing file means none
     # Where the file came from; relative paths above are already resolved against its folder.
     source: Path = Field(default=Path("config.yaml"), exclude=True)

@@ -94,7 +94,7 @@ def _load_and_evaluate(
     if any(c.outcome is Outcome.FAIL for c in state.checks):
         state.checks.append(gate.flood_not_checked())
         raise gate.GateFailed(night, state.checks)
-    state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night))
+    state.outcome = evaluate_rules(con, ruleset, night, store.absent_tables(con, night), spark=spark_for_night(settings, night))
     state.lost = mark_lost(con, night, settings.backtest.lost)
     # The owners' "already known" answers rest their warnings through the same snoozes as ops' file.
     snoozes = [*snoozes, *owner_snoozes(con, night)]
@@ -114,6 +114,18 @@ def _load_and_evaluate(
     if state.budget["repeat_later"]:  # repeats that ride along later are not told tonight
         state.notices["repeat"] = state.notices.get("repeat", 0) - state.budget["repeat_later"]
         state.notices["open"] = state.notices.get("open", 0) + state.budget["repeat_later"]
+
+
+def spark_for_night(settings: Settings, night: date):
+    """With `engine: spark`, the session with the night's extracts read and checked there (the
+    gate above ran in DuckDB on the same files); None with DuckDB."""
+    if settings.engine.kind != "spark":
+        return None
+    from loyalty_engine.spark_engine import read_extracts, start_spark
+
+    session = start_spark(settings.engine.spark)
+    read_extracts(session, settings.extracts, night)
+    return session
 
 
 def check_extracts(settings: Settings, night: date) -> list[Check]:

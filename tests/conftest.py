@@ -30,7 +30,7 @@ from tests.support.smtp import *  # noqa: E402,F401,F403  (real aiosmtpd servers
 
 SLOW_FOLDERS = ("system", "browser")
 # Fixtures that start something heavy: Prefect's API, a mail server, a browser, a CLI process.
-SLOW_FIXTURES = {"prefect_harness", "smtp_server", "smtp_tls_server", "chromium", "evaluated", "cli_project"}
+SLOW_FIXTURES = {"spark", "prefect_harness", "smtp_server", "smtp_tls_server", "chromium", "evaluated", "cli_project"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,3 +47,27 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole session (it takes 12-20 s to start; Java 17, pyspark
+    from the lock). Its tests are slow and on one xdist worker (xdist_group "spark")."""
+    from loyalty_engine.config import SparkSettings
+    from loyalty_engine.spark_engine import start_spark
+
+    session = start_spark(SparkSettings(master="local[1]", conf=SPARK_TEST_CONF), app_name="loyalty-engine-tests")
+    yield session
+    session.stop()
+
+
+# Small data, one core: one shuffle partition, no UI, and no code generation, whose compiling of
+# the rules' large expressions costs more than it saves on a few thousand rows.
+SPARK_TEST_CONF = {
+    "spark.driver.memory": "2g",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.ui.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+}

@@ -23,8 +23,10 @@ The query's shape, for the nights N (one night, or a year of them for a backtest
     (final)        per rule `fired`: held on each of the last `for` nights of the set, or, with
                    hysteresis, started so and not resolved since (rule tests and explain)
 
-Only portable constructs are used (FILTER, window functions, NULLIF, CASE), so the same trees
-can later be generated for another engine.
+Only portable constructs are used (FILTER, window functions, NULLIF, CASE, frames keyed on a
+timestamp with whole DAY or MONTH intervals, NULLs filtered before arg_max), so the same tree is
+generated for DuckDB and for Spark (`dialect=`); where a function differs, rules/dialects.py
+rewrites it for Spark just before generating (docs/spark.md).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sqlglot import exp
 from loyalty_engine.contract import TABLES
 from loyalty_engine.errors import RuleError
 from loyalty_engine.rules import groups, kinds
+from loyalty_engine.rules.dialects import for_dialect
 from loyalty_engine.rules.kinds import BUILTINS, KINDS
 from loyalty_engine.rules.loader import Metric, Rule, RuleProblems, RuleSet, Span, Where, did_you_mean, placeholders
 
@@ -387,6 +390,8 @@ def compile_rules(
     accounts: exp.Expression | None = None,
     replay: bool = False,
     fired: bool = True,
+    dialect: str = DIALECT,
+    streamed: bool | None = None,
 ) -> CompiledRules:
     """One query: a row per account (but closed ones) and night, with its metrics and, per rule,
     `<rule>.holds`, `<rule>.fired` and `<rule>.<value>`. Rows are for every night of the set (the
@@ -395,7 +400,9 @@ def compile_rules(
     `replay` (the backtest) keeps closed accounts, which were open on past nights as far as
     anyone can tell, and leaves out accounts on nights before their customer_since. Without
     `fired` (the backtest, whose lifecycle decides that), no `fired` columns, and for rules with
-    hysteresis none of the window functions they need."""
+    hysteresis none of the window functions they need. `dialect` is the engine's ("duckdb" or
+    "spark"): the one tree, with the engine's differences applied (dialects.py). `streamed`
+    chooses the compile form (None: streamed from JOINED_NIGHTS nights on, on DuckDB only)."""
     nights = sorted({nights} if isinstance(nights, date) else set(nights))
     rules = [r for r in ruleset.rules if r.enabled]
     checked = {rule.id: check_rule(ruleset, rule) for rule in rules}
@@ -406,12 +413,14 @@ def compile_rules(
         check_filter(metric)
     if account is not None:
         accounts = exp.column("account_id").eq(exp.Literal.string(account))
+    if streamed is None:
+        streamed = len(nights) > JOINED_NIGHTS and dialect not in JOINED_ONLY
     bounds = _Bounds()
     ctes: list[tuple[str, exp.Expression]] = []
     tables = sorted({m.table for m in metrics if KINDS[m.kind].reads_rows})
     for table in tables:
         table_metrics = [m for m in metrics if m.table == table and KINDS[m.kind].reads_rows]
-        ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=len(nights) > JOINED_NIGHTS)
+        ctes += _table_metrics(table, table_metrics, bounds, accounts, streamed=streamed)
     ctes.insert(0, ("nights", bounds.nights_query(nights)))
     ctes.append(("metrics", _account_metrics(metrics, tables, accounts, replay)))
 
@@ -461,7 +470,7 @@ def compile_rules(
     for name, cte in ctes:
         query = query.with_(name, as_=cte)
     query = query.order_by("account_id", "night")
-    return CompiledRules(query.sql(DIALECT, pretty=True), rules, evidence, [m.name for m in metrics], parts)
+    return CompiledRules(for_dialect(query, dialect).sql(dialect, pretty=True), rules, evidence, [m.name for m in metrics], parts)
 
 
 def with_variants(ruleset: RuleSet, rule_id: str, combinations: list[dict[str, float]]) -> RuleSet:
@@ -637,32 +646,37 @@ class _Bounds:
         return select
 
 
+def _timestamp(day: exp.Expression) -> exp.Expression:
+    # Without a time zone: Spark's TIMESTAMP is the session's local time, whose DST days are not 24 h.
+    return exp.cast(day, exp.DataType.build("timestamp_ntz"))
+
+
 def _frame(metric: Metric) -> exp.WindowSpec:
-    """The metric's window as a RANGE frame ending on the probe's day: a window of N ending at E
-    covers E-N+1 … E, as `window_bounds` says."""
+    """The metric's window as a RANGE frame ending at the probe: a window of N ending at E covers
+    E-N+1 … E, as `window_bounds` says (rows at midday before their day, so `N DAY` before the
+    probe at midnight of E reaches exactly to E-N+1)."""
     if metric.window is None:
         return exp.WindowSpec(kind="RANGE", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW")
-    span = metric.window
-    if span.unit in ("d", "w"):
-        reach = exp.Interval(this=exp.Literal.string(str(span.amount * (7 if span.unit == "w" else 1) - 1)), unit=exp.var("DAY"))
-    else:
-        reach = exp.Interval(this=exp.Literal.string(f"{span.amount * (12 if span.unit == 'y' else 1)} months -1 day"))
-    return exp.WindowSpec(kind="RANGE", start=reach, start_side="PRECEDING", end="CURRENT ROW")
+    return exp.WindowSpec(kind="RANGE", start=_interval([metric.window]), start_side="PRECEDING", end="CURRENT ROW")
 
 
 def _earlier_frame(window: Span, earlier: Span) -> exp.WindowSpec:
     """The RANGE frame, from a probe on a window's end, of the span `earlier` before that window:
-    from `window + earlier - 1 day` to `window` PRECEDING (months are taken before days, as the
-    nights' edges are)."""
+    from `window + earlier` to `window` PRECEDING (months are taken before days, as the nights'
+    edges are)."""
+    return exp.WindowSpec(kind="RANGE", start=_interval([window, earlier]), start_side="PRECEDING", end=_interval([window]), end_side="PRECEDING")
 
-    def interval(spans: list[Span], less_days: int) -> exp.Interval:
-        months = sum(s.amount * (12 if s.unit == "y" else 1) for s in spans if s.unit in ("m", "y"))
-        days = sum(s.amount * (7 if s.unit == "w" else 1) for s in spans if s.unit in ("d", "w")) - less_days
-        if not months:
-            return exp.Interval(this=exp.Literal.string(str(days)), unit=exp.var("DAY"))
-        return exp.Interval(this=exp.Literal.string(f"{months} months {days} days" if days else f"{months} months"))
 
-    return exp.WindowSpec(kind="RANGE", start=interval([window, earlier], 1), start_side="PRECEDING", end=interval([window], 0), end_side="PRECEDING")
+def _interval(spans: list[Span]) -> exp.Interval:
+    """The spans summed as one whole interval: `N DAY` or `M MONTH`. Months and days together
+    (a window in months with a baseline in days) only DuckDB runs; the Spark pass refuses it."""
+    months = sum(s.amount * (12 if s.unit == "y" else 1) for s in spans if s.unit in ("m", "y"))
+    days = sum(s.amount * (7 if s.unit == "w" else 1) for s in spans if s.unit in ("d", "w"))
+    if not months:
+        return exp.Interval(this=exp.Literal.string(str(days)), unit=exp.var("DAY"))
+    if not days:
+        return exp.Interval(this=exp.Literal.string(str(months)), unit=exp.var("MONTH"))
+    return exp.Interval(this=exp.Literal.string(f"{months} months {days} days"))
 
 
 @dataclass(frozen=True)
@@ -678,6 +692,11 @@ class _Span:
 # it (benchmarks/README.md: one night 0.6 s joined against 3.5 s streamed at 10k accounts, a
 # year 46 s streamed against 220 s for 365 single nights).
 JOINED_NIGHTS = 7
+# Spark's moving frames have no way to take a row out of an aggregate: percentile, collect_set and
+# max_by are recomputed over the whole frame for every row, so the streamed form costs rows x
+# frame there (30 nights of 65 accounts: 790 s on local[1], against 45 s joined). Spark scales
+# the joined form out instead; the streamed form's Spark SQL is still generated and checked.
+JOINED_ONLY = ("spark",)
 
 
 class _Rows:
@@ -753,7 +772,8 @@ class _RowsReading(_Reading):
         return type(self)(self.rows, self.metric, f"{self.index}b", self.bounds, _Span((*self.span.ending, self.span.window), window))
 
     def earliest(self, value: exp.Expression) -> exp.Expression:
-        return self.over(exp.ArgMin(this=value, expression=self.rows.place.copy()))
+        # NULL values filtered here: DuckDB's arg_min skips them, Spark's min_by returns them.
+        return self.over(exp.ArgMin(this=value, expression=self.rows.place.copy()), also=_not_null(value))
 
     def running(self, value: exp.Expression, within: exp.Expression) -> exp.Expression:
         """Per row: the sum of `value` over the account's matching rows with the same `within`
@@ -775,7 +795,7 @@ class _RowsReading(_Reading):
         raise NotImplementedError
 
     def latest(self, value: exp.Expression) -> exp.Expression:
-        return self.over(exp.ArgMax(this=value, expression=self.rows.place.copy()))
+        return self.over(exp.ArgMax(this=value, expression=self.rows.place.copy()), also=_not_null(value))
 
     def column(self) -> exp.Column:
         return self.rows.carry(self.metric.column, self.table_column())
@@ -836,7 +856,7 @@ class _Streamed(_RowsReading):
         return exp.Window(
             this=_filtered(aggregate, self._counting(also)),
             partition_by=[exp.column("account_id")],
-            order=exp.Order(expressions=[exp.Ordered(this=exp.column("day"))]),
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("at"))]),
             spec=spec,
         )
 
@@ -928,6 +948,7 @@ def _streamed(
     probes = exp.select(
         exp.column("account_id", "a"),
         exp.alias_(window_end, "day"),
+        exp.alias_(_timestamp(window_end.copy()), "at"),
         exp.column("night", "n"),
         exp.column("ending", "k"),
         *[exp.alias_(exp.null(), c) for c in columns],
@@ -935,7 +956,11 @@ def _streamed(
     )
     with_rows = exp.select("account_id").distinct().from_(f"{table}_rows")
     probes = probes.from_(exp.alias_(exp.paren(with_rows), "a")).join(exp.alias_(exp.to_table("nights"), "n"), join_type="cross").join(ends, join_type="cross")
-    real = exp.select("account_id", "day", exp.alias_(exp.null(), "night"), exp.alias_(exp.null(), "ending"), *columns, *[exp.alias_(exp.null(), c) for c in carried])
+    # Rows sit at midday of the day before (the frames' key is a timestamp), probes at midnight: a
+    # frame of a whole `INTERVAL 'N' DAY` or `'M' MONTH` before the probe then holds exactly the
+    # days of the window, with no interval mixing months and days, which Spark rejects.
+    row_at = exp.Sub(this=_timestamp(exp.column("day")), expression=exp.Interval(this=exp.Literal.string("12"), unit=exp.var("HOUR")))
+    real = exp.select("account_id", "day", exp.alias_(row_at, "at"), exp.alias_(exp.null(), "night"), exp.alias_(exp.null(), "ending"), *columns, *[exp.alias_(exp.null(), c) for c in carried])
     stream = exp.union(real.from_(f"{table}_rows"), probes, distinct=False)
     windowed = exp.select("account_id", "night", "ending", *[exp.alias_(v, f"value_{i}") for i, (_, _, v) in enumerate(values)])
     windowed = windowed.from_(exp.alias_(exp.paren(stream), "s"))
@@ -945,6 +970,10 @@ def _streamed(
     ]
     per_night = exp.select("account_id", "night", *picked).from_(exp.alias_(exp.paren(windowed), "w"))
     return per_night.where(exp.column("night").is_(exp.null()).not_()).group_by("account_id", "night")
+
+
+def _not_null(value: exp.Expression) -> exp.Expression:
+    return exp.Is(this=value.copy(), expression=exp.null()).not_()
 
 
 def _filtered(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expression:

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -87,17 +88,30 @@ def runnable(ruleset: RuleSet, absent: set[str]) -> tuple[RuleSet, dict[str, str
     return RuleSet(ruleset.metrics, rules), skipped
 
 
-def evaluate_rules(con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, absent: set[str] = frozenset()) -> NightOutcome:
+def evaluate_rules(
+    con: duckdb.DuckDBPyConnection, ruleset: RuleSet, night: date, absent: set[str] = frozenset(), spark=None
+) -> NightOutcome:
     """Evaluate every enabled rule for all accounts at once, as of the night; replace its signals.
 
     `for: N nights` is not applied here: the lifecycle counts the evaluated nights a signal
     held in a row. The (account, rule) pairs whose condition could not be judged (a metric had
     no data) are left in the TEMP table `night_unknown` on `con`, for `advance_warnings`, and for
-    rules with resolve_when the pairs it does not resolve tonight in `night_resolve`."""
+    rules with resolve_when the pairs it does not resolve tonight in `night_resolve`.
+
+    With `spark` (a session whose views `spark_engine.read_extracts` made), the rules run there
+    and only their outcomes come back; everything from here on is the same."""
     ruleset, skipped = runnable(ruleset, absent)
     outcome = NightOutcome(skipped=skipped)
-    compiled = compile_rules(ruleset, [night])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE night_outcomes AS {compiled.sql}")
+    if spark is None:
+        compiled = compile_rules(ruleset, [night])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE night_outcomes AS {compiled.sql}")
+    else:
+        from loyalty_engine.spark_engine import evaluate_on_spark
+
+        compiled, outcomes = evaluate_on_spark(spark, ruleset, [night])
+        con.register("spark_outcomes", outcomes)
+        con.execute("CREATE OR REPLACE TEMP TABLE night_outcomes AS SELECT * FROM spark_outcomes")
+        con.unregister("spark_outcomes")
     held_any = " OR ".join(f'"{r.id}.holds"' for r in compiled.rules) or "false"
     result = con.sql(f"SELECT * FROM night_outcomes WHERE {held_any}")
     names = result.columns
@@ -147,6 +161,8 @@ def _plain(value):
     """Whole numbers as int (12.0 months reads as 12); other floats to 12 significant digits:
     DuckDB sums a trend's or a spread's terms in whatever order its threads finish, so the last
     digits vary from run to run, and a re-run night must store the same evidence."""
+    if isinstance(value, Decimal):  # Spark's decimals arrive as such; DuckDB's query gives doubles there
+        value = float(value)
     if isinstance(value, float) and math.isfinite(value):
         value = float(f"{value:.12g}")
         return int(value) if value.is_integer() else value

@@ -80,3 +80,28 @@ def test_every_mistake_at_once_in_file_order(tmp_path):
         f"{path}:12: email.smtp.security: must be one of 'none', 'starttls' or 'ssl', got 'tls'",
         f"{path}:14: digest.languag: unknown key (did you mean 'digest.language'?)",
     ]
+
+
+@pytest.mark.parametrize(
+    "engine, message",
+    [
+        ("engine: {kind: sparc}", "15: engine.kind: must be one of 'duckdb' or 'spark', got 'sparc'"),
+        ("engine: {kind: spark, spark: {mastr: 'local[2]'}}", "15: engine.spark.mastr: unknown key (did you mean 'engine.spark.master'?)"),
+        ("engine: {kind: spark, spark: {conf: {driver.memory: 4g}}}", "15: engine.spark.conf: 'driver.memory' is not a Spark setting (they start with 'spark.'), got {'driver.memory': '4g'}"),
+    ],
+)
+def test_engine_mistakes_name_line_and_key(tmp_path, engine, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE + engine + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert str(error.value) == f"{path}:{message}"
+
+
+def test_the_engine_is_duckdb_unless_config_says_spark(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    assert load_settings(path).engine.kind == "duckdb"
+    path.write_text(BASE + "engine:\n  kind: spark\n  spark: {master: 'spark://lake:7077', conf: {spark.executor.memory: 8g}}\n", encoding="utf-8")
+    engine = load_settings(path).engine
+    assert (engine.kind, engine.spark.master, engine.spark.conf) == ("spark", "spark://lake:7077", {"spark.executor.memory": "8g"})
