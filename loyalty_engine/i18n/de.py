@@ -15,7 +15,7 @@ DIGEST = {
     "resolved": {"one": "1 behoben", "other": "{count} behoben"},
     "heading": "Frühwarnung vom {night}",
     "greeting": "Hallo {name},",
-    "portfolio": "Ihr Portfolio: {watched} Kunden beobachtet, {warned} mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: {retention}.",
+    "portfolio": {"one": "Ihr Portfolio: {count} Kunde beobachtet, {warned} mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: {retention}.", "other": "Ihr Portfolio: {count} Kunden beobachtet, {warned} mit offenen Warnsignalen. Kundenbindungsrate der letzten 12 Monate: {retention}."},
     "ops_intro": "Diese Warnsignale konnten keinem Betreuer zugestellt werden. Bitte weiterleiten und die Betreuer-Adresse im ERP korrigieren.",
     "section_new": "Neue Warnsignale",
     "section_more": "Weitere Kunden mit neuen Warnsignalen",

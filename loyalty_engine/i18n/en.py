@@ -15,7 +15,7 @@ DIGEST = {
     "resolved": {"one": "1 resolved", "other": "{count} resolved"},
     "heading": "Early warning for {night}",
     "greeting": "Hello {name},",
-    "portfolio": "Your portfolio: {watched} accounts watched, {warned} with open warnings. Retention rate over the last 12 months: {retention}.",
+    "portfolio": {"one": "Your portfolio: {count} account watched, {warned} with open warnings. Retention rate over the last 12 months: {retention}.", "other": "Your portfolio: {count} accounts watched, {warned} with open warnings. Retention rate over the last 12 months: {retention}."},
     "ops_intro": "These warnings could not go to an account owner. Please forward them and fix the owner address in the ERP.",
     "section_new": "New warning signs",
     "section_more": "More accounts with new warning signs",

@@ -231,7 +231,7 @@ def _render(
     header = ""
     if portfolio is not None and not for_ops:
         retention = ui["unknown"] if portfolio.retention is None else words.percent(portfolio.retention)
-        header = ui["portfolio"].format(watched=words.number(portfolio.watched), warned=words.number(portfolio.warned), retention=retention)
+        header = words.plural(ui["portfolio"], portfolio.watched, warned=words.number(portfolio.warned), retention=retention)
     context = {
         "lang": language,
         "ui": ui,
