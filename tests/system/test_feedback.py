@@ -237,7 +237,7 @@ def test_already_known_rests_the_warning_on_the_next_night(project, server, link
     assert snooze["until"] == NIGHT + timedelta(days=1 + 30)  # 30 days from the answer (the server's day)
     with pytest.raises(UserError, match=r"^snooze V1 is an owner's \"already known\" answer, not in .*snoozes\.yaml: it ends on its date"):
         api.snooze_remove(project, "v1")
-    listed = CliRunner().invoke(app, ["snooze", "--list", "--config", str(project.source)], terminal_width=200)
+    listed = CliRunner().invoke(app, ["snooze", "--list", "--config", str(project.source)], terminal_width=200, env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "V1" in listed.stdout and "owner's verdict" in listed.stdout
 
 
@@ -251,7 +251,7 @@ def test_rules_list_and_the_report_show_the_owners_precision(project, server, li
     shadow = [row for row in listing.rows if row["mode"] == "shadow"]
     assert shadow and all(row["owners_note"].startswith("shadow") and row["owners_precision"] is None for row in shadow)
     runner = CliRunner()
-    shown = runner.invoke(app, ["rules", "list", "--config", str(project.source)], terminal_width=250)
+    shown = runner.invoke(app, ["rules", "list", "--config", str(project.source)], terminal_width=250, env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output
     [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith(RULE)]
     assert "100%" in line.split()

@@ -113,7 +113,7 @@ class Oracle:
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
     root = tmp_path_factory.mktemp("month")
-    summary = generate_sample(root / "extracts", accounts=150, seed=3, end_date=END, nights=22)
+    summary = generate_sample(root / "extracts", accounts=200, seed=3, end_date=END, nights=22)
     # One account's owner address is broken in the ERP: its warnings go to ops. It is one built for
     # a live rule (a shadow rule's warnings reach no one), whose sign the engine sees on the last night.
     with (root / "extracts" / "ground_truth.csv").open(encoding="utf-8") as handle:
