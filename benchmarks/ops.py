@@ -1,6 +1,6 @@
 """How fast the ops commands answer, as a ratio to the floor of any process on this machine.
 
-    .venv/bin/python benchmarks/ops.py [--accounts 2000] [--repeat 5] [--work DIR]
+    .venv/bin/python benchmarks/ops.py [--accounts 2000] [--repeat 5] [--work DIR] [--before TREE] [--bytecode none]
     .venv/bin/python benchmarks/ops.py --config path/to/config.yaml --account K00042   # an existing database
 
 Each command is run as a user runs it, a new `loyalty` process each time, --repeat times, and the
@@ -8,6 +8,15 @@ median is shown beside two floors measured in the same run, interleaved with the
 both see the same load: `python -c pass` (the interpreter alone) and `loyalty --version` (the
 interpreter, typer and the CLI module). The goals of issue 17: `--help` within 0.3 s, the ops
 commands within 0.5 s (at 100,000 accounts).
+
+--before TREE times the same commands from another source tree too (say `git worktree add
+/tmp/base <commit>`), interleaved in the same loop: before and after under the same load.
+
+Bytecode: an installed package runs from cached .pyc files; a process that must compile every
+module from source (PYTHONDONTWRITEBYTECODE set and no .pyc beside the sources, as in a venv
+synced with it) spends about as long compiling as running. By default the commands keep their
+bytecode under <work>/pycache (PYTHONPYCACHEPREFIX; one untimed pass fills it), as deployed;
+--bytecode none times them compiling everything each time.
 
 Without --config, a sample of --accounts accounts (seed 7, last night 2026-11-20) is generated and
 one night evaluated through `night.run_night` (no Prefect, no mail) in a fresh process, under
@@ -71,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", help="the account for history and explain (default: one with a warning)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per command (median shown)")
     parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--before", type=Path, help="another source tree to time in the same run (the baseline)")
+    parser.add_argument("--bytecode", choices=("cached", "none"), default="cached", help="cached: as installed (default); none: compile every module each run")
     args = parser.parse_args(argv)
     if args.config is None:
         folder = args.work.resolve() / f"ops-{args.accounts}"
@@ -84,11 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         config, account = args.config.resolve(), args.account
         if not account:
             parser.error("--account is needed with --config")
-    env = {k: v for k, v in os.environ.items() if k not in ("LOYALTY_CONFIG", "PREFECT_API_URL")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = {k: v for k, v in os.environ.items() if k not in ("LOYALTY_CONFIG", "PREFECT_API_URL", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     env["LOYALTY_CONFIG"] = str(config)
+    if args.bytecode == "cached":
+        env["PYTHONPYCACHEPREFIX"] = str(args.work.resolve() / "pycache")
+    else:  # an empty cache that is never written: nothing read, everything compiled
+        env["PYTHONPYCACHEPREFIX"] = str(args.work.resolve() / "pycache-none")
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    trees = {"before": args.before.resolve(), "after": ROOT} if args.before else {"": ROOT}
+    envs = {tree: {**env, "PYTHONPATH": str(path) + os.pathsep + env.get("PYTHONPATH", "")} for tree, path in trees.items()}
     commands = {
-        "python -c pass": [sys.executable, "-c", "pass"],
         "loyalty --version": [LOYALTY, "--version"],
         "loyalty --help": [LOYALTY, "--help"],
         "rules list": [LOYALTY, "rules", "list"],
@@ -97,17 +113,34 @@ def main(argv: list[str] | None = None) -> int:
         "history": [LOYALTY, "history", account],
         "explain": [LOYALTY, "explain", account],
     }
+    runs = {("", "python -c pass"): ([sys.executable, "-c", "pass"], env)}
+    runs |= {(tree, name): (command, envs[tree]) for name, command in commands.items() for tree in trees}
+    if args.bytecode == "cached":
+        for command, run_env in runs.values():  # fills the bytecode cache; not timed
+            timed(command, run_env, config.parent)
     machine = describe_machine()
-    print(f"machine: {machine_line(machine, ('duckdb',))}; commit {machine['commit']}; load {os.getloadavg()[0]:.2f}")
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    print(f"machine: {machine_line(machine, ('duckdb',))}; commit {machine['commit']}; bytecode {args.bytecode}; load {os.getloadavg()[0]:.2f}")
+    if args.before:
+        print(f"before: {trees['before']}; after: {ROOT}")
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(args.repeat):  # interleaved: every command sees the same stretch of load
-        for name, command in commands.items():
-            times[name].append(timed(command, env, config.parent))
-    floor, version = statistics.median(times["python -c pass"]), statistics.median(times["loyalty --version"])
-    print(f"\n| command | median s (min-max) | × `python -c pass` | × `loyalty --version` |\n|---|---:|---:|---:|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| `{name}` | {median:.2f} ({min(values):.2f}-{max(values):.2f}) | {median / floor:.1f} | {median / version:.2f} |")
+        for key, (command, run_env) in runs.items():
+            times[key].append(timed(command, run_env, config.parent))
+    floor = statistics.median(times["", "python -c pass"])
+
+    def cell(key: tuple[str, str]) -> str:
+        values = times[key]
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) | {statistics.median(values) / floor:.1f}"
+
+    if args.before:
+        print("\n| command | before: median s (min-max) | × `python -c pass` | after: median s (min-max) | × `python -c pass` |\n|---|---:|---:|---:|---:|")
+        print(f"| `python -c pass` | {cell(('', 'python -c pass'))} | | |")
+        for name in commands:
+            print(f"| `{name}` | {cell(('before', name))} | {cell(('after', name))} |")
+    else:
+        print("\n| command | median s (min-max) | × `python -c pass` |\n|---|---:|---:|")
+        for tree, name in times:
+            print(f"| `{name}` | {cell((tree, name))} |")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -42,6 +42,7 @@ from loyalty_engine.config import BacktestSettings, DigestSettings, LostSettings
 from loyalty_engine.errors import UserError
 from loyalty_engine.lifecycle.lost import LOST_SPELLS
 from loyalty_engine.lifecycle.replay import replay_warnings
+from loyalty_engine.results import COUNTS, stored_figures  # noqa: F401  (there: `rules list` reads figures without this module)
 from loyalty_engine.rules.compiler import compile_rules
 from loyalty_engine.rules.evaluate import runnable
 from loyalty_engine.rules.loader import RuleSet
@@ -54,9 +55,6 @@ FIGURES = ("nights_fired", "accounts_flagged", "emails_per_owner_week", "precisi
 # over the budget or for the weekly digest, or the first night's introduction). A rule warned the
 # account that night, whenever the owner read it: precision and lead count from it.
 FIRED = ("new", "waiting", "intro")
-# The counts behind precision (lost_after_warning of outcome_known) and recall (caught of
-# lost_in_range), kept beside the figures so that a share is never shown without them.
-COUNTS = ("outcome_known", "lost_after_warning", "lost_in_range", "caught")
 
 
 @dataclass
@@ -432,28 +430,6 @@ def store_figures(con: duckdb.DuckDBPyConnection, backtest: Backtest, rules: Pat
         ],
     )
     return ran_at
-
-
-def stored_figures(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    """The rows of the latest stored backtest (live rules, then shadow ones, then the total with
-    rule_id None), each with ran_at, first_night, last_night, rules, rule_id, mode and FIGURES.
-    Reads any database, read-only too: [] before the first backtest or the table, and too_late
-    None where the table or the row predates that figure."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'backtest_figures' AND schema_name = 'main' AND NOT temporary"
-    ).fetchone()[0]
-    if not exists:
-        return []
-    result = con.execute(
-        """SELECT * FROM backtest_figures WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)
-           ORDER BY rule_id IS NULL, coalesce(mode, 'live') = 'shadow', rule_id"""
-    )
-    names = [d[0] for d in result.description]
-    rows = [dict(zip(names, values)) for values in result.fetchall()]
-    for row in rows:
-        for column in ("too_late", *COUNTS):
-            row.setdefault(column, None)
-    return rows
 
 
 # The columns of the flagged accounts' CSV (flagged_accounts, write_flagged).

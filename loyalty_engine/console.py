@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
+from rich.cells import cell_len, set_cell_size
 from rich.markup import escape
 from rich.table import Table
 
@@ -144,16 +145,41 @@ def print_rows(
         cells = [{c: _cell(row[c]) for c in shown} for row in rows]
         columns = [c for c in shown if any(cell[c] for cell in cells)] if rows else list(shown)
         widths, dropped = fit_columns(columns, cells, out.width, drop, keys)
+        if rows:
+            _print_table(widths, cells)
+        err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")
+        if dropped and rows:
+            err.print(f"(left out to fit {out.width} columns: {', '.join(dropped)}; --format csv or json has every column)", markup=False)
+
+
+def _print_table(widths: dict[str, int], cells: list[dict]) -> None:
+    """The rows as rich's Table with box.SIMPLE_HEAD draws them (fixed widths, no wrap, elided
+    with …), the same text written line by line: rich lays out every cell, some 2 ms a row, which
+    made `loyalty alerts` at a few thousand warnings take seconds."""
+
+    def line(values) -> str:
+        return " " + " ".join(" " + _fitted(value, width) + " " for value, width in zip(values, widths.values())) + " "
+
+    head = line(widths)
+    if cell_len(head) > out.width:  # too narrow even for the headers: rich squeezes the columns further
         table = Table(box=box.SIMPLE_HEAD)
         for column, width in widths.items():
             table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
         for cell in cells:
             table.add_row(*(escape(cell[c]) for c in widths))
-        if rows:
-            out.print(table)
-        err.print(f"{len(rows)} {what if len(rows) != 1 else what.removesuffix('s')}")
-        if dropped and rows:
-            err.print(f"(left out to fit {out.width} columns: {', '.join(dropped)}; --format csv or json has every column)", markup=False)
+        out.print(table)
+        return
+    blank = " " * cell_len(head)
+    out.print(blank, markup=False)
+    out.print(head, style="table.header", markup=False)
+    out.print(" " + "─".join("─" * (width + 2) for width in widths.values()) + " ", markup=False)
+    # The cells are printable already (_cell); rich's print would scan every line again for them.
+    out.file.write("".join(line(cell[c] for c in widths) + "\n" for cell in cells) + blank + "\n")
+
+
+def _fitted(text: str, width: int) -> str:
+    """The text in exactly `width` cells: padded, or cut with … as rich's overflow="ellipsis" cuts it."""
+    return set_cell_size(text, width - 1) + "…" if cell_len(text) > width else set_cell_size(text, width)
 
 
 def _cell(value: object) -> str:

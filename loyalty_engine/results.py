@@ -11,12 +11,15 @@ from pathlib import Path
 import duckdb
 
 from loyalty_engine import store
-from loyalty_engine.backtest import stored_figures
 from loyalty_engine.errors import UserError
 from loyalty_engine.lifecycle.routing import route_reason_sql
 from loyalty_engine.lifecycle.warnings import SHADOW_REASON
 
 ROUTE_REASON = route_reason_sql("en")  # why a warning went to ops, in the CLI's English
+
+# The counts behind precision (lost_after_warning of outcome_known) and recall (caught of
+# lost_in_range), kept beside the figures so that a share is never shown without them.
+COUNTS = ("outcome_known", "lost_after_warning", "lost_in_range", "caught")
 
 
 def open_database(database: Path) -> duckdb.DuckDBPyConnection:
@@ -208,3 +211,25 @@ def _event(row: dict) -> str:
 def latest_figures(con: duckdb.DuckDBPyConnection) -> dict[str | None, dict]:
     """The figures of the latest backtest by rule id (None: the total), or {} if none ran."""
     return {row["rule_id"]: row for row in stored_figures(con)}
+
+
+def stored_figures(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The rows of the latest stored backtest (live rules, then shadow ones, then the total with
+    rule_id None), each with ran_at, first_night, last_night, rules, rule_id, mode and backtest.FIGURES.
+    Reads any database, read-only too: [] before the first backtest or the table, and too_late
+    None where the table or the row predates that figure."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'backtest_figures' AND schema_name = 'main' AND NOT temporary"
+    ).fetchone()[0]
+    if not exists:
+        return []
+    result = con.execute(
+        """SELECT * FROM backtest_figures WHERE ran_at = (SELECT max(ran_at) FROM backtest_figures)
+           ORDER BY rule_id IS NULL, coalesce(mode, 'live') = 'shadow', rule_id"""
+    )
+    names = [d[0] for d in result.description]
+    rows = [dict(zip(names, values)) for values in result.fetchall()]
+    for row in rows:
+        for column in ("too_late", *COUNTS):
+            row.setdefault(column, None)
+    return rows

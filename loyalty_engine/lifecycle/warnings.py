@@ -34,7 +34,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 if TYPE_CHECKING:  # only named in annotations: `loyalty alerts` and `history` read SHADOW_REASON without the compiler
     from loyalty_engine.rules.evaluate import NightOutcome
@@ -209,6 +208,8 @@ def advance_warnings(
     warning is kept firing by resolve_when). Re-running a night recomputes it from the night
     before. Returns how many pairs got each notice; shadow rules' pairs are counted apart ('shadow new', 'shadow open', …),
     so a run summary's "new" stays what owners are told."""
+    import pyarrow as pa  # here, not above: `alerts` and `history` import this module for SHADOW_REASON
+
     rules = pa.table(
         {
             "rule_id": [r.id for r in ruleset.rules if r.enabled],

@@ -56,10 +56,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping
 
-import sqlglot
-from sqlglot import exp
-
 from loyalty_engine.errors import RuleError
+
+
+class _Expressions:
+    """sqlglot's `exp`, imported on first use: the loader reads these kinds for `loyalty rules
+    list`, which compiles nothing, and importing sqlglot would cost it a third of a second."""
+
+    def __getattr__(self, name: str):
+        global exp
+        from sqlglot import exp  # from now on the module itself
+
+        return getattr(exp, name)
+
+
+exp = _Expressions()
 
 # A metric's value type, for checking conditions: numbers compare with numbers, text with text.
 NUMBER = "number"
@@ -139,9 +150,9 @@ def _distinct(reading) -> exp.Expression:
     return reading.over(exp.Count(this=exp.Distinct(expressions=[reading.column()])))
 
 
-def _of_column(function: type[exp.Expression]) -> Callable[[Any], exp.Expression]:
-    """An aggregate function of the metric's column: sum, avg, min, max."""
-    return lambda reading: reading.over(function(this=reading.column()))
+def _of_column(function: str) -> Callable[[Any], exp.Expression]:
+    """An aggregate function of the metric's column (its sqlglot class's name): Sum, Avg, Min, Max."""
+    return lambda reading: reading.over(getattr(exp, function)(this=reading.column()))
 
 
 def _latest(reading) -> exp.Expression:
@@ -183,7 +194,11 @@ def _attribute(reading) -> exp.Expression:
 # counted back from each night would put a row in another block every night: no window frame
 # over the rows can compute that.)
 
-_EPOCH = exp.cast(exp.Literal.string("1900-01-01"), exp.DataType.build("date"))  # a Monday
+
+def _epoch() -> exp.Expression:
+    return exp.cast(exp.Literal.string("1900-01-01"), exp.DataType.build("date"))  # a Monday
+
+
 PERIOD_DAYS = {"month": 365.2425 / 12, "week": 7.0}
 # The shortest windows that always hold two whole periods (for a spread or a slope).
 _SHORTEST = {"month": (92, 3), "week": (21, 1)}  # (days, months)
@@ -200,7 +215,7 @@ def _double(value: exp.Expression) -> exp.Expression:
 def _period(per: str, day: exp.Expression) -> exp.Expression:
     """The number of the period `day` lies in: months (or weeks) counted on one by one."""
     if per == "week":
-        return exp.IntDiv(this=exp.DateDiff(this=day, expression=_EPOCH.copy(), unit=exp.var("DAY")), expression=_n(7))
+        return exp.IntDiv(this=exp.DateDiff(this=day, expression=_epoch(), unit=exp.var("DAY")), expression=_n(7))
     return exp.paren(exp.Add(this=exp.Mul(this=exp.Year(this=day), expression=_n(12)), expression=exp.Month(this=day)))
 
 
@@ -325,6 +340,8 @@ _C0_LARGE = "-r * 2 * ATANH(mu / (2 * r + mu)) - (1 / (12 * r) - 1 / (360 * POW(
 
 
 def _sql(text: str) -> exp.Expression:
+    import sqlglot
+
     return sqlglot.parse_one(text, read="duckdb")
 
 
@@ -443,10 +460,10 @@ KINDS: dict[str, Kind] = {
         takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=None, words="usual days between {table} (median gap)",
         compile=_rhythm, reaches_before_window=True,
     ),
-    "sum": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="sum of {table}.{column}", compile=_of_column(exp.Sum)),
-    "avg": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="average {table}.{column}", compile=_of_column(exp.Avg)),
-    "min": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="smallest {table}.{column}", compile=_of_column(exp.Min)),
-    "max": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="largest {table}.{column}", compile=_of_column(exp.Max)),
+    "sum": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="sum of {table}.{column}", compile=_of_column("Sum")),
+    "avg": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="average {table}.{column}", compile=_of_column("Avg")),
+    "min": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="smallest {table}.{column}", compile=_of_column("Min")),
+    "max": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="largest {table}.{column}", compile=_of_column("Max")),
     "distinct": Kind(
         takes=Takes.COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="number of different {column} in {table}", compile=_distinct,
     ),

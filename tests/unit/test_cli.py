@@ -257,6 +257,44 @@ def test_ops_commands_do_not_import_prefect(evaluated, command, shows):
     assert shows in result.stdout
 
 
+@pytest.fixture
+def warned(tmp_path) -> Path:
+    """A config whose database holds one evaluated night with one warning, written directly: no
+    validation or evaluation, so the test that uses it stays fast."""
+    config = write_config(tmp_path)
+    with store.connect(tmp_path / "data" / "loyalty.duckdb") as con:
+        con.execute("CREATE TABLE accounts (account_id VARCHAR, name VARCHAR, owner_email VARCHAR)")
+        con.execute("INSERT INTO accounts VALUES ('A1', 'Alpha GmbH', 'anna@example.com')")
+        con.execute("INSERT INTO nights VALUES (?, now())", [NIGHT])
+        con.execute(
+            "INSERT INTO warning_nights (night, account_id, rule_id, severity, evidence, state, held_nights, since, notice, mailed, recipient)"
+            " VALUES (?, 'A1', 'falling_order_value', 'high', '{}', 'firing', 1, ?, 'new', true, 'anna@example.com')",
+            [NIGHT, NIGHT],
+        )
+    return config
+
+
+@pytest.mark.parametrize(
+    "command, shows, heavy",
+    [("alerts", "A1", ("sqlglot",)), ("history A1", "fired", ("sqlglot",)), ("rules list", "nps_detractor", ())],
+)
+def test_reading_commands_import_nothing_heavy(warned, command, shows, heavy):
+    """The commands that read a few rows (or the rule files) never load the extracts' validation
+    (pandera, polars, and pyspark, which pandera imports when installed) or Prefect: each costs
+    them a large part of the half second issue 17 allows."""
+    unwanted = ("pandera", "polars", "pyspark", "prefect", *heavy)
+    code = (
+        "import sys; from loyalty_engine.cli import main\n"
+        f"sys.argv = ['loyalty', *{command.split()!r}, '--config', {str(warned)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {set(unwanted)!r})\n"
+        "assert not loaded, f'imported {loaded}'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert shows in result.stdout
+
+
 def test_history_tells_the_story_of_an_account(evaluated):
     result = loyalty("history", "A1", "--config", str(evaluated), "--format", "csv")
     assert result.returncode == 0, result.stderr
