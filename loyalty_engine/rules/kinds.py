@@ -155,6 +155,26 @@ def _of_column(function: str) -> Callable[[Any], exp.Expression]:
     return lambda reading: reading.over(getattr(exp, function)(this=reading.column()))
 
 
+# Money and other amounts are summed as exact decimals (to 1/10,000, as the per-period sums
+# below), then read as a double. A sum of doubles depends on the order it is added in (DuckDB's
+# threads, its window trees, Spark's partitions), and a value rounded over it, such as
+# round(revenue_last_year / 12), could land on either side of a half: exact sums make every
+# engine and every run give the same double.
+EXACT = "decimal(38, 4)"
+
+
+def _exact_sum(reading) -> exp.Expression:
+    return _double(reading.over(exp.Sum(this=exp.cast(reading.column(), exp.DataType.build(EXACT)))))
+
+
+def _exact_avg(reading) -> exp.Expression:
+    # The exact sum over the count, one division of two doubles on every engine (their own avg
+    # divides decimals with scales of their own).
+    column = reading.column()
+    count = exp.Nullif(this=reading.over(exp.Count(this=column.copy())), expression=_n(0))
+    return exp.Div(this=_exact_sum(reading), expression=_double(count))
+
+
 def _latest(reading) -> exp.Expression:
     return reading.latest(reading.column())
 
@@ -460,8 +480,8 @@ KINDS: dict[str, Kind] = {
         takes=Takes.TABLE, needs_window=True, value=NUMBER, when_empty=None, words="usual days between {table} (median gap)",
         compile=_rhythm, reaches_before_window=True,
     ),
-    "sum": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="sum of {table}.{column}", compile=_of_column("Sum")),
-    "avg": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="average {table}.{column}", compile=_of_column("Avg")),
+    "sum": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=0, words="sum of {table}.{column}", compile=_exact_sum),
+    "avg": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="average {table}.{column}", compile=_exact_avg),
     "min": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="smallest {table}.{column}", compile=_of_column("Min")),
     "max": Kind(takes=Takes.NUMBER_COLUMN, needs_window=True, value=NUMBER, when_empty=None, words="largest {table}.{column}", compile=_of_column("Max")),
     "distinct": Kind(
