@@ -23,7 +23,7 @@ import pytest
 
 from typer.testing import CliRunner
 
-from loyalty_engine import api, store
+from loyalty_engine import api, console, store
 from loyalty_engine.cli import app
 from loyalty_engine.errors import UserError
 from loyalty_engine.config import load_settings
@@ -218,7 +218,7 @@ def test_while_the_night_holds_the_file_an_answer_gets_try_again(project, server
     assert verdict_count(project) == 1
 
 
-def test_already_known_rests_the_warning_on_the_next_night(project, server, links):
+def test_already_known_rests_the_warning_on_the_next_night(project, server, links, monkeypatch):
     with httpx.Client() as client:
         answer = client.post(links["already_known"], data={"token": links["already_known"].rsplit("/", 1)[1]})
     assert answer.status_code == 200 and "ruht bis zum" in answer.text
@@ -237,11 +237,12 @@ def test_already_known_rests_the_warning_on_the_next_night(project, server, link
     assert snooze["until"] == NIGHT + timedelta(days=1 + 30)  # 30 days from the answer (the server's day)
     with pytest.raises(UserError, match=r"^snooze V1 is an owner's \"already known\" answer, not in .*snoozes\.yaml: it ends on its date"):
         api.snooze_remove(project, "v1")
-    listed = CliRunner().invoke(app, ["snooze", "--list", "--config", str(project.source)], terminal_width=200, env={"COLUMNS": "200"})
+    monkeypatch.setattr(console.out, "width", 200)  # the console took its width (COLUMNS) on import
+    listed = CliRunner().invoke(app, ["snooze", "--list", "--config", str(project.source)])
     assert listed.exit_code == 0 and "V1" in listed.stdout and "owner's verdict" in listed.stdout
 
 
-def test_rules_list_and_the_report_show_the_owners_precision(project, server, links, tmp_path):
+def test_rules_list_and_the_report_show_the_owners_precision(project, server, links, tmp_path, monkeypatch):
     with httpx.Client() as client:
         client.post(links["useful"], data={"token": links["useful"].rsplit("/", 1)[1]})
     listing = api.rules_list([project.rules], project.database)
@@ -251,7 +252,8 @@ def test_rules_list_and_the_report_show_the_owners_precision(project, server, li
     shadow = [row for row in listing.rows if row["mode"] == "shadow"]
     assert shadow and all(row["owners_note"].startswith("shadow") and row["owners_precision"] is None for row in shadow)
     runner = CliRunner()
-    shown = runner.invoke(app, ["rules", "list", "--config", str(project.source)], terminal_width=250, env={"COLUMNS": "250"})
+    monkeypatch.setattr(console.out, "width", 250)
+    shown = runner.invoke(app, ["rules", "list", "--config", str(project.source)])
     assert shown.exit_code == 0, shown.output
     [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith(RULE)]
     assert "100%" in line.split()
