@@ -131,17 +131,23 @@ def test_every_outcome_is_the_same_on_spark(book, spark, count):
     assert unequal <= {name for name, metric in ruleset.metrics.items() if metric.kind == "unusual"}
 
 
+def engine_project(tmp_path, root, engine: str):
+    """A project folder reading the book's files, its config naming the engine."""
+    folder = tmp_path / engine
+    folder.mkdir()
+    (folder / "extracts").symlink_to(root)
+    config = write_config(folder)
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(f"engine: {{kind: {engine}, spark: {{master: 'local[1]'}}}}\n")
+    return folder, config
+
+
 def test_a_night_with_engine_spark_stores_the_same_signals_and_warnings(book, spark, tmp_path):
     _, root = book
     ruleset = load_rules(ROOT / "rules")
     stored = {}
     for engine in ("duckdb", "spark"):
-        folder = tmp_path / engine
-        folder.mkdir()
-        (folder / "extracts").symlink_to(root)
-        config = write_config(folder)
-        with config.open("a", encoding="utf-8") as handle:
-            handle.write(f"engine: {{kind: {engine}, spark: {{master: 'local[1]'}}}}\n")
+        folder, config = engine_project(tmp_path, root, engine)
         settings = load_settings(config)
         assert settings.engine.kind == engine
         with store.connect(settings.database) as con:
@@ -202,12 +208,7 @@ def test_loyalty_run_with_engine_spark_gives_duckdbs_warnings_digests_and_ledger
     _, root = book
     runs = {}
     for engine in ("duckdb", "spark"):
-        folder = tmp_path / engine
-        folder.mkdir()
-        (folder / "extracts").symlink_to(root)
-        config = write_config(folder)
-        with config.open("a", encoding="utf-8") as handle:
-            handle.write(f"engine: {{kind: {engine}, spark: {{master: 'local[1]'}}}}\n")
+        folder, config = engine_project(tmp_path, root, engine)
         for view in TABLES_READ:  # the flow must read the night's files into the session again
             spark.catalog.dropTempView(view)
         summary = api.run(load_settings(config), NIGHT)
